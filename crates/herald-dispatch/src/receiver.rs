@@ -1,0 +1,217 @@
+//! A connected receiver's record (info, statistics, metric handles) and how one call of it is made:
+//! muting, timing, panic capture, the slow warning.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use crate::error::{Cause, Result, panic_message};
+use crate::info::ReceiverInfo;
+use crate::mute;
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Whether receivers are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Timing {
+    /// Every call is timed: two `Instant::now()` reads, the histogram, the slow check and the
+    /// `metrics` histogram. The default: the cost is stated in BENCHMARKS.md and is small next to any write.
+    #[default]
+    On,
+    /// Calls are counted but not timed: no clock reads, no slow warning, no `metrics` recording.
+    Off,
+}
+
+/// The default slow threshold: a receiver that blocks a save for 10 ms blocks it for about a
+/// thousand times what the write itself costs on SQLite.
+pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
+
+/// Settings read on every call; atomics, so they can change while the program runs.
+#[derive(Debug)]
+pub(crate) struct Config {
+    timing: AtomicBool,
+    slow_ns: AtomicU64,
+}
+
+impl Config {
+    pub(crate) fn new(timing: Timing, slow: Duration) -> Self {
+        let config = Self {
+            timing: AtomicBool::new(true),
+            slow_ns: AtomicU64::new(0),
+        };
+        config.set_timing(timing);
+        config.set_slow_threshold(slow);
+        config
+    }
+
+    pub(crate) fn set_timing(&self, timing: Timing) {
+        self.timing.store(timing == Timing::On, Relaxed);
+    }
+
+    pub(crate) fn timing(&self) -> Timing {
+        if self.timing.load(Relaxed) { Timing::On } else { Timing::Off }
+    }
+
+    pub(crate) fn set_slow_threshold(&self, slow: Duration) {
+        self.slow_ns
+            .store(slow.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    pub(crate) fn slow_threshold(&self) -> Duration {
+        Duration::from_nanos(self.slow_ns.load(Relaxed))
+    }
+}
+
+/// `metrics` handles, resolved once at registration against the recorder installed then.
+#[derive(Debug)]
+struct Handles {
+    calls: metrics::Counter,
+    errors: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl Handles {
+    fn new(info: &ReceiverInfo) -> Self {
+        let labels = [
+            ("receiver", info.name().to_owned()),
+            ("signal", info.signal().to_owned()),
+            ("sender", info.sender().to_owned()),
+            ("phase", info.phase().as_str().to_owned()),
+        ];
+        Self {
+            calls: metrics::counter!("herald_receiver_calls_total", &labels),
+            errors: metrics::counter!("herald_receiver_errors_total", &labels),
+            seconds: metrics::histogram!("herald_receiver_duration_seconds", &labels),
+        }
+    }
+}
+
+/// One connected receiver, shared by its slot entry, the registry's list and its guard.
+#[derive(Debug)]
+pub(crate) struct ReceiverCore {
+    pub(crate) info: Arc<ReceiverInfo>,
+    stats: Stats,
+    handles: Handles,
+}
+
+impl ReceiverCore {
+    pub(crate) fn new(info: ReceiverInfo) -> Self {
+        let handles = Handles::new(&info);
+        Self {
+            info: Arc::new(info),
+            stats: Stats::new(),
+            handles,
+        }
+    }
+
+    /// Run one synchronous call. `None` means it succeeded or was muted.
+    #[inline]
+    pub(crate) fn call(
+        &self,
+        config: &Config,
+        sender: &'static str,
+        f: impl FnOnce() -> Result,
+    ) -> Option<Cause> {
+        if mute::is_muted(&self.info, sender) {
+            return None;
+        }
+        let started = config.timing.load(Relaxed).then(Instant::now);
+        let outcome = catch_unwind(AssertUnwindSafe(f));
+        self.finish(config, sender, started, outcome)
+    }
+
+    /// Run one asynchronous call (or a synchronous one from an async send).
+    pub(crate) async fn call_async(
+        &self,
+        config: &Config,
+        sender: &'static str,
+        fut: impl Future<Output = Result>,
+    ) -> Option<Cause> {
+        if mute::is_muted(&self.info, sender) {
+            return None;
+        }
+        let started = config.timing.load(Relaxed).then(Instant::now);
+        let outcome = AssertUnwindSafe(fut).catch_unwind().await;
+        self.finish(config, sender, started, outcome)
+    }
+
+    #[inline]
+    fn finish(
+        &self,
+        config: &Config,
+        sender: &'static str,
+        started: Option<Instant>,
+        outcome: std::thread::Result<Result>,
+    ) -> Option<Cause> {
+        self.stats.count_call();
+        if let Some(started) = started {
+            let elapsed = started.elapsed();
+            let ns = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+            self.stats.record_time(ns);
+            self.handles.calls.increment(1);
+            self.handles.seconds.record(elapsed.as_secs_f64());
+            if ns >= config.slow_ns.load(Relaxed) {
+                self.warn_slow(config, sender, elapsed);
+            }
+        }
+        match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(self.failed(Cause::Failed(error))),
+            Err(payload) => Some(self.failed(Cause::Panicked(panic_message(&*payload)))),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, cause: Cause) -> Cause {
+        self.stats.count_error(matches!(cause, Cause::Panicked(_)));
+        self.handles.errors.increment(1);
+        cause
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn warn_slow(&self, config: &Config, sender: &'static str, elapsed: Duration) {
+        let info = &self.info;
+        tracing::warn!(
+            target: "herald::slow",
+            receiver = %info.name(),
+            signal = info.signal(),
+            sender,
+            phase = info.phase().as_str(),
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            threshold_ms = config.slow_threshold().as_secs_f64() * 1e3,
+            location = %info.location(),
+            "slow receiver: {} took {:.3} ms on {} for {}",
+            info.name(),
+            elapsed.as_secs_f64() * 1e3,
+            info.signal(),
+            sender,
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}
+
+/// A connected receiver as the registry lists it: what it is and how it has done.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    pub(crate) core: Arc<ReceiverCore>,
+}
+
+impl Receiver {
+    /// What it is.
+    pub fn info(&self) -> &ReceiverInfo {
+        &self.core.info
+    }
+
+    /// Its statistics now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.core.snapshot()
+    }
+}

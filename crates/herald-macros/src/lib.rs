@@ -1,0 +1,1 @@
+//! Herald's macros (placeholder until the receiver attribute lands).

@@ -1,0 +1,2 @@
+//! Herald.
+pub use herald_dispatch as dispatch;
