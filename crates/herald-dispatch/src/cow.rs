@@ -25,7 +25,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub(crate) struct CowList<T> {
     current: AtomicPtr<Vec<T>>,
-    /// Every list ever published, the last one being `current`. Also the writers' lock.
+    /// Every list ever published, the last one being `current`. Also the writers' lock. Boxed so
+    /// that each list's `Vec` header, which `current` points at, keeps its address when this vector
+    /// grows.
+    #[allow(clippy::vec_box)]
     published: Mutex<Vec<Box<Vec<T>>>>,
     /// Makes `CowList<T>` `Sync` only when `T: Sync` (readers on other threads get `&T`); the mutex
     /// already requires `T: Send`.
@@ -68,9 +71,12 @@ impl<T> CowList<T> {
         result
     }
 
+    #[allow(clippy::vec_box)]
     fn lock(&self) -> MutexGuard<'_, Vec<Box<Vec<T>>>> {
         // A panic inside `change` happens before anything is published: the data is still whole.
-        self.published.lock().unwrap_or_else(PoisonError::into_inner)
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

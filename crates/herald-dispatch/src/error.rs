@@ -74,8 +74,13 @@ pub enum Cause {
 
 /// A receiver failed during a send. Names the receiver, the signal, the sender and, for model
 /// signals, the primary key of the instance (when it has one).
+///
+/// One pointer wide, so `Result<(), DispatchError>` costs nothing to return or drop when it is `Ok`.
 #[derive(Debug)]
-pub struct DispatchError {
+pub struct DispatchError(Box<Failure>);
+
+#[derive(Debug)]
+struct Failure {
     receiver: Arc<ReceiverInfo>,
     sender: &'static str,
     key: Option<String>,
@@ -89,42 +94,42 @@ impl DispatchError {
         key: Option<String>,
         cause: Cause,
     ) -> Self {
-        Self {
+        Self(Box::new(Failure {
             receiver,
             sender,
             key,
             cause,
-        }
+        }))
     }
 
     /// The receiver that failed.
     pub fn receiver(&self) -> &ReceiverInfo {
-        &self.receiver
+        &self.0.receiver
     }
 
     /// The sender the signal was sent for (a model name, or `-` for a custom signal).
     pub fn sender(&self) -> &'static str {
-        self.sender
+        self.0.sender
     }
 
     /// The primary key of the instance, when the signal is a model signal and the instance has one.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.0.key.as_deref()
     }
 
     /// Why it failed.
     pub fn cause(&self) -> &Cause {
-        &self.cause
+        &self.0.cause
     }
 
     /// True when the receiver panicked rather than returned an error.
     pub fn panicked(&self) -> bool {
-        matches!(self.cause, Cause::Panicked(_))
+        matches!(self.0.cause, Cause::Panicked(_))
     }
 
     /// The receiver's own error, when it returned one.
     pub fn receiver_error(&self) -> Option<&Error> {
-        match &self.cause {
+        match &self.0.cause {
             Cause::Failed(e) => Some(e),
             Cause::Panicked(_) => None,
         }
@@ -133,12 +138,17 @@ impl DispatchError {
 
 impl fmt::Display for DispatchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = &self.receiver;
-        write!(f, "{} receiver `{}` for {}", r.signal(), r.name(), self.sender)?;
-        if let Some(key) = &self.key {
+        let Failure {
+            receiver: r,
+            sender,
+            key,
+            cause,
+        } = &*self.0;
+        write!(f, "{} receiver `{}` for {sender}", r.signal(), r.name())?;
+        if let Some(key) = key {
             write!(f, " (pk {key})")?;
         }
-        match &self.cause {
+        match cause {
             Cause::Failed(e) => write!(f, " failed: {e}"),
             Cause::Panicked(msg) => write!(f, " panicked: {msg}"),
         }
@@ -147,7 +157,7 @@ impl fmt::Display for DispatchError {
 
 impl StdError for DispatchError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.cause {
+        match &self.0.cause {
             Cause::Failed(e) => Some(e.as_std()),
             Cause::Panicked(_) => None,
         }

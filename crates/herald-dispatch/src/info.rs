@@ -145,9 +145,19 @@ impl ReceiverInfo {
     /// The name in the form Server-Timing and metric labels use: the last path segment, with
     /// characters outside `[A-Za-z0-9_]` replaced by `_`.
     pub fn short_name(&self) -> String {
-        let last = self.name.rsplit("::").find(|s| !s.starts_with('{')).unwrap_or(&self.name);
+        let last = self
+            .name
+            .rsplit("::")
+            .find(|s| !s.starts_with('{'))
+            .unwrap_or(&self.name);
         last.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 }

@@ -52,13 +52,14 @@ mod signal;
 mod signals;
 mod slot;
 mod stats;
+mod tagged;
 
 pub use connect::{Connection, ReceiverBuilder};
 pub use error::{Cause, DispatchError, Error, Result};
 pub use info::{Phase, ReceiverId, ReceiverInfo, SourceLocation};
 pub use model::{
-    AsyncReceiver, DEFAULT_ALIAS, Listen, ModelKind, ModelSignal, OnPostDelete, OnPostSave, OnPreDelete,
-    OnPreSave, PostDelete, PostSave, PreDelete, PreSave, SyncReceiver,
+    AsyncReceiver, DEFAULT_ALIAS, Listen, ModelKind, ModelSignal, OnPostDelete, OnPostSave,
+    OnPreDelete, OnPreSave, PostDelete, PostSave, PreDelete, PreSave, SyncReceiver,
 };
 pub use mute::{Mute, mute_thread, muted, muted_by};
 pub use receiver::{DEFAULT_SLOW_THRESHOLD, Receiver, Timing};

@@ -10,7 +10,7 @@ use crate::error::{DispatchError, Result};
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::Receiver;
 use crate::sender::{AnyModel, Sender};
-use crate::signals::{Inner, SLOTS, SlotAt, default_name, new_entry};
+use crate::signals::{Inner, SLOTS, SenderSlots, SlotAt, default_name, new_entry};
 use crate::slot::{Callable, Entry, ReceiverFuture, Step, Walk};
 
 /// Sent before an instance is written. Receivers may change `instance`: what they leave is what is
@@ -263,7 +263,8 @@ impl Listen for dyn AnyModel {
 }
 
 /// How a synchronous receiver of signal `K` for `M` is stored.
-pub type SyncReceiver<K, M> = dyn for<'a, 'e> Fn(&'a mut <K as ModelKind>::Event<'e, M>) -> Result + Send + Sync;
+pub type SyncReceiver<K, M> =
+    dyn for<'a, 'e> Fn(&'a mut <K as ModelKind>::Event<'e, M>) -> Result + Send + Sync;
 /// How an async receiver of signal `K` for `M` is stored.
 pub type AsyncReceiver<K, M> =
     dyn for<'a, 'e> Fn(&'a mut <K as ModelKind>::Event<'e, M>) -> ReceiverFuture<'a> + Send + Sync;
@@ -297,6 +298,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
         }
     }
 
+    #[inline]
     fn at(&self) -> SlotAt {
         SlotAt {
             sender: M::index(),
@@ -427,6 +429,8 @@ impl<M: ?Sized + Listen> ModelSignal<'_, OnPostDelete, M> {
 }
 
 type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
+/// A sender's own receivers and the every-sender receivers of one signal and phase.
+type Lists<'s, K, M> = (&'s [Arc<ModelEntry<K, M>>], &'s [Arc<AnyEntry<K>>]);
 
 impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     /// Whether any receiver (for `M` or for every sender) would run for this signal and phase.
@@ -435,8 +439,10 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         self.inner.live.load(Relaxed) != 0 && self.lists().is_some()
     }
 
+    /// The receivers to run: this sender's and every sender's, or `None` when both are empty.
+    /// A few loads, no hashing: senders are indexed.
     #[inline]
-    fn lists(&self) -> Option<(&'s [Arc<ModelEntry<K, M>>], &'s [Arc<AnyEntry<K>>])> {
+    fn lists(&self) -> Option<Lists<'s, K, M>> {
         let own = self.entries();
         let every = ModelSignal::<'s, K, dyn AnyModel> {
             inner: self.inner,
@@ -448,22 +454,57 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     }
 
     /// Run the receivers in order; stop at the first failure and return it. With no receivers
-    /// connected anywhere this is one relaxed atomic load.
-    #[inline]
+    /// connected anywhere this is one relaxed atomic load; with receivers for other senders or other
+    /// signals only, a few more loads (the interest bits), no hashing.
+    #[inline(always)]
     pub fn send(&self, event: &mut K::Event<'_, M>) -> std::result::Result<(), DispatchError> {
         if self.inner.live.load(Relaxed) == 0 {
             return Ok(());
         }
+        let at = self.at();
+        let bit = 1 << at.slot;
+        let own = self
+            .inner
+            .sender_slots(at.sender)
+            .filter(|slots| slots.interest.load(Relaxed) & bit != 0);
+        let every = self.inner.every.interest.load(Relaxed) & bit != 0;
+        if own.is_none() && !every {
+            return Ok(());
+        }
+        self.send_live(own, every, event)
+    }
+
+    #[inline(never)]
+    fn send_live(
+        &self,
+        own: Option<&SenderSlots>,
+        every: bool,
+        event: &mut K::Event<'_, M>,
+    ) -> std::result::Result<(), DispatchError> {
+        let slot = self.at().slot;
+        let own = own
+            .and_then(|slots| slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(slot))
+            .map_or(&[][..], |s| s.entries());
+        let every = if every {
+            self.inner
+                .every
+                .slot::<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>(slot)
+                .map_or(&[][..], |s| s.entries())
+        } else {
+            &[]
+        };
         let mut errors = Vec::new();
-        self.dispatch(event, false, &mut errors);
+        self.walk(own, every, event, false, &mut errors);
         errors.pop().map_or(Ok(()), Err)
     }
 
     /// Run every receiver in order, whatever fails; return every failure, in order.
     pub fn send_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
         let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0 {
-            self.dispatch(event, true, &mut errors);
+        if self.inner.live.load(Relaxed) != 0
+            && let Some((own, every)) = self.lists()
+        {
+            self.walk(own, every, event, true, &mut errors);
         }
         errors
     }
@@ -489,10 +530,15 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         errors
     }
 
-    fn dispatch(&self, event: &mut K::Event<'_, M>, robust: bool, errors: &mut Vec<DispatchError>) {
-        let Some((own, every)) = self.lists() else {
-            return;
-        };
+    #[inline]
+    fn walk(
+        &self,
+        own: &[Arc<ModelEntry<K, M>>],
+        every: &[Arc<AnyEntry<K>>],
+        event: &mut K::Event<'_, M>,
+        robust: bool,
+        errors: &mut Vec<DispatchError>,
+    ) {
         let config = &self.inner.config;
         for step in Walk::new(own, every) {
             let (core, failed) = match step {

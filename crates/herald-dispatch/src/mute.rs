@@ -179,7 +179,9 @@ pin_project_lite::pin_project! {
 
 impl<F> std::fmt::Debug for Muted<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Muted").field("rule", &self.rule).finish_non_exhaustive()
+        f.debug_struct("Muted")
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
     }
 }
 

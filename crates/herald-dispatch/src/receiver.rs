@@ -17,11 +17,13 @@ use crate::stats::{Stats, StatsSnapshot};
 /// Whether receivers are timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Timing {
-    /// Every call is timed: two `Instant::now()` reads, the histogram, the slow check and the
-    /// `metrics` histogram. The default: the cost is stated in BENCHMARKS.md and is small next to any write.
+    /// Every call is timed and recorded: two `Instant::now()` reads, the histogram (which also
+    /// counts calls), the slow check, and the `metrics` counter and histogram. The default: its cost
+    /// is stated in BENCHMARKS.md and is small next to any write.
     #[default]
     On,
-    /// Calls are counted but not timed: no clock reads, no slow warning, no `metrics` recording.
+    /// No per-call recording at all: no clock reads, no call count, no slow warning, no `metrics`
+    /// recording. Failures are still counted and reported.
     Off,
 }
 
@@ -52,7 +54,11 @@ impl Config {
     }
 
     pub(crate) fn timing(&self) -> Timing {
-        if self.timing.load(Relaxed) { Timing::On } else { Timing::Off }
+        if self.timing.load(Relaxed) {
+            Timing::On
+        } else {
+            Timing::Off
+        }
     }
 
     pub(crate) fn set_slow_threshold(&self, slow: Duration) {
@@ -138,7 +144,7 @@ impl ReceiverCore {
         self.finish(config, sender, started, outcome)
     }
 
-    #[inline]
+    #[inline(always)]
     fn finish(
         &self,
         config: &Config,
@@ -146,7 +152,6 @@ impl ReceiverCore {
         started: Option<Instant>,
         outcome: std::thread::Result<Result>,
     ) -> Option<Cause> {
-        self.stats.count_call();
         if let Some(started) = started {
             let elapsed = started.elapsed();
             let ns = elapsed.as_nanos().min(u64::MAX as u128) as u64;

@@ -9,8 +9,8 @@ use crate::connect::{Connection, ReceiverBuilder};
 use crate::error::{DispatchError, Result};
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
-use crate::slot::{Callable, Entry, ErasedSlot, Refused, ReceiverFuture, Slot, Step, Walk};
 use crate::signals::{default_name, new_entry};
+use crate::slot::{Callable, Entry, ErasedSlot, ReceiverFuture, Refused, Slot, Step, Walk};
 
 type SyncReceiver<E> = dyn Fn(&E) -> Result + Send + Sync;
 type AsyncReceiver<E> = dyn for<'a> Fn(&'a E) -> ReceiverFuture<'a> + Send + Sync;
@@ -233,7 +233,9 @@ impl<E: ?Sized + 'static> Signal<E> {
         errors
     }
 
-    fn walk(&self) -> Walk<'_, SyncReceiver<E>, AsyncReceiver<E>, SyncReceiver<E>, AsyncReceiver<E>> {
+    fn walk(
+        &self,
+    ) -> Walk<'_, SyncReceiver<E>, AsyncReceiver<E>, SyncReceiver<E>, AsyncReceiver<E>> {
         Walk::new(self.shared.slot.entries(), &[])
     }
 
@@ -246,7 +248,12 @@ impl<E: ?Sized + 'static> Signal<E> {
                 Callable::Async(f) => futures::executor::block_on(f(event)),
             });
             if let Some(cause) = failed {
-                errors.push(DispatchError::new(entry.core.info.clone(), NO_SENDER, None, cause));
+                errors.push(DispatchError::new(
+                    entry.core.info.clone(),
+                    NO_SENDER,
+                    None,
+                    cause,
+                ));
                 if !robust {
                     return;
                 }
@@ -268,7 +275,12 @@ impl<E: ?Sized + 'static> Signal<E> {
                 })
                 .await;
             if let Some(cause) = failed {
-                errors.push(DispatchError::new(entry.core.info.clone(), NO_SENDER, None, cause));
+                errors.push(DispatchError::new(
+                    entry.core.info.clone(),
+                    NO_SENDER,
+                    None,
+                    cause,
+                ));
                 if !robust {
                     return;
                 }
@@ -284,7 +296,10 @@ fn remove<E: ?Sized + 'static>(
     let Some(shared) = shared.upgrade() else {
         return 0;
     };
-    let _writer = shared.writers.lock().unwrap_or_else(PoisonError::into_inner);
+    let _writer = shared
+        .writers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let removed = shared.slot.remove_where(which).len();
     shared.live.fetch_sub(removed, Relaxed);
     removed

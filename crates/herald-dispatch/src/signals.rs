@@ -1,6 +1,5 @@
 //! The registry: every receiver of the model signals, indexed by sender, plus its settings.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
@@ -10,7 +9,8 @@ use crate::info::{Phase, ReceiverId, ReceiverInfo};
 use crate::model::{ModelSignal, OnPostDelete, OnPostSave, OnPreDelete, OnPreSave};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, ReceiverCore, Timing};
 use crate::sender::{AnyModel, MAX_SENDERS, Sender};
-use crate::slot::{Entry, ErasedSlot, Refused, Slot, identity_of};
+use crate::slot::{Entry, Refused, Slot, identity_of};
+use crate::tagged::Tagged;
 
 /// Slots per sender: four model signals, each with its in-transaction (or before) phase and its
 /// on-commit phase.
@@ -28,7 +28,7 @@ pub(crate) struct SlotAt {
 /// One sender's slots and the bitmask of the ones that have receivers.
 pub(crate) struct SenderSlots {
     pub(crate) interest: AtomicU32,
-    slots: [OnceLock<Box<dyn ErasedSlot>>; SLOTS],
+    slots: [OnceLock<Tagged>; SLOTS],
 }
 
 impl SenderSlots {
@@ -46,11 +46,8 @@ impl SenderSlots {
         S: ?Sized + Send + Sync + 'static,
         A: ?Sized + Send + Sync + 'static,
     {
-        let slot: &dyn Any = &**self.slots[index].get()?;
-        Some(
-            slot.downcast_ref::<Slot<S, A>>()
-                .expect("a slot's receiver types are fixed by its (signal, sender, phase)"),
-        )
+        let slot = self.slots[index].get()?.downcast::<Slot<S, A>>();
+        Some(slot.expect("a slot's receiver types are fixed by its (signal, sender, phase)"))
     }
 
     fn slot_or_init<S, A>(&self, index: usize) -> &Slot<S, A>
@@ -58,8 +55,9 @@ impl SenderSlots {
         S: ?Sized + Send + Sync + 'static,
         A: ?Sized + Send + Sync + 'static,
     {
-        let slot: &dyn Any = &**self.slots[index].get_or_init(|| Box::new(Slot::<S, A>::new()));
-        slot.downcast_ref::<Slot<S, A>>()
+        self.slots[index]
+            .get_or_init(|| Tagged::new(Slot::<S, A>::new()))
+            .downcast::<Slot<S, A>>()
             .expect("a slot's receiver types are fixed by its (signal, sender, phase)")
     }
 }
@@ -129,7 +127,7 @@ impl Inner {
         let Some(slots) = self.sender_slots(at.sender) else {
             return 0;
         };
-        let Some(slot) = slots.slots[at.slot].get() else {
+        let Some(slot) = slots.slots[at.slot].get().map(Tagged::erased) else {
             return 0;
         };
         let removed = slot.remove_where(which);

@@ -35,13 +35,12 @@ pub(crate) fn bucket_upper(i: usize) -> u64 {
     ((SUBS as u64 + sub) << (exp - SUB_BITS)) + (1 << (exp - SUB_BITS))
 }
 
-/// Live counters of one receiver.
+/// Live counters of one receiver. A timed call costs two locked adds (its bucket and the total) and,
+/// only when it sets a new maximum, a compare-exchange; the call count is the histogram's total.
 #[derive(Debug)]
 pub(crate) struct Stats {
-    calls: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
-    timed: AtomicU64,
     total_ns: AtomicU64,
     max_ns: AtomicU64,
     buckets: Box<[AtomicU64]>,
@@ -50,10 +49,8 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn new() -> Self {
         Self {
-            calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             panics: AtomicU64::new(0),
-            timed: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
             max_ns: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
@@ -61,16 +58,12 @@ impl Stats {
     }
 
     #[inline]
-    pub(crate) fn count_call(&self) {
-        self.calls.fetch_add(1, Relaxed);
-    }
-
-    #[inline]
     pub(crate) fn record_time(&self, ns: u64) {
-        self.timed.fetch_add(1, Relaxed);
-        self.total_ns.fetch_add(ns, Relaxed);
-        self.max_ns.fetch_max(ns, Relaxed);
         self.buckets[bucket_of(ns)].fetch_add(1, Relaxed);
+        self.total_ns.fetch_add(ns, Relaxed);
+        if ns > self.max_ns.load(Relaxed) {
+            self.max_ns.fetch_max(ns, Relaxed);
+        }
     }
 
     pub(crate) fn count_error(&self, panicked: bool) {
@@ -83,10 +76,9 @@ impl Stats {
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let buckets: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         StatsSnapshot {
-            calls: self.calls.load(Relaxed),
+            calls: buckets.iter().sum(),
             errors: self.errors.load(Relaxed),
             panics: self.panics.load(Relaxed),
-            timed: self.timed.load(Relaxed),
             total: Duration::from_nanos(self.total_ns.load(Relaxed)),
             max: Duration::from_nanos(self.max_ns.load(Relaxed)),
             buckets,
@@ -97,15 +89,14 @@ impl Stats {
 /// A receiver's statistics at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// Calls, whether they succeeded or not (muted receivers are not called, so not counted).
+    /// Calls made while timing was on, whether they succeeded or not (muted receivers are not
+    /// called, so not counted). With [`Timing::Off`](crate::Timing::Off) calls are not recorded.
     pub calls: u64,
-    /// Calls that returned an error or panicked.
+    /// Calls that returned an error or panicked (counted whether timing is on or off).
     pub errors: u64,
     /// Calls that panicked (also counted in `errors`).
     pub panics: u64,
-    /// Calls that were timed (all calls while timing is on).
-    pub timed: u64,
-    /// Total time of the timed calls.
+    /// Total time of the recorded calls.
     pub total: Duration,
     /// The longest timed call.
     pub max: Duration,
@@ -113,13 +104,13 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// The `q` quantile (0.0..=1.0) of the timed calls' durations, at most 12.5 % above the true
-    /// value and never above [`max`](Self::max); zero when nothing was timed.
+    /// The `q` quantile (0.0..=1.0) of the recorded calls' durations, at most 12.5 % above the true
+    /// value and never above [`max`](Self::max); zero when nothing was recorded.
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.timed == 0 {
+        if self.calls == 0 {
             return Duration::ZERO;
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.timed as f64).ceil() as u64).max(1);
+        let rank = ((q.clamp(0.0, 1.0) * self.calls as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, &n) in self.buckets.iter().enumerate() {
             seen += n;
@@ -140,12 +131,12 @@ impl StatsSnapshot {
         self.quantile(0.99)
     }
 
-    /// Mean duration of the timed calls.
+    /// Mean duration of the recorded calls.
     pub fn mean(&self) -> Duration {
-        if self.timed == 0 {
-            Duration::ZERO
-        } else {
-            self.total / self.timed as u32
+        match u32::try_from(self.calls) {
+            Ok(0) => Duration::ZERO,
+            Ok(n) => self.total / n,
+            Err(_) => Duration::from_secs_f64(self.total.as_secs_f64() / self.calls as f64),
         }
     }
 
@@ -158,7 +149,7 @@ impl StatsSnapshot {
             .map(|(i, &n)| (Duration::from_nanos(bucket_upper(i)), n))
     }
 
-    /// How many timed calls took less than `bound`: exact when `bound` is a bucket edge (every power
+    /// How many recorded calls took less than `bound`: exact when `bound` is a bucket edge (every power
     /// of two nanoseconds is one), otherwise counted up to the nearest edge below it. This is what a
     /// Prometheus `le` bucket needs, to within one nanosecond.
     pub fn count_below(&self, bound: Duration) -> u64 {
@@ -197,8 +188,14 @@ mod tests {
         let s = stats.snapshot();
         let p50 = s.p50().as_nanos() as f64;
         let p99 = s.p99().as_nanos() as f64;
-        assert!((5_000_000.0..=5_000_000.0 * 1.125).contains(&p50), "p50 {p50}");
-        assert!((9_900_000.0..=9_900_000.0 * 1.125).contains(&p99), "p99 {p99}");
+        assert!(
+            (5_000_000.0..=5_000_000.0 * 1.125).contains(&p50),
+            "p50 {p50}"
+        );
+        assert!(
+            (9_900_000.0..=9_900_000.0 * 1.125).contains(&p99),
+            "p99 {p99}"
+        );
         assert_eq!(s.max, Duration::from_millis(10));
         assert!(s.p99() <= s.max);
     }

@@ -1,0 +1,144 @@
+//! The slow-receiver warning, checked through a captured `tracing` subscriber.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Book, book};
+use herald_dispatch::{PostSave, Signals, Timing};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+/// Every `herald::slow` event, as `field=value` pairs.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        if event.metadata().target() == "herald::slow" {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
+
+impl Captured {
+    fn events(&self) -> Vec<Vec<(String, String)>> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn field<'a>(event: &'a [(String, String)], name: &str) -> &'a str {
+    &event
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .1
+}
+
+fn with_capture(f: impl FnOnce()) -> Captured {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry().with(captured.clone());
+    tracing::subscriber::with_default(subscriber, f);
+    captured
+}
+
+/// A receiver that is slow by construction: it takes at least `d`.
+fn takes(d: Duration) -> impl Fn(&PostSave<'_, Book>) -> herald_dispatch::Result + Send + Sync {
+    move |_e| {
+        std::thread::sleep(d);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_slow_receiver_is_named_in_a_warning_and_a_fast_one_is_not() {
+    let signals = Signals::builder()
+        .slow_threshold(Duration::from_millis(20))
+        .build();
+    let _fast = signals
+        .post_save::<Book>()
+        .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+        .name("fast_one")
+        .connect();
+    let _slow = signals
+        .post_save::<Book>()
+        .receiver(takes(Duration::from_millis(25)))
+        .name("reindex_everything")
+        .connect();
+
+    let captured = with_capture(|| {
+        signals
+            .post_save::<Book>()
+            .send(&mut PostSave::new(&book(1, "Dune"), true))
+            .unwrap();
+    });
+    let events = captured.events();
+    assert_eq!(
+        events.len(),
+        1,
+        "only the slow receiver is reported: {events:?}"
+    );
+    let event = &events[0];
+    assert_eq!(field(event, "receiver"), "reindex_everything");
+    assert_eq!(field(event, "signal"), "post_save");
+    assert_eq!(field(event, "sender"), "Book");
+    let elapsed: f64 = field(event, "elapsed_ms").parse().unwrap();
+    assert!(
+        elapsed >= 25.0,
+        "the reported time is the receiver's: {elapsed}"
+    );
+    assert!(field(event, "message").contains("reindex_everything"));
+}
+
+#[test]
+fn no_warning_when_timing_is_off() {
+    let signals = Signals::builder()
+        .slow_threshold(Duration::from_millis(1))
+        .timing(Timing::Off)
+        .build();
+    let _slow = signals
+        .post_save::<Book>()
+        .connect(takes(Duration::from_millis(2)));
+    let captured = with_capture(|| {
+        signals
+            .post_save::<Book>()
+            .send(&mut PostSave::new(&book(1, "Dune"), true))
+            .unwrap();
+    });
+    assert!(captured.events().is_empty());
+}
+
+#[test]
+fn the_threshold_can_change_while_running() {
+    let signals = Signals::builder()
+        .slow_threshold(Duration::from_secs(60))
+        .build();
+    let _r = signals
+        .post_save::<Book>()
+        .receiver(takes(Duration::from_millis(2)))
+        .name("r")
+        .connect();
+    let send = || {
+        signals
+            .post_save::<Book>()
+            .send(&mut PostSave::new(&book(1, "Dune"), true))
+            .unwrap()
+    };
+    assert!(with_capture(send).events().is_empty());
+    signals.set_slow_threshold(Duration::from_millis(1));
+    assert_eq!(with_capture(send).events().len(), 1);
+}
