@@ -76,6 +76,9 @@ fn connect_author(signals: &Signals, n: usize) -> Vec<Connection> {
         .collect()
 }
 
+/// Connects one case's receivers.
+type Connect = dyn Fn(&Signals) -> Vec<Connection>;
+
 /// A send as a store makes it: failures propagate (here, as a panic), success costs nothing more.
 #[inline(always)]
 fn send(signals: &Signals, book: &Book) {
@@ -91,7 +94,7 @@ fn dispatch(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch");
     let book = Book { id: Some(1) };
     for (timing, label) in [(Timing::Off, "timing_off"), (Timing::On, "timing_on")] {
-        let cases: [(&str, Box<dyn Fn(&Signals) -> Vec<Connection>>); 4] = [
+        let cases: [(&str, Box<Connect>); 4] = [
             ("no_receivers", Box::new(|_| Vec::new())),
             (
                 "one_receiver",

@@ -1,4 +1,5 @@
 //! The dispatcher's behaviour, ported from Django's dispatcher tests into Herald's terms.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Muting is scoped to a task or a thread, never global.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

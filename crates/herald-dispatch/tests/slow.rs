@@ -1,4 +1,5 @@
 //! The slow-receiver warning, checked through a captured `tracing` subscriber.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

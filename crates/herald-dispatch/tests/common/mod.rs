@@ -1,5 +1,5 @@
 //! Models and recorders shared by the dispatcher's tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
 
