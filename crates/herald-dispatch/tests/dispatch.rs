@@ -365,24 +365,24 @@ fn priority_then_registration_order_across_own_and_every_sender_receivers() {
             Ok(())
         }
     };
-    let _1 = signals
+    let _guard1 = signals
         .post_save::<Book>()
         .connect(recorder(&log, "book-0"));
-    let _2 = signals.post_save_any().connect(any("any-0"));
-    let _3 = signals
+    let _guard2 = signals.post_save_any().connect(any("any-0"));
+    let _guard3 = signals
         .post_save::<Book>()
         .receiver(recorder(&log, "book-high"))
         .priority(10)
         .connect();
-    let _4 = signals
+    let _guard4 = signals
         .post_save_any()
         .receiver(any("any-low"))
         .priority(-5)
         .connect();
-    let _5 = signals
+    let _guard5 = signals
         .post_save::<Book>()
         .connect(recorder(&log, "book-0-later"));
-    let _6 = signals
+    let _guard6 = signals
         .post_save_any()
         .receiver(any("any-high"))
         .priority(10)
