@@ -13,7 +13,10 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
 /// Every `herald::slow` event, as `field=value` pairs.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Captured(Arc<Mutex<Vec<Event>>>);
+
+/// One event's fields.
+type Event = Vec<(String, String)>;
 
 struct Fields(Vec<(String, String)>);
 
@@ -37,7 +40,7 @@ impl<S: tracing::Subscriber> Layer<S> for Captured {
 }
 
 impl Captured {
-    fn events(&self) -> Vec<Vec<(String, String)>> {
+    fn events(&self) -> Vec<Event> {
         self.0.lock().unwrap().clone()
     }
 }
