@@ -1,2 +1,58 @@
-//! Herald.
+//! Herald: Django's `pre_save` / `post_save` signals, rebuilt in Rust and taken further.
+//!
+//! Typed receivers run around every database write of a model; a dispatcher costs one relaxed
+//! atomic load when nobody listens; every receiver is timed and a slow one is named as it happens.
+//!
+//! This crate is what applications depend on. It re-exports the dispatcher
+//! ([`dispatch`], from `herald-dispatch`) and the `#[receiver]` attribute.
+//!
+//! ```
+//! use herald::prelude::*;
+//!
+//! #[derive(Debug)]
+//! struct Book { id: Option<i64>, title: String, slug: String }
+//! impl AnyModel for Book {
+//!     fn model_name(&self) -> &'static str { "Book" }
+//!     fn pk_string(&self) -> Option<String> { self.id.map(|id| id.to_string()) }
+//!     fn to_json(&self) -> serde_json::Value { serde_json::json!({ "id": self.id }) }
+//! }
+//! herald::dispatch::sender!(Book);
+//!
+//! let signals = Signals::new();
+//! let _slug = signals.pre_save::<Book>().connect(|e: &mut PreSave<'_, Book>| {
+//!     if e.instance.slug.is_empty() {
+//!         e.instance.slug = e.instance.title.to_lowercase().replace(' ', "-");
+//!     }
+//!     Ok(())
+//! });
+//! let mut book = Book { id: None, title: "Dune Messiah".into(), slug: String::new() };
+//! signals.pre_save::<Book>().send(&mut PreSave::new(&mut book))?;
+//! assert_eq!(book.slug, "dune-messiah");
+//! # Ok::<(), herald::dispatch::DispatchError>(())
+//! ```
+
+mod error;
+mod model;
+mod store;
+mod value;
+
+pub use error::{DbError, DbErrorKind, Error, Result, Target};
 pub use herald_dispatch as dispatch;
+pub use model::{Column, DialectSql, Model, Statements};
+pub use value::{Field, SqlType, Value};
+// MACRO-REEXPORT pub use herald_macros::receiver;
+
+/// What a receiver returns: `Ok(())`, or an error that any `std::error::Error` converts into
+/// with `?`. (Receivers have one fixed error type so that closures infer `Ok(())` without
+/// annotations; the dispatcher, a lower layer, cannot name the store's error type.)
+pub type ReceiverResult = herald_dispatch::Result<()>;
+
+/// The names most programs use.
+pub mod prelude {
+    pub use crate::ReceiverResult;
+    // MACRO-REEXPORT pub use crate::receiver;
+    pub use herald_dispatch::{
+        AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostSave, PostSaveAny,
+        PreDelete, PreSave, PreSaveAny, Sender, Signal, Signals, Timing, muted, muted_by,
+    };
+}

@@ -1,0 +1,229 @@
+//! The store's errors: each names what failed, and for a write, the model and its key.
+
+use std::fmt;
+
+use herald_dispatch::DispatchError;
+
+/// What kind of database failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// A UNIQUE or PRIMARY KEY constraint.
+    Unique,
+    /// A NOT NULL constraint.
+    NotNull,
+    /// A FOREIGN KEY constraint.
+    ForeignKey,
+    /// A CHECK constraint.
+    Check,
+    /// The table (or column) does not exist.
+    MissingTable,
+    /// The connection is gone (server restarted, network down, file removed).
+    ConnectionLost,
+    /// The database stayed locked for longer than the busy timeout.
+    Busy,
+    /// Anything else.
+    Other,
+}
+
+/// A failure reported by the database driver, classified.
+#[derive(Debug)]
+pub struct DbError {
+    pub(crate) kind: DbErrorKind,
+    pub(crate) message: String,
+}
+
+impl DbError {
+    /// A classified failure.
+    pub fn new(kind: DbErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> DbErrorKind {
+        self.kind
+    }
+
+    /// The driver's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// What a store operation was doing when it failed, for the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The model (`"Book"`), or a description of the statement.
+    pub model: &'static str,
+    /// The primary key, when there is one.
+    pub key: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{} (pk {key})", self.model),
+            None => write!(f, "{} (unsaved)", self.model),
+        }
+    }
+}
+
+/// A store failure. Every variant names what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database URL could not be used.
+    #[error("bad database URL `{url}`: {reason}")]
+    Url {
+        /// The URL as given (a password in it is masked).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database could not be opened or reached.
+    #[error("cannot connect to `{url}`: {source}")]
+    Connect {
+        /// The URL (password masked).
+        url: String,
+        /// The driver's error.
+        source: DbError,
+    },
+    /// A receiver failed: a `pre_save` veto (nothing was written) or an in-transaction `post_save`
+    /// failure (the write was rolled back). The error names the receiver, the model and the key.
+    #[error("{0}")]
+    Receiver(#[from] DispatchError),
+    /// A constraint refused the write; nothing of it was kept.
+    #[error("{op} {target} violates a {kind} constraint: {source}", kind = constraint_name(source.kind))]
+    Constraint {
+        /// What was being done (`"saving"`, `"deleting"`, ...).
+        op: &'static str,
+        /// The model and key.
+        target: Target,
+        /// The driver's error.
+        source: DbError,
+    },
+    /// Any other database failure while working on a model.
+    #[error("{op} {target} failed: {source}")]
+    Database {
+        /// What was being done.
+        op: &'static str,
+        /// The model and key.
+        target: Target,
+        /// The driver's error.
+        source: DbError,
+    },
+    /// A statement not tied to one model failed (a transaction command, DDL, a raw query).
+    #[error("{what} failed: {source}")]
+    Statement {
+        /// What was running.
+        what: String,
+        /// The driver's error.
+        source: DbError,
+    },
+    /// No row has this key (`get`, or `save_fields` of a row that is gone).
+    #[error("{target} does not exist")]
+    NotFound {
+        /// The model and key.
+        target: Target,
+    },
+    /// `save_fields` named a field the model does not have; nothing ran.
+    #[error("{model} has no field `{field}` (update_fields); its fields are: {known}")]
+    UnknownField {
+        /// The model.
+        model: &'static str,
+        /// The unknown name.
+        field: String,
+        /// The model's fields, comma-separated.
+        known: String,
+    },
+    /// A row could not be turned into the model.
+    #[error("cannot read {target} from the database: column `{column}`: {reason}")]
+    Decode {
+        /// The model and key.
+        target: Target,
+        /// The column.
+        column: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Saves nested inside receivers went deeper than the limit: a receiver saves the instance it
+    /// was called for, again and again.
+    #[error("saving {target} nested {depth} saves deep (the limit): a receiver probably saves the instance it was called for, again and again")]
+    Recursion {
+        /// The model and key.
+        target: Target,
+        /// The limit that was reached.
+        depth: usize,
+    },
+    /// Fixture data could not be loaded.
+    #[error("fixture {what}: {reason}")]
+    Fixture {
+        /// Which fixture entry.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// A call that would wait on itself, such as `db.save(..)` from a receiver running on the
+    /// connection the save needs; the message says what to use instead.
+    #[error("{0}")]
+    WouldDeadlock(&'static str),
+    /// The store's connection threads are gone (the `Db` was closed).
+    #[error("the database connection is closed")]
+    Closed,
+}
+
+fn constraint_name(kind: DbErrorKind) -> &'static str {
+    match kind {
+        DbErrorKind::Unique => "unique",
+        DbErrorKind::NotNull => "not-null",
+        DbErrorKind::ForeignKey => "foreign-key",
+        DbErrorKind::Check => "check",
+        _ => "database",
+    }
+}
+
+impl Error {
+    /// The receiver failure inside, if this is one.
+    pub fn as_receiver(&self) -> Option<&DispatchError> {
+        match self {
+            Error::Receiver(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The database failure inside, if this is one.
+    pub fn as_db(&self) -> Option<&DbError> {
+        match self {
+            Error::Constraint { source, .. }
+            | Error::Database { source, .. }
+            | Error::Statement { source, .. }
+            | Error::Connect { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// A failure of a write to `target`, classified: constraint violations get their own variant.
+    pub(crate) fn write(op: &'static str, target: Target, source: DbError) -> Self {
+        match source.kind {
+            DbErrorKind::Unique
+            | DbErrorKind::NotNull
+            | DbErrorKind::ForeignKey
+            | DbErrorKind::Check => Error::Constraint { op, target, source },
+            _ => Error::Database { op, target, source },
+        }
+    }
+}
+
+/// The store's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,39 @@
+//! The one small trait each database driver sits behind, so the signal lifecycle is written once.
+//!
+//! A backend is one connection, owned by one connection thread (see `pool.rs`); every call is
+//! synchronous and made on that thread. Transactions are plain statements (`BEGIN`, `SAVEPOINT`,
+//! ...) sent through [`Backend::batch`]; the lifecycle in `conn.rs` keeps their depth.
+
+use crate::error::DbError;
+use crate::model::Dialect;
+use crate::value::{SqlType, Value};
+
+/// One database connection.
+pub(crate) trait Backend: Send + 'static {
+    /// Which SQL the connection speaks.
+    fn dialect(&self) -> Dialect;
+
+    /// Run one statement with bound parameters; returns how many rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+
+    /// Run one query with bound parameters and decode every row, column `i` as `types[i]`.
+    /// A column that is NULL decodes as `Value::Null` whatever its type.
+    fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        types: &[SqlType],
+    ) -> Result<Vec<Vec<Value>>, DbError>;
+
+    /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.
+    fn batch(&mut self, sql: &str) -> Result<(), DbError>;
+
+    /// The statement that opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so that a writer
+    /// takes the lock up front instead of failing to upgrade later).
+    fn begin_sql(&self) -> &'static str {
+        "BEGIN"
+    }
+
+    /// Whether the connection is still usable; `false` after the server closed it.
+    fn is_alive(&mut self) -> bool;
+}
