@@ -181,6 +181,13 @@ pub enum Error {
     /// The store's connection threads are gone (the `Db` was closed).
     #[error("the database connection is closed")]
     Closed,
+    /// A store job panicked outside any receiver (receivers' panics are [`Error::Receiver`]); its
+    /// transaction was rolled back.
+    #[error("a store operation panicked; its transaction was rolled back (see the log)")]
+    Panicked,
+    /// `event.conn()` on an event that no store write sent.
+    #[error("this event was not sent by a store write, so it lends no connection")]
+    NoConnection,
 }
 
 fn constraint_name(kind: DbErrorKind) -> &'static str {

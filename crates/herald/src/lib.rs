@@ -39,6 +39,10 @@ mod value;
 pub use error::{DbError, DbErrorKind, Error, Result, Target};
 pub use herald_dispatch as dispatch;
 pub use model::{Column, DialectSql, Model, Statements};
+pub use store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved};
+pub use store::db::{Db, DbBuilder, Quiet};
+pub use store::event::EventConn;
+pub use store::tx::Tx;
 pub use value::{Field, SqlType, Value};
 // MACRO-REEXPORT pub use herald_macros::receiver;
 
@@ -49,7 +53,7 @@ pub type ReceiverResult = herald_dispatch::Result<()>;
 
 /// The names most programs use.
 pub mod prelude {
-    pub use crate::ReceiverResult;
+    pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Tx};
     // MACRO-REEXPORT pub use crate::receiver;
     pub use herald_dispatch::{
         AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostSave, PostSaveAny,

@@ -70,6 +70,23 @@ impl Value {
     }
 }
 
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v.into())
+            }
+        }
+    )*};
+}
+value_from!(i64 => Int, i32 => Int, u32 => Int, f64 => Float, bool => Bool, String => Text, &str => Text, Vec<u8> => Bytes, DateTime<Utc> => Timestamp, serde_json::Value => Json);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

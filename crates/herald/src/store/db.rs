@@ -1,0 +1,434 @@
+//! The async API: [`Db`] (autocommit writes, reads) and [`Tx`] (a transaction, with nested
+//! savepoints). Every call is one job on a connection thread (see `pool.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use herald_dispatch::Signals;
+
+use crate::error::{DbError, Error, Result};
+use crate::model::{Dialect, Model};
+use crate::store::backend::Backend;
+use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, SaveOptions, Saved, Shared};
+use crate::store::pool::{self, Job, Open, call};
+use crate::store::tx::{Link, Tx};
+use crate::store::postgres::PgBackend;
+use crate::store::sqlite::{SqliteBackend, SqliteOptions};
+use crate::value::Value;
+
+/// Where a database is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    SqliteFile(PathBuf),
+    SqliteMemory,
+    Postgres(String),
+}
+
+fn parse_url(url: &str) -> Result<Location> {
+    let bad = |reason: &str| Error::Url { url: mask(url), reason: reason.to_owned() };
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        return match path {
+            "" => Err(bad("no file path: use sqlite://PATH (e.g. sqlite://bookstore.db) or sqlite::memory:")),
+            ":memory:" => Ok(Location::SqliteMemory),
+            path => {
+                let path = PathBuf::from(path.split('?').next().unwrap_or(path));
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                    && !parent.is_dir()
+                {
+                    return Err(bad(&format!("the directory `{}` does not exist", parent.display())));
+                }
+                Ok(Location::SqliteFile(path))
+            }
+        };
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Location::Postgres(url.to_owned()));
+    }
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    Err(bad(&format!("unsupported scheme `{scheme}`: use sqlite://PATH or postgres://USER@HOST/DB")))
+}
+
+/// The URL with any password replaced by `***`.
+fn mask(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let credentials = &url[start + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Opens a [`Db`]. Every option documents its default.
+#[must_use = "nothing is opened until `.connect().await`"]
+#[derive(Debug)]
+pub struct DbBuilder {
+    url: String,
+    signals: Option<Signals>,
+    readers: usize,
+    pool_size: usize,
+    busy_timeout: Duration,
+    recursion_limit: usize,
+    alias: String,
+    schema: Option<String>,
+}
+
+impl DbBuilder {
+    /// The registry whose receivers every write runs. Default: an empty registry.
+    pub fn signals(mut self, signals: Signals) -> Self {
+        self.signals = Some(signals);
+        self
+    }
+
+    /// SQLite: how many read-only connections serve `get`/`all`/`query` outside transactions, next
+    /// to the one writer (SQLite allows one writer at a time; WAL lets readers run beside it).
+    /// Default: 2. In-memory databases use the writer for everything.
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers;
+        self
+    }
+
+    /// PostgreSQL: how many connections (threads). Default: 4.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// SQLite: how long a statement waits for a lock held by another process. Default: 5 s.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How deep saves may nest inside receivers. Default: [`DEFAULT_RECURSION_LIMIT`] (32).
+    pub fn recursion_limit(mut self, limit: usize) -> Self {
+        self.recursion_limit = limit.max(1);
+        self
+    }
+
+    /// The alias events carry in `using`. Default: `"default"`.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.alias = alias.into();
+        self
+    }
+
+    /// PostgreSQL: work in this schema (created if missing) instead of `public`; tests use one
+    /// schema each. Default: none.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Open the connections and apply Herald's migrations.
+    pub async fn connect(self) -> Result<Db> {
+        let location = parse_url(&self.url)?;
+        let shared = Arc::new(Shared {
+            signals: self.signals.unwrap_or_default(),
+            alias: self.alias.into(),
+            recursion_limit: self.recursion_limit,
+        });
+        let masked = mask(&self.url);
+        let connect_error = |source: DbError| Error::Connect { url: masked.clone(), source };
+        let (writer, writer_jobs) = flume::unbounded::<Job>();
+        let mut threads = Vec::new();
+        let (dialect, reader) = match &location {
+            Location::SqliteFile(_) | Location::SqliteMemory => {
+                let path: PathBuf = match &location {
+                    Location::SqliteFile(path) => path.clone(),
+                    _ => PathBuf::from(":memory:"),
+                };
+                let open = sqlite_open(&path, self.busy_timeout, false);
+                threads.extend(pool::spawn("writer", 1, open, shared.clone(), writer_jobs).await.map_err(connect_error)?);
+                let reader = if location == Location::SqliteMemory || self.readers == 0 {
+                    writer.clone()
+                } else {
+                    let (reader, reader_jobs) = flume::unbounded::<Job>();
+                    let open = sqlite_open(&path, self.busy_timeout, true);
+                    threads.extend(
+                        pool::spawn("reader", self.readers, open, shared.clone(), reader_jobs)
+                            .await
+                            .map_err(connect_error)?,
+                    );
+                    reader
+                };
+                (Dialect::Sqlite, reader)
+            }
+            Location::Postgres(url) => {
+                let (url, schema) = (url.clone(), self.schema.clone());
+                let open: Open = Arc::new(move || {
+                    PgBackend::connect(&url, schema.as_deref()).map(|b| Box::new(b) as Box<dyn Backend>)
+                });
+                threads.extend(pool::spawn("pg", self.pool_size, open, shared.clone(), writer_jobs).await.map_err(connect_error)?);
+                (Dialect::Postgres, writer.clone())
+            }
+        };
+        let db = Db {
+            inner: Arc::new(Inner { writer, reader, shared, dialect, url: masked, threads: Mutex::new(threads) }),
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+}
+
+fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
+    let (path, options) = (path.to_owned(), SqliteOptions { busy_timeout, read_only });
+    Arc::new(move || SqliteBackend::open(&path, &options).map(|b| Box::new(b) as Box<dyn Backend>))
+}
+
+struct Inner {
+    writer: flume::Sender<Job>,
+    reader: flume::Sender<Job>,
+    shared: Arc<Shared>,
+    dialect: Dialect,
+    url: String,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A database: the store every write of a model goes through, with its signals.
+///
+/// Cheap to clone (a shared handle). Writes outside a transaction are autocommit: each is one unit
+/// of work on one connection (see the `conn` module for the phases). Inside a transaction, write
+/// through the [`Tx`], not the `Db`: on SQLite a `Db` write waits for the transaction to end.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("url", &self.inner.url).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Start opening the database at `url`: `sqlite://PATH` (created when missing; WAL,
+    /// `synchronous=NORMAL`, a busy timeout), `sqlite::memory:`, or `postgres://USER@HOST/DB`.
+    pub fn open(url: impl Into<String>) -> DbBuilder {
+        DbBuilder {
+            url: url.into(),
+            signals: None,
+            readers: 2,
+            pool_size: 4,
+            busy_timeout: Duration::from_secs(5),
+            recursion_limit: DEFAULT_RECURSION_LIMIT,
+            alias: herald_dispatch::DEFAULT_ALIAS.to_owned(),
+            schema: None,
+        }
+    }
+
+    /// The registry whose receivers this database's writes run.
+    pub fn signals(&self) -> &Signals {
+        &self.inner.shared.signals
+    }
+
+    /// The URL, with any password masked.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Whether this is a PostgreSQL database (otherwise SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.inner.dialect == Dialect::Postgres
+    }
+
+    /// Run `f` on the writing connection, in autocommit mode (use [`Conn::atomic`] for a
+    /// transaction). For work the typed methods do not cover.
+    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<R> + Send + 'static) -> Result<R> {
+        call(&self.inner.writer, f).await
+    }
+
+    /// Run `f` on a reading connection (SQLite: a read-only one; PostgreSQL: any).
+    pub async fn read<R: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<R> + Send + 'static) -> Result<R> {
+        call(&self.inner.reader, f).await
+    }
+
+    /// Save `instance` with its signals (see [`Conn::save`]); the instance gets its key and what
+    /// `pre_save` receivers changed.
+    pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
+        self.save_with(instance, None, false, false).await
+    }
+
+    /// Save only `fields` (Django's `update_fields`; see [`Conn::save_fields`]).
+    pub async fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
+        self.save_with(instance, Some(fields), false, false).await
+    }
+
+    async fn save_with<M: Model>(&self, instance: &mut M, fields: Option<&[&str]>, raw: bool, quiet: bool) -> Result<Saved> {
+        let mut copy = instance.clone();
+        let fields: Option<Vec<String>> = fields.map(|f| f.iter().map(|s| (*s).to_owned()).collect());
+        let (copy, saved) = self
+            .run(move |conn| {
+                let names: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
+                let saved = conn.save_with(&mut copy, SaveOptions { fields: names.as_deref(), raw, quiet })?;
+                Ok((copy, saved))
+            })
+            .await?;
+        *instance = copy;
+        Ok(saved)
+    }
+
+    /// Delete `instance`'s row with its signals (see [`Conn::delete`]).
+    pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
+        let copy = instance.clone();
+        self.run(move |conn| conn.delete(&copy)).await
+    }
+
+    /// The row with this key, or `None`.
+    pub async fn get<M: Model>(&self, key: impl Into<Value>) -> Result<Option<M>> {
+        let key = key.into();
+        self.read(move |conn| conn.get::<M>(key)).await
+    }
+
+    /// Every row of `M`, in key order.
+    pub async fn all<M: Model>(&self) -> Result<Vec<M>> {
+        self.read(|conn| conn.all::<M>()).await
+    }
+
+    /// Insert every instance in one transaction, signals for each (see [`Conn::bulk_create`]).
+    pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
+        self.bulk_create_with(instances, false).await
+    }
+
+    async fn bulk_create_with<M: Model>(&self, instances: &mut [M], quiet: bool) -> Result<()> {
+        let mut copies = instances.to_vec();
+        let copies = self
+            .run(move |conn| {
+                conn.bulk_create_with(&mut copies, quiet)?;
+                Ok(copies)
+            })
+            .await?;
+        instances.clone_from_slice(&copies);
+        Ok(())
+    }
+
+    /// Update `fields` of every instance in one transaction, signals for each.
+    pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
+        self.bulk_update_with(instances, fields, false).await
+    }
+
+    async fn bulk_update_with<M: Model>(&self, instances: &mut [M], fields: &[&str], quiet: bool) -> Result<()> {
+        let mut copies = instances.to_vec();
+        let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+        let copies = self
+            .run(move |conn| {
+                let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                conn.bulk_update_with(&mut copies, &names, quiet)?;
+                Ok(copies)
+            })
+            .await?;
+        instances.clone_from_slice(&copies);
+        Ok(())
+    }
+
+    /// Delete every instance in one transaction, signals for each; returns how many rows went.
+    pub async fn delete_many<M: Model>(&self, instances: &[M]) -> Result<u64> {
+        let copies = instances.to_vec();
+        self.run(move |conn| conn.delete_many(&copies)).await
+    }
+
+    /// Run one statement with bound parameters (autocommit).
+    pub async fn execute(&self, sql: impl Into<String>, params: Vec<Value>) -> Result<u64> {
+        let sql = sql.into();
+        self.run(move |conn| conn.execute(&sql, &params)).await
+    }
+
+    /// Create `M`'s table if it does not exist.
+    pub async fn create_table<M: Model>(&self) -> Result<()> {
+        self.run(|conn| conn.create_table::<M>()).await
+    }
+
+    /// Load fixture rows (Django's JSON format: `[{"model": "Book", "pk": 1, "fields": {..}}]`)
+    /// for `M`, each saved with `raw = true`, all in one transaction. Rows for other models are an
+    /// error. Returns how many rows were saved.
+    pub async fn load_fixture<M: Model>(&self, json: &str) -> Result<usize> {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(json)
+            .map_err(|e| Error::Fixture { what: "file".to_owned(), reason: format!("not a JSON list of rows: {e}") })?;
+        self.run(move |conn| {
+            conn.atomic(|conn| {
+                for (i, row) in rows.iter().enumerate() {
+                    let what = format!("row {}", i + 1);
+                    let model = row.get("model").and_then(|m| m.as_str()).unwrap_or_default();
+                    if !model.eq_ignore_ascii_case(M::NAME) && !model.ends_with(&format!(".{}", M::NAME.to_lowercase())) {
+                        return Err(Error::Fixture { what, reason: format!("model `{model}` is not {}", M::NAME) });
+                    }
+                    let empty = serde_json::Map::new();
+                    let fields = match row.get("fields") {
+                        None => &empty,
+                        Some(serde_json::Value::Object(fields)) => fields,
+                        Some(_) => return Err(Error::Fixture { what, reason: "`fields` must be an object".to_owned() }),
+                    };
+                    conn.load_json::<M>(row.get("pk"), fields)?;
+                }
+                Ok(rows.len())
+            })
+        })
+        .await
+    }
+
+    /// Begin a transaction on its own connection (SQLite: the writer, which it holds until it
+    /// ends, so other writes wait). Commit with [`Tx::commit`]; dropping it rolls it back.
+    pub async fn begin(&self) -> Result<Tx<'static>> {
+        let jobs = pool::pin(&self.inner.writer).await?;
+        Ok(Tx { link: Link::Own(jobs), finished: false })
+    }
+
+    /// The same operations without any signal: for fixtures, migrations and data repair, named so
+    /// that it shows in review.
+    pub fn without_signals(&self) -> Quiet<'_> {
+        Quiet { db: self }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.run(|conn| crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS)).await
+    }
+
+    /// Stop the connection threads once every handle is gone and their queues are empty; waits for them.
+    pub fn close(self) {
+        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(self);
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// [`Db`] without signals: every write skips every receiver. From [`Db::without_signals`].
+#[derive(Debug)]
+pub struct Quiet<'a> {
+    db: &'a Db,
+}
+
+impl Quiet<'_> {
+    /// Save without signals.
+    pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
+        self.db.save_with(instance, None, false, true).await
+    }
+
+    /// Delete without signals.
+    pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
+        let copy = instance.clone();
+        self.db.run(move |conn| conn.delete_with(&copy, true)).await
+    }
+
+    /// Insert many without signals.
+    pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
+        self.db.bulk_create_with(instances, true).await
+    }
+
+    /// Update many without signals.
+    pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
+        self.db.bulk_update_with(instances, fields, true).await
+    }
+
+    /// Delete many without signals.
+    pub async fn delete_many<M: Model>(&self, instances: &[M]) -> Result<u64> {
+        let copies = instances.to_vec();
+        self.db.run(move |conn| conn.delete_many_with(&copies, true)).await
+    }
+}

@@ -1,0 +1,66 @@
+//! Herald's own tables, created by versioned migrations that run once per database.
+
+use crate::error::Result;
+use crate::model::Dialect;
+use crate::store::conn::Conn;
+use crate::value::{SqlType, Value};
+
+/// One migration: a version, a name, and its SQL in each dialect.
+#[derive(Debug)]
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sqlite: &'static str,
+    pub(crate) postgres: &'static str,
+}
+
+/// Herald's migrations, in order.
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row
+/// in `herald_migrations`. Concurrent processes serialise on the table (SQLite: the write lock;
+/// PostgreSQL: `LOCK TABLE`), so each migration runs once.
+pub(crate) fn apply(conn: &Conn, migrations: &[Migration]) -> Result<()> {
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS herald_migrations (\
+         version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )?;
+    let postgres = conn.query("SELECT 1 WHERE ?1 = 1", &[Value::Int(1)], &[SqlType::Int]).is_err();
+    let (dialect, version_param, name_param, at_param) = if postgres {
+        (Dialect::Postgres, "$1", "$2", "$3")
+    } else {
+        (Dialect::Sqlite, "?1", "?2", "?3")
+    };
+    for migration in migrations {
+        conn.atomic(|conn| {
+            if dialect == Dialect::Postgres {
+                conn.batch("LOCK TABLE herald_migrations IN EXCLUSIVE MODE")?;
+            }
+            let seen = conn.query(
+                &format!("SELECT version FROM herald_migrations WHERE version = {version_param}"),
+                &[Value::Int(migration.version)],
+                &[SqlType::Int],
+            )?;
+            if !seen.is_empty() {
+                return Ok(());
+            }
+            conn.batch(match dialect {
+                Dialect::Sqlite => migration.sqlite,
+                Dialect::Postgres => migration.postgres,
+            })?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO herald_migrations (version, name, applied_at) VALUES ({version_param}, {name_param}, {at_param})"
+                ),
+                &[
+                    Value::Int(migration.version),
+                    Value::Text(migration.name.to_owned()),
+                    Value::Text(crate::value::format_timestamp(&chrono::Utc::now())),
+                ],
+            )?;
+            tracing::info!(target: "herald::migrate", version = migration.version, name = migration.name, "applied migration");
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
