@@ -428,6 +428,16 @@ impl<M: ?Sized + Listen> ModelSignal<'_, OnPostDelete, M> {
     }
 }
 
+impl<K: ModelKind, M: ?Sized + Listen> ModelSignal<'_, K, M> {
+    /// The receivers that hand work to a durable background task: they run inside the transaction
+    /// with the in-transaction receivers (so the task row commits or rolls back with the write), and
+    /// are listed with [`Phase::Background`].
+    pub fn background_phase(mut self) -> Self {
+        self.phase = Phase::Background;
+        self
+    }
+}
+
 type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
 /// A sender's own receivers and the every-sender receivers of one signal and phase.
 type Lists<'s, K, M> = (&'s [Arc<ModelEntry<K, M>>], &'s [Arc<AnyEntry<K>>]);

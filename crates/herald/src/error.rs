@@ -159,7 +159,9 @@ pub enum Error {
     },
     /// Saves nested inside receivers went deeper than the limit: a receiver saves the instance it
     /// was called for, again and again.
-    #[error("saving {target} nested {depth} saves deep (the limit): a receiver probably saves the instance it was called for, again and again")]
+    #[error(
+        "saving {target} nested {depth} saves deep (the limit): a receiver probably saves the instance it was called for, again and again"
+    )]
     Recursion {
         /// The model and key.
         target: Target,

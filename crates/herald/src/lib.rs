@@ -34,11 +34,13 @@
 mod error;
 mod model;
 mod store;
+pub mod tasks;
 mod value;
 
 pub use error::{DbError, DbErrorKind, Error, Result, Target};
 pub use herald_dispatch as dispatch;
-pub use model::{Column, DialectSql, Model, Statements};
+pub use herald_macros::Model;
+pub use model::{Column, DialectSql, Model, Statements, from_json};
 pub use store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved};
 pub use store::db::{Db, DbBuilder, Quiet};
 pub use store::event::EventConn;

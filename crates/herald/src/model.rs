@@ -160,7 +160,10 @@ impl DialectSql {
         );
         let select_all = format!("SELECT {} FROM {table}", column_list(all));
         let select = format!("{select_all} WHERE {pk} = {}", placeholder(dialect, 1));
-        let delete = format!("DELETE FROM {table} WHERE {pk} = {}", placeholder(dialect, 1));
+        let delete = format!(
+            "DELETE FROM {table} WHERE {pk} = {}",
+            placeholder(dialect, 1)
+        );
         let create_table = create_table::<M>(dialect);
         Self {
             insert_auto,
@@ -212,4 +215,22 @@ pub(crate) fn sql_type_name(dialect: Dialect, ty: SqlType) -> &'static str {
         (Dialect::Postgres, SqlType::Timestamp) => "TIMESTAMPTZ",
         (Dialect::Postgres, SqlType::Json) => "JSONB",
     }
+}
+
+/// Build an `M` from a JSON object of its columns (fixtures, task payloads). Missing columns are
+/// NULL, which only nullable fields accept.
+pub fn from_json<M: Model>(json: &serde_json::Value) -> Result<M, String> {
+    let object = json
+        .as_object()
+        .ok_or_else(|| format!("{} must be a JSON object", M::NAME))?;
+    let mut values = Vec::with_capacity(M::COLUMNS.len());
+    for column in M::COLUMNS {
+        let value = match object.get(column.name) {
+            Some(json) => Value::from_json(column.sql_type, json)
+                .map_err(|e| format!("field `{}`: {e}", column.name))?,
+            None => Value::Null,
+        };
+        values.push(value);
+    }
+    M::from_values(values).map_err(|(i, e)| format!("field `{}`: {e}", M::COLUMNS[i].name))
 }

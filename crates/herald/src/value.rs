@@ -181,7 +181,9 @@ int_field!(i64, i32, i16, u32, u16, u8, i8);
 
 fn mismatch(expected: SqlType, got: &Value) -> String {
     match got {
-        Value::Null => format!("expected {expected}, got NULL (use Option<T> for a nullable column)"),
+        Value::Null => {
+            format!("expected {expected}, got NULL (use Option<T> for a nullable column)")
+        }
         other => format!("expected {expected}, got {other:?}"),
     }
 }
@@ -302,8 +304,15 @@ mod tests {
         assert_eq!(DateTime::<Utc>::from_value(t.to_value()).unwrap(), t);
         assert_eq!(format_timestamp(&t), "2026-11-24T07:01:51.123456Z");
         assert_eq!(Option::<i32>::from_value(Value::Null).unwrap(), None);
-        assert_eq!(i16::from_value(Value::Int(70_000)).unwrap_err(), "70000 does not fit in i16");
-        assert!(String::from_value(Value::Null).unwrap_err().contains("Option<T>"));
+        assert_eq!(
+            i16::from_value(Value::Int(70_000)).unwrap_err(),
+            "70000 does not fit in i16"
+        );
+        assert!(
+            String::from_value(Value::Null)
+                .unwrap_err()
+                .contains("Option<T>")
+        );
         for (ty, v) in [
             (SqlType::Int, Value::Int(-3)),
             (SqlType::Text, Value::Text("é".into())),

@@ -27,6 +27,8 @@ use crate::ReceiverResult;
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
 use crate::model::{Dialect, Model, placeholder, quote};
 use crate::store::backend::Backend;
+use crate::tasks::Task;
+use crate::tasks::queue::{self, NewTask};
 use crate::value::{SqlType, Value};
 
 /// How deep saves may nest inside receivers before [`Error::Recursion`].
@@ -50,8 +52,10 @@ struct TxState {
     /// 0: autocommit; 1: in a transaction; n > 1: in savepoint n - 1.
     depth: usize,
     hooks: Vec<Hook>,
-    /// `hooks.len()` when each open savepoint began.
-    marks: Vec<usize>,
+    /// Task rows to insert, in one statement, just before the outermost COMMIT.
+    tasks: Vec<NewTask>,
+    /// `(hooks.len(), tasks.len())` when each open transaction or savepoint began.
+    marks: Vec<(usize, usize)>,
 }
 
 /// Settings every connection of one `Db` shares.
@@ -59,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) signals: Signals,
     pub(crate) alias: Arc<str>,
     pub(crate) recursion_limit: usize,
+    /// Woken when a commit adds tasks, so this process's workers start them at once.
+    pub(crate) tasks_added: Arc<tokio::sync::Notify>,
 }
 
 /// The result of a save.
@@ -148,6 +154,25 @@ impl Conn {
         self.tx.borrow().depth > 0
     }
 
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Add a task: written in the open transaction, in one statement with the transaction's other
+    /// tasks, just before it commits (so a rollback leaves none and a commit guarantees it); at once
+    /// when no transaction is open.
+    pub fn enqueue(&self, task: Task) -> Result<()> {
+        let task = task.into_new();
+        if self.in_transaction() {
+            self.tx.borrow_mut().tasks.push(task);
+            Ok(())
+        } else {
+            queue::insert(self, vec![task])?;
+            self.shared.tasks_added.notify_one();
+            Ok(())
+        }
+    }
+
     pub(crate) fn backend_alive(&self) -> bool {
         self.backend.borrow_mut().is_alive()
     }
@@ -193,7 +218,7 @@ impl Conn {
             .batch(&sql)
             .map_err(|source| statement_error(&sql, source))?;
         tx.depth += 1;
-        let mark = tx.hooks.len();
+        let mark = (tx.hooks.len(), tx.tasks.len());
         tx.marks.push(mark);
         Ok(())
     }
@@ -209,6 +234,16 @@ impl Conn {
         } else {
             format!("RELEASE SAVEPOINT herald_{}", depth - 1)
         };
+        let tasks = if depth == 1 {
+            std::mem::take(&mut self.tx.borrow_mut().tasks)
+        } else {
+            Vec::new()
+        };
+        let added_tasks = !tasks.is_empty();
+        if let Err(error) = queue::insert(self, tasks) {
+            self.rollback();
+            return Err(error);
+        }
         if let Err(source) = self.backend.borrow_mut().batch(&sql) {
             // The transaction cannot be kept: undo it, so the connection is left clean.
             let error = statement_error(&sql, source);
@@ -225,6 +260,9 @@ impl Conn {
                 Vec::new()
             }
         };
+        if added_tasks {
+            self.shared.tasks_added.notify_one();
+        }
         self.run_hooks(hooks, HookKind::Commit);
         Ok(())
     }
@@ -240,7 +278,10 @@ impl Conn {
         let sql = if depth == 1 {
             "ROLLBACK".to_owned()
         } else {
-            format!("ROLLBACK TO SAVEPOINT herald_{0}; RELEASE SAVEPOINT herald_{0}", depth - 1)
+            format!(
+                "ROLLBACK TO SAVEPOINT herald_{0}; RELEASE SAVEPOINT herald_{0}",
+                depth - 1
+            )
         };
         if let Err(error) = self.backend.borrow_mut().batch(&sql) {
             tracing::warn!(target: "herald::store", %error, "rollback failed");
@@ -248,8 +289,9 @@ impl Conn {
         let hooks = {
             let mut tx = self.tx.borrow_mut();
             tx.depth -= 1;
-            let mark = tx.marks.pop().unwrap_or(0);
-            tx.hooks.split_off(mark)
+            let (hooks_mark, tasks_mark) = tx.marks.pop().unwrap_or((0, 0));
+            tx.tasks.truncate(tasks_mark);
+            tx.hooks.split_off(hooks_mark)
         };
         self.run_hooks(hooks, HookKind::Rollback);
     }
@@ -273,19 +315,32 @@ impl Conn {
     /// Run `hook` after the outermost transaction commits (at once when none is open). Dropped if
     /// the transaction, or the savepoint it was registered in, rolls back. A failure is logged and
     /// counted; it never unwinds the commit.
-    pub fn on_commit(&self, name: &'static str, hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static) {
+    pub fn on_commit(
+        &self,
+        name: &'static str,
+        hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static,
+    ) {
         self.push_hook(HookKind::Commit, name, Box::new(hook));
     }
 
     /// Run `hook` if the transaction (or the savepoint it was registered in) rolls back; never when
     /// no transaction is open.
-    pub fn on_rollback(&self, name: &'static str, hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static) {
+    pub fn on_rollback(
+        &self,
+        name: &'static str,
+        hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static,
+    ) {
         if self.in_transaction() {
             self.push_hook(HookKind::Rollback, name, Box::new(hook));
         }
     }
 
-    fn push_hook(&self, kind: HookKind, name: &'static str, run: Box<dyn FnOnce(&Conn) -> ReceiverResult + Send>) {
+    fn push_hook(
+        &self,
+        kind: HookKind,
+        name: &'static str,
+        run: Box<dyn FnOnce(&Conn) -> ReceiverResult + Send>,
+    ) {
         if self.in_transaction() {
             self.tx.borrow_mut().hooks.push(Hook { kind, name, run });
         } else if matches!(kind, HookKind::Commit) {
@@ -299,7 +354,8 @@ impl Conn {
                 continue;
             }
             let name = hook.name;
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.run)(self)));
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.run)(self)));
             let failure = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.to_string(),
@@ -313,7 +369,8 @@ impl Conn {
                 HookKind::Commit => "on_commit",
                 HookKind::Rollback => "on_rollback",
             };
-            metrics::counter!("herald_hook_failures_total", "hook" => name, "phase" => phase).increment(1);
+            metrics::counter!("herald_hook_failures_total", "hook" => name, "phase" => phase)
+                .increment(1);
             tracing::warn!(target: "herald::hooks", hook = name, phase, error = %failure, "{phase} hook `{name}` failed: {failure}");
         }
     }
@@ -342,13 +399,26 @@ impl Conn {
     /// unknown name is an error before any receiver runs; a row that no longer exists is
     /// [`Error::NotFound`].
     pub fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
-        self.save_with(instance, SaveOptions { fields: Some(fields), ..SaveOptions::default() })
+        self.save_with(
+            instance,
+            SaveOptions {
+                fields: Some(fields),
+                ..SaveOptions::default()
+            },
+        )
     }
 
-    pub(crate) fn save_with<M: Model>(&self, instance: &mut M, options: SaveOptions<'_>) -> Result<Saved> {
+    pub(crate) fn save_with<M: Model>(
+        &self,
+        instance: &mut M,
+        options: SaveOptions<'_>,
+    ) -> Result<Saved> {
         if let Some(fields) = options.fields {
             if fields.is_empty() {
-                return Ok(Saved { created: false, written: false });
+                return Ok(Saved {
+                    created: false,
+                    written: false,
+                });
             }
             check_fields::<M>(fields)?;
         }
@@ -373,11 +443,23 @@ impl Conn {
             }
             Ok(created)
         };
-        let created = if needs_tx { self.atomic(write)? } else { write(self)? };
-        Ok(Saved { created, written: true })
+        let created = if needs_tx {
+            self.atomic(write)?
+        } else {
+            write(self)?
+        };
+        Ok(Saved {
+            created,
+            written: true,
+        })
     }
 
-    fn after_save<M: Model>(&self, instance: &M, created: bool, options: SaveOptions<'_>) -> Result<()> {
+    fn after_save<M: Model>(
+        &self,
+        instance: &M,
+        created: bool,
+        options: SaveOptions<'_>,
+    ) -> Result<()> {
         let signals = &self.shared.signals;
         let mut event = PostSave::new(instance, created)
             .raw(options.raw)
@@ -387,17 +469,25 @@ impl Conn {
         signals.post_save::<M>().send(&mut event)?;
         if signals.post_save::<M>().on_commit().has_receivers() {
             let copy = instance.clone();
-            let fields: Option<Vec<String>> =
-                options.fields.map(|f| f.iter().map(|s| (*s).to_owned()).collect());
+            let fields: Option<Vec<String>> = options
+                .fields
+                .map(|f| f.iter().map(|s| (*s).to_owned()).collect());
             let raw = options.raw;
             self.on_commit("post_save on_commit receivers", move |conn| {
-                let names: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
+                let names: Option<Vec<&str>> = fields
+                    .as_ref()
+                    .map(|f| f.iter().map(String::as_str).collect());
                 let mut event = PostSave::new(&copy, created)
                     .raw(raw)
                     .using(&conn.shared.alias)
                     .update_fields(names.as_deref())
                     .with_store(conn);
-                log_hook_failures(conn.signals().post_save::<M>().on_commit().send_robust(&mut event));
+                log_hook_failures(
+                    conn.signals()
+                        .post_save::<M>()
+                        .on_commit()
+                        .send_robust(&mut event),
+                );
                 Ok(())
             });
         }
@@ -425,11 +515,24 @@ impl Conn {
                 .borrow_mut()
                 .query(&sql.insert_auto, &params, &[SqlType::Int])
                 .map_err(|e| fail(e, instance))?;
-            let key = rows.into_iter().next().and_then(|r| r.into_iter().next()).ok_or_else(|| {
-                fail(DbError::new(DbErrorKind::Other, "INSERT returned no key"), instance)
-            })?;
+            let key = rows
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next())
+                .ok_or_else(|| {
+                    fail(
+                        DbError::new(DbErrorKind::Other, "INSERT returned no key"),
+                        instance,
+                    )
+                })?;
             instance.set_pk_value(key).map_err(|reason| {
-                fail(DbError::new(DbErrorKind::Other, format!("the returned key does not fit: {reason}")), instance)
+                fail(
+                    DbError::new(
+                        DbErrorKind::Other,
+                        format!("the returned key does not fit: {reason}"),
+                    ),
+                    instance,
+                )
             })?;
             return Ok(true);
         };
@@ -454,7 +557,9 @@ impl Conn {
             return Ok(false);
         }
         if fields.is_some() {
-            return Err(Error::NotFound { target: target(instance) });
+            return Err(Error::NotFound {
+                target: target(instance),
+            });
         }
         let params: Vec<Value> = (0..M::COLUMNS.len()).map(|i| instance.value(i)).collect();
         self.backend
@@ -472,7 +577,9 @@ impl Conn {
 
     pub(crate) fn delete_with<M: Model>(&self, instance: &M, quiet: bool) -> Result<bool> {
         let Some(key) = instance.pk_value() else {
-            return Err(Error::NotFound { target: target(instance) });
+            return Err(Error::NotFound {
+                target: target(instance),
+            });
         };
         let signals = &self.shared.signals;
         let needs_tx = !quiet
@@ -481,7 +588,9 @@ impl Conn {
                 || signals.post_delete::<M>().on_commit().has_receivers());
         let delete = |conn: &Conn| -> Result<bool> {
             if !quiet {
-                let mut event = PreDelete::new(instance).using(&conn.shared.alias).with_store(conn);
+                let mut event = PreDelete::new(instance)
+                    .using(&conn.shared.alias)
+                    .with_store(conn);
                 signals.pre_delete::<M>().send(&mut event)?;
             }
             let sql = &M::statements().get(conn.dialect).delete;
@@ -496,18 +605,31 @@ impl Conn {
             }
             Ok(deleted)
         };
-        if needs_tx { self.atomic(delete) } else { delete(self) }
+        if needs_tx {
+            self.atomic(delete)
+        } else {
+            delete(self)
+        }
     }
 
     fn after_delete<M: Model>(&self, instance: &M) -> Result<()> {
         let signals = &self.shared.signals;
-        let mut event = PostDelete::new(instance).using(&self.shared.alias).with_store(self);
+        let mut event = PostDelete::new(instance)
+            .using(&self.shared.alias)
+            .with_store(self);
         signals.post_delete::<M>().send(&mut event)?;
         if signals.post_delete::<M>().on_commit().has_receivers() {
             let copy = instance.clone();
             self.on_commit("post_delete on_commit receivers", move |conn| {
-                let mut event = PostDelete::new(&copy).using(&conn.shared.alias).with_store(conn);
-                log_hook_failures(conn.signals().post_delete::<M>().on_commit().send_robust(&mut event));
+                let mut event = PostDelete::new(&copy)
+                    .using(&conn.shared.alias)
+                    .with_store(conn);
+                log_hook_failures(
+                    conn.signals()
+                        .post_delete::<M>()
+                        .on_commit()
+                        .send_robust(&mut event),
+                );
                 Ok(())
             });
         }
@@ -518,13 +640,19 @@ impl Conn {
     pub fn get<M: Model>(&self, key: impl Into<Value>) -> Result<Option<M>> {
         let key = key.into();
         let sql = &M::statements().get(self.dialect).select;
-        let target = Target { model: M::NAME, key: Some(key.to_string()) };
+        let target = Target {
+            model: M::NAME,
+            key: Some(key.to_string()),
+        };
         let rows = self
             .backend
             .borrow_mut()
             .query(sql, std::slice::from_ref(&key), &column_types::<M>())
             .map_err(|e| Error::write("reading", target.clone(), e))?;
-        rows.into_iter().next().map(|row| decode::<M>(row, &target)).transpose()
+        rows.into_iter()
+            .next()
+            .map(|row| decode::<M>(row, &target))
+            .transpose()
     }
 
     /// Every row of `M`'s table, in key order.
@@ -534,13 +662,18 @@ impl Conn {
             M::statements().get(self.dialect).select_all,
             quote(M::COLUMNS[M::PK].name)
         );
-        let target = Target { model: M::NAME, key: None };
+        let target = Target {
+            model: M::NAME,
+            key: None,
+        };
         let rows = self
             .backend
             .borrow_mut()
             .query(&sql, &[], &column_types::<M>())
             .map_err(|e| Error::write("reading", target.clone(), e))?;
-        rows.into_iter().map(|row| decode::<M>(row, &target)).collect()
+        rows.into_iter()
+            .map(|row| decode::<M>(row, &target))
+            .collect()
     }
 
     /// Create `M`'s table if it does not exist (for quick starts and tests; applications keep their
@@ -557,7 +690,11 @@ impl Conn {
         self.bulk_create_with(instances, false)
     }
 
-    pub(crate) fn bulk_create_with<M: Model>(&self, instances: &mut [M], quiet: bool) -> Result<()> {
+    pub(crate) fn bulk_create_with<M: Model>(
+        &self,
+        instances: &mut [M],
+        quiet: bool,
+    ) -> Result<()> {
         if instances.is_empty() {
             return Ok(());
         }
@@ -566,7 +703,9 @@ impl Conn {
             if !quiet && signals.pre_save::<M>().has_receivers() {
                 for instance in instances.iter_mut() {
                     let _depth = conn.enter(instance)?;
-                    let mut event = PreSave::new(&mut *instance).using(&conn.shared.alias).with_store(conn);
+                    let mut event = PreSave::new(&mut *instance)
+                        .using(&conn.shared.alias)
+                        .with_store(conn);
                     signals.pre_save::<M>().send(&mut event)?;
                 }
             }
@@ -593,7 +732,9 @@ impl Conn {
             Dialect::Sqlite => 32_766,
             Dialect::Postgres => 65_535,
         };
-        for (rows, columns, returning) in [(&auto, &columns_auto, true), (&keyed, &columns_all, false)] {
+        for (rows, columns, returning) in
+            [(&auto, &columns_auto, true), (&keyed, &columns_all, false)]
+        {
             let per_statement = (limit / columns.len().max(1)).clamp(1, 1000);
             for chunk in rows.chunks(per_statement) {
                 let sql = insert_many_sql::<M>(self.dialect, columns, chunk.len(), returning);
@@ -604,18 +745,32 @@ impl Conn {
                 let first = &instances[chunk[0]];
                 let fail = |e| Error::write("bulk-creating", target(first), e);
                 if returning {
-                    let keys = self.backend.borrow_mut().query(&sql, &params, &[SqlType::Int]).map_err(fail)?;
+                    let keys = self
+                        .backend
+                        .borrow_mut()
+                        .query(&sql, &params, &[SqlType::Int])
+                        .map_err(fail)?;
                     if keys.len() != chunk.len() {
-                        return Err(fail(DbError::new(DbErrorKind::Other, "INSERT returned a different number of keys")));
+                        return Err(fail(DbError::new(
+                            DbErrorKind::Other,
+                            "INSERT returned a different number of keys",
+                        )));
                     }
                     for (i, key) in chunk.iter().zip(keys) {
                         let key = key.into_iter().next().unwrap_or(Value::Null);
                         instances[*i].set_pk_value(key).map_err(|reason| {
-                            Error::write("bulk-creating", target(&instances[*i]), DbError::new(DbErrorKind::Other, reason))
+                            Error::write(
+                                "bulk-creating",
+                                target(&instances[*i]),
+                                DbError::new(DbErrorKind::Other, reason),
+                            )
                         })?;
                     }
                 } else {
-                    self.backend.borrow_mut().execute(&sql, &params).map_err(fail)?;
+                    self.backend
+                        .borrow_mut()
+                        .execute(&sql, &params)
+                        .map_err(fail)?;
                 }
             }
         }
@@ -628,7 +783,12 @@ impl Conn {
         self.bulk_update_with(instances, fields, false)
     }
 
-    pub(crate) fn bulk_update_with<M: Model>(&self, instances: &mut [M], fields: &[&str], quiet: bool) -> Result<()> {
+    pub(crate) fn bulk_update_with<M: Model>(
+        &self,
+        instances: &mut [M],
+        fields: &[&str],
+        quiet: bool,
+    ) -> Result<()> {
         if instances.is_empty() || fields.is_empty() {
             return Ok(());
         }
@@ -646,7 +806,9 @@ impl Conn {
                     signals.pre_save::<M>().send(&mut event)?;
                 }
                 let Some(key) = instance.pk_value() else {
-                    return Err(Error::NotFound { target: target(instance) });
+                    return Err(Error::NotFound {
+                        target: target(instance),
+                    });
                 };
                 let mut params: Vec<Value> = fields
                     .iter()
@@ -659,10 +821,19 @@ impl Conn {
                     .execute(&sql, &params)
                     .map_err(|e| Error::write("bulk-updating", target(instance), e))?;
                 if changed == 0 {
-                    return Err(Error::NotFound { target: target(instance) });
+                    return Err(Error::NotFound {
+                        target: target(instance),
+                    });
                 }
                 if !quiet {
-                    conn.after_save(instance, false, SaveOptions { fields: Some(fields), ..SaveOptions::default() })?;
+                    conn.after_save(
+                        instance,
+                        false,
+                        SaveOptions {
+                            fields: Some(fields),
+                            ..SaveOptions::default()
+                        },
+                    )?;
                 }
             }
             Ok(())
@@ -684,17 +855,24 @@ impl Conn {
             let mut keys = Vec::with_capacity(instances.len());
             for instance in instances {
                 let Some(key) = instance.pk_value() else {
-                    return Err(Error::NotFound { target: target(instance) });
+                    return Err(Error::NotFound {
+                        target: target(instance),
+                    });
                 };
                 if !quiet {
-                    let mut event = PreDelete::new(instance).using(&conn.shared.alias).with_store(conn);
+                    let mut event = PreDelete::new(instance)
+                        .using(&conn.shared.alias)
+                        .with_store(conn);
                     signals.pre_delete::<M>().send(&mut event)?;
                 }
                 keys.push(key);
             }
             let mut deleted = 0;
             for chunk in keys.chunks(1000) {
-                let list = (1..=chunk.len()).map(|i| placeholder(conn.dialect, i)).collect::<Vec<_>>().join(", ");
+                let list = (1..=chunk.len())
+                    .map(|i| placeholder(conn.dialect, i))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let sql = format!(
                     "DELETE FROM {} WHERE {} IN ({list})",
                     quote(M::TABLE),
@@ -718,17 +896,36 @@ impl Conn {
     // ---- fixtures -------------------------------------------------------------------------------
 
     /// Save one fixture row (`fields` as JSON, Django's format) with `raw = true`.
-    pub fn load_json<M: Model>(&self, pk: Option<&serde_json::Value>, fields: &serde_json::Map<String, serde_json::Value>) -> Result<Saved> {
-        let what = format!("{} {}", M::NAME, pk.map_or_else(|| "(no pk)".to_owned(), |p| p.to_string()));
+    pub fn load_json<M: Model>(
+        &self,
+        pk: Option<&serde_json::Value>,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Saved> {
+        let what = format!(
+            "{} {}",
+            M::NAME,
+            pk.map_or_else(|| "(no pk)".to_owned(), |p| p.to_string())
+        );
         if let Some(unknown) = fields.keys().find(|k| M::column_index(k).is_none()) {
-            return Err(Error::Fixture { what, reason: format!("{} has no field `{unknown}`", M::NAME) });
+            return Err(Error::Fixture {
+                what,
+                reason: format!("{} has no field `{unknown}`", M::NAME),
+            });
         }
         let mut values = Vec::with_capacity(M::COLUMNS.len());
         for (i, column) in M::COLUMNS.iter().enumerate() {
-            let json = if i == M::PK { pk.or_else(|| fields.get(column.name)) } else { fields.get(column.name) };
+            let json = if i == M::PK {
+                pk.or_else(|| fields.get(column.name))
+            } else {
+                fields.get(column.name)
+            };
             let value = match json {
-                Some(json) => Value::from_json(column.sql_type, json)
-                    .map_err(|reason| Error::Fixture { what: what.clone(), reason: format!("field `{}`: {reason}", column.name) })?,
+                Some(json) => {
+                    Value::from_json(column.sql_type, json).map_err(|reason| Error::Fixture {
+                        what: what.clone(),
+                        reason: format!("field `{}`: {reason}", column.name),
+                    })?
+                }
                 None => Value::Null,
             };
             values.push(value);
@@ -737,7 +934,13 @@ impl Conn {
             what: what.clone(),
             reason: format!("field `{}`: {reason}", M::COLUMNS[column].name),
         })?;
-        self.save_with(&mut instance, SaveOptions { raw: true, ..SaveOptions::default() })
+        self.save_with(
+            &mut instance,
+            SaveOptions {
+                raw: true,
+                ..SaveOptions::default()
+            },
+        )
     }
 }
 
@@ -750,7 +953,10 @@ fn log_hook_failures(errors: Vec<herald_dispatch::DispatchError>) {
 
 fn statement_error(sql: &str, source: DbError) -> Error {
     let what = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
-    Error::Statement { what: format!("`{what}`"), source }
+    Error::Statement {
+        what: format!("`{what}`"),
+        source,
+    }
 }
 
 fn check_fields<M: Model>(fields: &[&str]) -> Result<()> {
@@ -759,7 +965,11 @@ fn check_fields<M: Model>(fields: &[&str]) -> Result<()> {
             return Err(Error::UnknownField {
                 model: M::NAME,
                 field: (*field).to_owned(),
-                known: M::COLUMNS.iter().map(|c| c.name).collect::<Vec<_>>().join(", "),
+                known: M::COLUMNS
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
@@ -767,7 +977,10 @@ fn check_fields<M: Model>(fields: &[&str]) -> Result<()> {
 }
 
 fn non_pk_values<M: Model>(instance: &M) -> Vec<Value> {
-    (0..M::COLUMNS.len()).filter(|i| *i != M::PK).map(|i| instance.value(i)).collect()
+    (0..M::COLUMNS.len())
+        .filter(|i| *i != M::PK)
+        .map(|i| instance.value(i))
+        .collect()
 }
 
 fn column_types<M: Model>() -> Vec<SqlType> {
@@ -777,7 +990,10 @@ fn column_types<M: Model>() -> Vec<SqlType> {
 fn decode<M: Model>(row: Vec<Value>, target: &Target) -> Result<M> {
     let key = row.get(M::PK).map(ToString::to_string);
     M::from_values(row).map_err(|(column, reason)| Error::Decode {
-        target: Target { model: target.model, key: key.or_else(|| target.key.clone()) },
+        target: Target {
+            model: target.model,
+            key: key.or_else(|| target.key.clone()),
+        },
         column: M::COLUMNS[column].name,
         reason,
     })
@@ -798,8 +1014,17 @@ fn update_fields_sql<M: Model>(dialect: Dialect, fields: &[&str]) -> String {
     )
 }
 
-fn insert_many_sql<M: Model>(dialect: Dialect, columns: &[usize], rows: usize, returning: bool) -> String {
-    let names = columns.iter().map(|c| quote(M::COLUMNS[*c].name)).collect::<Vec<_>>().join(", ");
+fn insert_many_sql<M: Model>(
+    dialect: Dialect,
+    columns: &[usize],
+    rows: usize,
+    returning: bool,
+) -> String {
+    let names = columns
+        .iter()
+        .map(|c| quote(M::COLUMNS[*c].name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut n = 0;
     let tuples = (0..rows)
         .map(|_| {

@@ -13,9 +13,9 @@ use crate::model::{Dialect, Model};
 use crate::store::backend::Backend;
 use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, SaveOptions, Saved, Shared};
 use crate::store::pool::{self, Job, Open, call};
-use crate::store::tx::{Link, Tx};
 use crate::store::postgres::PgBackend;
 use crate::store::sqlite::{SqliteBackend, SqliteOptions};
+use crate::store::tx::{Link, Tx};
 use crate::value::Value;
 
 /// Where a database is.
@@ -27,18 +27,26 @@ enum Location {
 }
 
 fn parse_url(url: &str) -> Result<Location> {
-    let bad = |reason: &str| Error::Url { url: mask(url), reason: reason.to_owned() };
+    let bad = |reason: &str| Error::Url {
+        url: mask(url),
+        reason: reason.to_owned(),
+    };
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         return match path {
-            "" => Err(bad("no file path: use sqlite://PATH (e.g. sqlite://bookstore.db) or sqlite::memory:")),
+            "" => Err(bad(
+                "no file path: use sqlite://PATH (e.g. sqlite://bookstore.db) or sqlite::memory:",
+            )),
             ":memory:" => Ok(Location::SqliteMemory),
             path => {
                 let path = PathBuf::from(path.split('?').next().unwrap_or(path));
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
                     && !parent.is_dir()
                 {
-                    return Err(bad(&format!("the directory `{}` does not exist", parent.display())));
+                    return Err(bad(&format!(
+                        "the directory `{}` does not exist",
+                        parent.display()
+                    )));
                 }
                 Ok(Location::SqliteFile(path))
             }
@@ -48,7 +56,9 @@ fn parse_url(url: &str) -> Result<Location> {
         return Ok(Location::Postgres(url.to_owned()));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
-    Err(bad(&format!("unsupported scheme `{scheme}`: use sqlite://PATH or postgres://USER@HOST/DB")))
+    Err(bad(&format!(
+        "unsupported scheme `{scheme}`: use sqlite://PATH or postgres://USER@HOST/DB"
+    )))
 }
 
 /// The URL with any password replaced by `***`.
@@ -132,9 +142,13 @@ impl DbBuilder {
             signals: self.signals.unwrap_or_default(),
             alias: self.alias.into(),
             recursion_limit: self.recursion_limit,
+            tasks_added: Arc::new(tokio::sync::Notify::new()),
         });
         let masked = mask(&self.url);
-        let connect_error = |source: DbError| Error::Connect { url: masked.clone(), source };
+        let connect_error = |source: DbError| Error::Connect {
+            url: masked.clone(),
+            source,
+        };
         let (writer, writer_jobs) = flume::unbounded::<Job>();
         let mut threads = Vec::new();
         let (dialect, reader) = match &location {
@@ -144,7 +158,11 @@ impl DbBuilder {
                     _ => PathBuf::from(":memory:"),
                 };
                 let open = sqlite_open(&path, self.busy_timeout, false);
-                threads.extend(pool::spawn("writer", 1, open, shared.clone(), writer_jobs).await.map_err(connect_error)?);
+                threads.extend(
+                    pool::spawn("writer", 1, open, shared.clone(), writer_jobs)
+                        .await
+                        .map_err(connect_error)?,
+                );
                 let reader = if location == Location::SqliteMemory || self.readers == 0 {
                     writer.clone()
                 } else {
@@ -162,14 +180,26 @@ impl DbBuilder {
             Location::Postgres(url) => {
                 let (url, schema) = (url.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
-                    PgBackend::connect(&url, schema.as_deref()).map(|b| Box::new(b) as Box<dyn Backend>)
+                    PgBackend::connect(&url, schema.as_deref())
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
-                threads.extend(pool::spawn("pg", self.pool_size, open, shared.clone(), writer_jobs).await.map_err(connect_error)?);
+                threads.extend(
+                    pool::spawn("pg", self.pool_size, open, shared.clone(), writer_jobs)
+                        .await
+                        .map_err(connect_error)?,
+                );
                 (Dialect::Postgres, writer.clone())
             }
         };
         let db = Db {
-            inner: Arc::new(Inner { writer, reader, shared, dialect, url: masked, threads: Mutex::new(threads) }),
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                shared,
+                dialect,
+                url: masked,
+                threads: Mutex::new(threads),
+            }),
         };
         db.migrate().await?;
         Ok(db)
@@ -177,7 +207,13 @@ impl DbBuilder {
 }
 
 fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
-    let (path, options) = (path.to_owned(), SqliteOptions { busy_timeout, read_only });
+    let (path, options) = (
+        path.to_owned(),
+        SqliteOptions {
+            busy_timeout,
+            read_only,
+        },
+    );
     Arc::new(move || SqliteBackend::open(&path, &options).map(|b| Box::new(b) as Box<dyn Backend>))
 }
 
@@ -202,7 +238,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("url", &self.inner.url).finish_non_exhaustive()
+        f.debug_struct("Db")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -227,6 +265,11 @@ impl Db {
         &self.inner.shared.signals
     }
 
+    /// Woken when a commit in this process adds tasks.
+    pub(crate) fn tasks_added(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.shared.tasks_added.clone()
+    }
+
     /// The URL, with any password masked.
     pub fn url(&self) -> &str {
         &self.inner.url
@@ -239,12 +282,18 @@ impl Db {
 
     /// Run `f` on the writing connection, in autocommit mode (use [`Conn::atomic`] for a
     /// transaction). For work the typed methods do not cover.
-    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<R> + Send + 'static) -> Result<R> {
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         call(&self.inner.writer, f).await
     }
 
     /// Run `f` on a reading connection (SQLite: a read-only one; PostgreSQL: any).
-    pub async fn read<R: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<R> + Send + 'static) -> Result<R> {
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         call(&self.inner.reader, f).await
     }
 
@@ -259,13 +308,29 @@ impl Db {
         self.save_with(instance, Some(fields), false, false).await
     }
 
-    async fn save_with<M: Model>(&self, instance: &mut M, fields: Option<&[&str]>, raw: bool, quiet: bool) -> Result<Saved> {
+    async fn save_with<M: Model>(
+        &self,
+        instance: &mut M,
+        fields: Option<&[&str]>,
+        raw: bool,
+        quiet: bool,
+    ) -> Result<Saved> {
         let mut copy = instance.clone();
-        let fields: Option<Vec<String>> = fields.map(|f| f.iter().map(|s| (*s).to_owned()).collect());
+        let fields: Option<Vec<String>> =
+            fields.map(|f| f.iter().map(|s| (*s).to_owned()).collect());
         let (copy, saved) = self
             .run(move |conn| {
-                let names: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
-                let saved = conn.save_with(&mut copy, SaveOptions { fields: names.as_deref(), raw, quiet })?;
+                let names: Option<Vec<&str>> = fields
+                    .as_ref()
+                    .map(|f| f.iter().map(String::as_str).collect());
+                let saved = conn.save_with(
+                    &mut copy,
+                    SaveOptions {
+                        fields: names.as_deref(),
+                        raw,
+                        quiet,
+                    },
+                )?;
                 Ok((copy, saved))
             })
             .await?;
@@ -312,7 +377,12 @@ impl Db {
         self.bulk_update_with(instances, fields, false).await
     }
 
-    async fn bulk_update_with<M: Model>(&self, instances: &mut [M], fields: &[&str], quiet: bool) -> Result<()> {
+    async fn bulk_update_with<M: Model>(
+        &self,
+        instances: &mut [M],
+        fields: &[&str],
+        quiet: bool,
+    ) -> Result<()> {
         let mut copies = instances.to_vec();
         let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
         let copies = self
@@ -347,21 +417,37 @@ impl Db {
     /// for `M`, each saved with `raw = true`, all in one transaction. Rows for other models are an
     /// error. Returns how many rows were saved.
     pub async fn load_fixture<M: Model>(&self, json: &str) -> Result<usize> {
-        let rows: Vec<serde_json::Value> = serde_json::from_str(json)
-            .map_err(|e| Error::Fixture { what: "file".to_owned(), reason: format!("not a JSON list of rows: {e}") })?;
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| Error::Fixture {
+                what: "file".to_owned(),
+                reason: format!("not a JSON list of rows: {e}"),
+            })?;
         self.run(move |conn| {
             conn.atomic(|conn| {
                 for (i, row) in rows.iter().enumerate() {
                     let what = format!("row {}", i + 1);
-                    let model = row.get("model").and_then(|m| m.as_str()).unwrap_or_default();
-                    if !model.eq_ignore_ascii_case(M::NAME) && !model.ends_with(&format!(".{}", M::NAME.to_lowercase())) {
-                        return Err(Error::Fixture { what, reason: format!("model `{model}` is not {}", M::NAME) });
+                    let model = row
+                        .get("model")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or_default();
+                    if !model.eq_ignore_ascii_case(M::NAME)
+                        && !model.ends_with(&format!(".{}", M::NAME.to_lowercase()))
+                    {
+                        return Err(Error::Fixture {
+                            what,
+                            reason: format!("model `{model}` is not {}", M::NAME),
+                        });
                     }
                     let empty = serde_json::Map::new();
                     let fields = match row.get("fields") {
                         None => &empty,
                         Some(serde_json::Value::Object(fields)) => fields,
-                        Some(_) => return Err(Error::Fixture { what, reason: "`fields` must be an object".to_owned() }),
+                        Some(_) => {
+                            return Err(Error::Fixture {
+                                what,
+                                reason: "`fields` must be an object".to_owned(),
+                            });
+                        }
                     };
                     conn.load_json::<M>(row.get("pk"), fields)?;
                 }
@@ -375,7 +461,10 @@ impl Db {
     /// ends, so other writes wait). Commit with [`Tx::commit`]; dropping it rolls it back.
     pub async fn begin(&self) -> Result<Tx<'static>> {
         let jobs = pool::pin(&self.inner.writer).await?;
-        Ok(Tx { link: Link::Own(jobs), finished: false })
+        Ok(Tx {
+            link: Link::Own(jobs),
+            finished: false,
+        })
     }
 
     /// The same operations without any signal: for fixtures, migrations and data repair, named so
@@ -385,12 +474,19 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<()> {
-        self.run(|conn| crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS)).await
+        self.run(|conn| crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS))
+            .await
     }
 
     /// Stop the connection threads once every handle is gone and their queues are empty; waits for them.
     pub fn close(self) {
-        let threads = std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let threads = std::mem::take(
+            &mut *self
+                .inner
+                .threads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
         drop(self);
         for thread in threads {
             let _ = thread.join();
@@ -429,6 +525,8 @@ impl Quiet<'_> {
     /// Delete many without signals.
     pub async fn delete_many<M: Model>(&self, instances: &[M]) -> Result<u64> {
         let copies = instances.to_vec();
-        self.db.run(move |conn| conn.delete_many_with(&copies, true)).await
+        self.db
+            .run(move |conn| conn.delete_many_with(&copies, true))
+            .await
     }
 }

@@ -15,7 +15,12 @@ pub(crate) struct Migration {
 }
 
 /// Herald's migrations, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "herald_tasks",
+    sqlite: crate::tasks::queue::MIGRATION_SQLITE,
+    postgres: crate::tasks::queue::MIGRATION_POSTGRES,
+}];
 
 /// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row
 /// in `herald_migrations`. Concurrent processes serialise on the table (SQLite: the write lock;
@@ -25,7 +30,9 @@ pub(crate) fn apply(conn: &Conn, migrations: &[Migration]) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS herald_migrations (\
          version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     )?;
-    let postgres = conn.query("SELECT 1 WHERE ?1 = 1", &[Value::Int(1)], &[SqlType::Int]).is_err();
+    let postgres = conn
+        .query("SELECT 1 WHERE ?1 = 1", &[Value::Int(1)], &[SqlType::Int])
+        .is_err();
     let (dialect, version_param, name_param, at_param) = if postgres {
         (Dialect::Postgres, "$1", "$2", "$3")
     } else {

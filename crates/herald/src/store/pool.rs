@@ -32,7 +32,8 @@ thread_local! {
 }
 
 /// Opens a connection; called again to replace one the server closed.
-pub(crate) type Open = Arc<dyn Fn() -> std::result::Result<Box<dyn Backend>, DbError> + Send + Sync>;
+pub(crate) type Open =
+    Arc<dyn Fn() -> std::result::Result<Box<dyn Backend>, DbError> + Send + Sync>;
 
 /// Start `count` threads serving `jobs`, each with its own connection; returns once all are open.
 pub(crate) async fn spawn(
@@ -59,7 +60,12 @@ pub(crate) async fn spawn(
                     let _ = opened.send(Err(error));
                 }
             })
-            .map_err(|e| DbError::new(crate::DbErrorKind::Other, format!("cannot start a connection thread: {e}")))?;
+            .map_err(|e| {
+                DbError::new(
+                    crate::DbErrorKind::Other,
+                    format!("cannot start a connection thread: {e}"),
+                )
+            })?;
         handles.push(handle);
     }
     for ready in ready {
@@ -67,7 +73,10 @@ pub(crate) async fn spawn(
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(error),
             Err(_) => {
-                return Err(DbError::new(crate::DbErrorKind::Other, "a connection thread stopped while opening"));
+                return Err(DbError::new(
+                    crate::DbErrorKind::Other,
+                    "a connection thread stopped while opening",
+                ));
             }
         }
     }
@@ -80,7 +89,9 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open) {
         if !conn.backend_alive() {
             match open() {
                 Ok(backend) => conn = Conn::new(backend, conn.shared()),
-                Err(error) => tracing::warn!(target: "herald::store", %error, "reconnecting failed"),
+                Err(error) => {
+                    tracing::warn!(target: "herald::store", %error, "reconnecting failed")
+                }
             }
         }
         run(job, &conn);

@@ -49,7 +49,10 @@ impl SqliteBackend {
             if mode != "wal" && path != Path::new(":memory:") {
                 return Err(DbError::new(
                     DbErrorKind::Other,
-                    format!("could not switch {} to WAL (journal_mode is {mode})", path.display()),
+                    format!(
+                        "could not switch {} to WAL (journal_mode is {mode})",
+                        path.display()
+                    ),
                 ));
             }
         } else {
@@ -79,11 +82,7 @@ impl ToSql for Bind<'_> {
 }
 
 /// Decode one column as `ty`; `column` names it, for the error only.
-fn decode(
-    value: ValueRef<'_>,
-    ty: SqlType,
-    column: impl Fn() -> String,
-) -> Result<Value, DbError> {
+fn decode(value: ValueRef<'_>, ty: SqlType, column: impl Fn() -> String) -> Result<Value, DbError> {
     let wrong = |found: &str| {
         DbError::new(
             DbErrorKind::Other,
@@ -120,29 +119,33 @@ fn decode(
 fn classify(error: rusqlite::Error) -> DbError {
     let message = error.to_string();
     let kind = match &error {
-        rusqlite::Error::SqliteFailure(ffi::Error { code, extended_code }, msg) => {
-            match *extended_code {
-                ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-                    DbErrorKind::Unique
-                }
-                ffi::SQLITE_CONSTRAINT_NOTNULL => DbErrorKind::NotNull,
-                ffi::SQLITE_CONSTRAINT_FOREIGNKEY => DbErrorKind::ForeignKey,
-                ffi::SQLITE_CONSTRAINT_CHECK => DbErrorKind::Check,
-                _ => match code {
-                    ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DbErrorKind::Busy,
-                    ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::SystemIoFailure => {
-                        DbErrorKind::ConnectionLost
-                    }
-                    _ if msg.as_deref().is_some_and(|m| {
-                        m.starts_with("no such table") || m.starts_with("no such column")
-                    }) =>
-                    {
-                        DbErrorKind::MissingTable
-                    }
-                    _ => DbErrorKind::Other,
-                },
+        rusqlite::Error::SqliteFailure(
+            ffi::Error {
+                code,
+                extended_code,
+            },
+            msg,
+        ) => match *extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                DbErrorKind::Unique
             }
-        }
+            ffi::SQLITE_CONSTRAINT_NOTNULL => DbErrorKind::NotNull,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => DbErrorKind::ForeignKey,
+            ffi::SQLITE_CONSTRAINT_CHECK => DbErrorKind::Check,
+            _ => match code {
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DbErrorKind::Busy,
+                ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::SystemIoFailure => {
+                    DbErrorKind::ConnectionLost
+                }
+                _ if msg.as_deref().is_some_and(|m| {
+                    m.starts_with("no such table") || m.starts_with("no such column")
+                }) =>
+                {
+                    DbErrorKind::MissingTable
+                }
+                _ => DbErrorKind::Other,
+            },
+        },
         _ => DbErrorKind::Other,
     };
     DbError::new(kind, message)
@@ -177,7 +180,9 @@ impl Backend for SqliteBackend {
             for (i, ty) in types.iter().enumerate() {
                 let raw = row.get_ref(i).map_err(classify)?;
                 let decoded = decode(raw, *ty, || {
-                    row.as_ref().column_name(i).map_or_else(|_| format!("#{i}"), str::to_owned)
+                    row.as_ref()
+                        .column_name(i)
+                        .map_or_else(|_| format!("#{i}"), str::to_owned)
                 })?;
                 values.push(decoded);
             }

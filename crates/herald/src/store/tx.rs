@@ -34,7 +34,10 @@ impl std::fmt::Debug for Tx<'_> {
             Link::Own(_) => "transaction",
             Link::Nested(_) => "savepoint",
         };
-        f.debug_struct("Tx").field("level", &level).field("finished", &self.finished).finish()
+        f.debug_struct("Tx")
+            .field("level", &level)
+            .field("finished", &self.finished)
+            .finish()
     }
 }
 
@@ -47,7 +50,10 @@ impl Tx<'_> {
     }
 
     /// Run `f` on the transaction's connection.
-    pub async fn run<R: Send + 'static>(&self, f: impl FnOnce(&Conn) -> Result<R> + Send + 'static) -> Result<R> {
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         call(self.jobs(), f).await
     }
 
@@ -111,6 +117,12 @@ impl Tx<'_> {
         self.run(move |conn| conn.execute(&sql, &params)).await
     }
 
+    /// Add a task in this transaction: written just before the outermost commit, with the
+    /// transaction's other tasks; a rollback leaves none.
+    pub async fn enqueue(&self, task: crate::tasks::Task) -> Result<()> {
+        self.run(move |conn| conn.enqueue(task)).await
+    }
+
     /// Run `hook` after the outermost transaction commits; dropped if this transaction or
     /// savepoint rolls back. A failure is logged and counted; it never unwinds the commit.
     pub async fn on_commit(
@@ -141,7 +153,10 @@ impl Tx<'_> {
     /// Open a savepoint inside this transaction.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
         self.run(|conn| conn.begin()).await?;
-        Ok(Tx { link: Link::Nested(self.jobs()), finished: false })
+        Ok(Tx {
+            link: Link::Nested(self.jobs()),
+            finished: false,
+        })
     }
 
     /// Commit: the outermost transaction commits and then runs its on-commit hooks, in order; a

@@ -1,0 +1,153 @@
+//! `herald-bench`: Herald's save path measured on this machine, row by row, in the units Django's
+//! baseline uses (`../shared/anchors/django/bench.py`), so the two can be read side by side.
+//!
+//! ```text
+//! cargo run --release -p herald-bench                 # every row, SQLite
+//! cargo run --release -p herald-bench -- --quick      # seconds, for a smoke test
+//! cargo run --release -p herald-bench -- --only save_pre_post --only raw_insert
+//! cargo run --release -p herald-bench -- --postgres postgres://postgres@127.0.0.1/test
+//! cargo run --release -p herald-bench -- --json out.json
+//! ```
+//!
+//! Every row is an autocommit write of a `Book` (title, slug, body, price) to a SQLite file in
+//! WAL/NORMAL, as Django's script does; the table is emptied (and the WAL truncated) before each
+//! sample, outside the timing.
+
+mod rows;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Serialize;
+
+/// Herald's save path, measured.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// A run of seconds: 10x fewer operations and 3 samples.
+    #[arg(long)]
+    quick: bool,
+    /// Run only these rows (repeatable).
+    #[arg(long = "only", value_name = "NAME")]
+    only: Vec<String>,
+    /// Also run the rows on PostgreSQL at this URL (a schema of its own is created and dropped).
+    #[arg(long, value_name = "URL", env = "HERALD_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// One measured row.
+#[derive(Serialize, Debug, Clone)]
+pub struct Row {
+    name: String,
+    unit: &'static str,
+    median_ns: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_ns: Option<f64>,
+    per_second: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: Machine,
+    rows: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    os: String,
+    sqlite: String,
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| format!("{} {}", std::env::consts::OS, r.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        os,
+        sqlite: rusqlite::version().to_owned(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let plan = rows::Plan::new(args.quick);
+    let mut results = Vec::new();
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let unknown: Vec<&String> = args
+        .only
+        .iter()
+        .filter(|o| !rows::NAMES.contains(&o.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "unknown row(s) {unknown:?}; the rows are: {}",
+            rows::NAMES.join(", ")
+        );
+    }
+    results.extend(runtime.block_on(rows::sqlite(&plan, &wanted))?);
+    if let Some(url) = &args.postgres {
+        results.extend(runtime.block_on(rows::postgres(&plan, url, &wanted))?);
+    }
+    print_table(&results);
+    if let Some(path) = &args.json {
+        let report = Report {
+            machine: machine(),
+            rows: results,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| row | unit | median | p99 | per second | vs Django |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let django = rows::django_ns(&row.name).map_or_else(
+            || "—".to_owned(),
+            |ns| format!("{:.1}x faster", ns / row.median_ns),
+        );
+        println!(
+            "| {} | {} | {} | {} | {:.0} | {} |",
+            row.name,
+            row.unit,
+            format_ns(row.median_ns),
+            row.p99_ns.map_or_else(|| "—".to_owned(), format_ns),
+            row.per_second,
+            django
+        );
+    }
+}
+
+fn format_ns(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1_000.0 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}

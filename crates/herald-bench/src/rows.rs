@@ -1,0 +1,349 @@
+//! The rows: what each measures, and how.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use herald::dispatch::{PostSave, PreSave, Signals};
+use herald::{Db, Model};
+
+use crate::Row;
+
+/// Every row, in the order they run.
+pub(crate) const NAMES: &[&str] = &[
+    "raw_insert",
+    "save_no_receivers",
+    "save_pre_post",
+    "update_pre_post",
+    "bulk_create_1000",
+    "atomic_1000",
+];
+
+/// The title and body Django's script saves.
+const TITLE: &str = "Hello Django Signals";
+const BODY: &str = "A short body of text for the benchmark row.";
+
+/// Django's medians on this kind of machine (`../shared/anchors/django/RESULTS.md`, WAL/NORMAL),
+/// for the row that matches, in ns per op or per row.
+pub(crate) fn django_ns(name: &str) -> Option<f64> {
+    Some(match name {
+        "raw_insert" => 17_231.0,        // Python's sqlite3, the same INSERT
+        "save_no_receivers" => 70_833.0, // (a) create(), no receivers
+        "save_pre_post" => 80_901.0,     // (c) create(), pre_save slugify + post_save trivial
+        "update_pre_post" => 94_773.0,   // (f) save() of a fetched row, no receivers
+        "bulk_create_1000" => 10_670.0,  // (g) bulk_create(1000), no signals fire
+        "atomic_1000" => 56_878.0,       // (h) 1000 x create() in one atomic(), receivers on
+        _ => return None,
+    })
+}
+
+#[derive(Model, Clone, Debug)]
+#[model(table = "books")]
+pub(crate) struct Book {
+    #[model(primary_key)]
+    id: Option<i64>,
+    title: String,
+    slug: String,
+    body: String,
+    price_cents: i64,
+}
+
+fn new_book(i: usize) -> Book {
+    Book {
+        id: None,
+        title: TITLE.to_owned(),
+        slug: String::new(),
+        body: BODY.to_owned(),
+        price_cents: i as i64,
+    }
+}
+
+fn slugify(title: &str) -> String {
+    let mut slug = String::with_capacity(title.len());
+    for word in title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    slug
+}
+
+/// How much to run.
+pub(crate) struct Plan {
+    ops: usize,
+    samples: usize,
+    batches: usize,
+}
+
+impl Plan {
+    pub(crate) fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                ops: 1_000,
+                samples: 3,
+                batches: 2,
+            }
+        } else {
+            Self {
+                ops: 10_000,
+                samples: 7,
+                batches: 10,
+            }
+        }
+    }
+}
+
+/// Per-sample means and every single latency.
+#[derive(Default)]
+struct Samples {
+    means: Vec<f64>,
+    each: Vec<f64>,
+}
+
+impl Samples {
+    fn row(mut self, name: String, unit: &'static str) -> Row {
+        self.means.sort_by(f64::total_cmp);
+        self.each.sort_by(f64::total_cmp);
+        let median = self.means[self.means.len() / 2];
+        let p99 = (!self.each.is_empty())
+            .then(|| self.each[(self.each.len() * 99 / 100).min(self.each.len() - 1)]);
+        Row {
+            name,
+            unit,
+            median_ns: median,
+            p99_ns: p99,
+            per_second: 1e9 / median,
+        }
+    }
+}
+
+fn connect_receivers(signals: &Signals) {
+    signals
+        .pre_save::<Book>()
+        .connect(|e: &mut PreSave<'_, Book>| {
+            if e.instance.slug.is_empty() {
+                e.instance.slug = slugify(&e.instance.title);
+            }
+            Ok(())
+        })
+        .keep();
+    signals
+        .post_save::<Book>()
+        .connect(|e: &PostSave<'_, Book>| {
+            std::hint::black_box(e.created);
+            Ok(())
+        })
+        .keep();
+}
+
+async fn reset(db: &Db) -> anyhow::Result<()> {
+    let postgres = db.is_postgres();
+    db.run(move |conn| {
+        if postgres {
+            conn.batch("TRUNCATE books RESTART IDENTITY")
+        } else {
+            conn.batch("DELETE FROM books; PRAGMA wal_checkpoint(TRUNCATE);")
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Autocommit saves of new books, each timed.
+async fn saves(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        reset(db).await?;
+        let started = Instant::now();
+        for i in 0..plan.ops {
+            let mut book = new_book(i);
+            let one = Instant::now();
+            db.save(&mut book).await?;
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples)
+}
+
+async fn updates(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        reset(db).await?;
+        let mut books: Vec<Book> = (0..plan.ops).map(new_book).collect();
+        db.without_signals().bulk_create(&mut books).await?;
+        let started = Instant::now();
+        for book in &mut books {
+            book.price_cents += 1;
+            let one = Instant::now();
+            db.save(book).await?;
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples)
+}
+
+async fn bulk(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        reset(db).await?;
+        let mut elapsed = 0.0;
+        for _ in 0..plan.batches {
+            let mut books: Vec<Book> = (0..1000).map(new_book).collect();
+            let started = Instant::now();
+            db.bulk_create(&mut books).await?;
+            elapsed += started.elapsed().as_nanos() as f64;
+        }
+        samples.means.push(elapsed / (plan.batches * 1000) as f64);
+    }
+    Ok(samples)
+}
+
+async fn atomic(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        reset(db).await?;
+        let mut elapsed = 0.0;
+        for _ in 0..plan.batches {
+            let started = Instant::now();
+            let tx = db.begin().await?;
+            for i in 0..1000 {
+                tx.save(&mut new_book(i)).await?;
+            }
+            tx.commit().await?;
+            elapsed += started.elapsed().as_nanos() as f64;
+        }
+        samples.means.push(elapsed / (plan.batches * 1000) as f64);
+    }
+    Ok(samples)
+}
+
+/// Herald's rows (all but `raw_insert`) against `url`, names suffixed with `suffix`.
+async fn herald_rows(
+    url: &str,
+    schema: Option<String>,
+    plan: &Plan,
+    suffix: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let open = |signals: Signals| {
+        let mut builder = Db::open(url).signals(signals);
+        if let Some(schema) = &schema {
+            builder = builder.schema(schema.clone());
+        }
+        builder.connect()
+    };
+    if wanted("save_no_receivers") {
+        let db = open(Signals::new())
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        db.create_table::<Book>().await?;
+        rows.push(
+            saves(&db, plan)
+                .await?
+                .row(format!("save_no_receivers{suffix}"), "op"),
+        );
+    }
+    let signals = Signals::new();
+    connect_receivers(&signals);
+    let db = open(signals)
+        .await
+        .with_context(|| format!("opening {url}"))?;
+    db.create_table::<Book>().await?;
+    if wanted("save_pre_post") {
+        rows.push(
+            saves(&db, plan)
+                .await?
+                .row(format!("save_pre_post{suffix}"), "op"),
+        );
+    }
+    if wanted("update_pre_post") {
+        rows.push(
+            updates(&db, plan)
+                .await?
+                .row(format!("update_pre_post{suffix}"), "op"),
+        );
+    }
+    if wanted("bulk_create_1000") {
+        rows.push(
+            bulk(&db, plan)
+                .await?
+                .row(format!("bulk_create_1000{suffix}"), "row"),
+        );
+    }
+    if wanted("atomic_1000") {
+        rows.push(
+            atomic(&db, plan)
+                .await?
+                .row(format!("atomic_1000{suffix}"), "row"),
+        );
+    }
+    if let Some(schema) = &schema {
+        db.execute(
+            format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+            vec![],
+        )
+        .await?;
+    }
+    Ok(rows)
+}
+
+/// The SQLite rows.
+pub(crate) async fn sqlite(plan: &Plan, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir().context("creating a scratch folder")?;
+    let mut rows = Vec::new();
+    if wanted("raw_insert") {
+        rows.push(raw_sqlite(&dir.path().join("raw.db"), plan)?);
+    }
+    let url = format!("sqlite://{}", dir.path().join("herald.db").display());
+    rows.extend(herald_rows(&url, None, plan, "", wanted).await?);
+    Ok(rows)
+}
+
+/// The PostgreSQL rows, in a schema of their own.
+pub(crate) async fn postgres(
+    plan: &Plan,
+    url: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<Vec<Row>> {
+    let schema = format!("herald_bench_{}", std::process::id());
+    herald_rows(url, Some(schema), plan, "_postgres", wanted).await
+}
+
+/// The floor: the same INSERT through the same driver, autocommit, no Herald.
+fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; CREATE TABLE books (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT, \
+         \"title\" TEXT NOT NULL, \"slug\" TEXT NOT NULL, \"body\" TEXT NOT NULL, \"price_cents\" INTEGER NOT NULL)",
+    )?;
+    let sql = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4) RETURNING \"id\"";
+    let slug = slugify(TITLE);
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        conn.execute_batch("DELETE FROM books; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let started = Instant::now();
+        for i in 0..plan.ops {
+            let one = Instant::now();
+            let mut statement = conn.prepare_cached(sql)?;
+            let id: i64 = statement
+                .query_row(rusqlite::params![TITLE, slug, BODY, i as i64], |r| r.get(0))?;
+            std::hint::black_box(id);
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples.row("raw_insert".to_owned(), "op"))
+}

@@ -1,0 +1,564 @@
+//! Parsing `#[receiver(...)]`'s arguments into [`ReceiverArgs`]. Syntax only: what the arguments
+//! mean for the function they sit on is checked in `signature.rs`.
+//!
+//! ```text
+//! args    := signal ( "," option )* ","?
+//! signal  := SIGNAL | "[" SIGNAL ( "," SIGNAL )* ","? "]"
+//! SIGNAL  := "pre_save" | "post_save" | "pre_delete" | "post_delete"
+//! option  := "sender" "=" Type
+//!          | "priority" "=" "-"? INT
+//!          | "dispatch_uid" "=" STRING
+//!          | "name" "=" STRING
+//!          | "on_commit"
+//!          | "crate" "=" Path
+//! ```
+//!
+//! Each option may be given once. `background`, `unique`, `queue` and `max_attempts` are reserved
+//! for durable background receivers and rejected as not supported yet.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Ident, LitInt, LitStr, Path, Token, Type, bracketed};
+
+/// One of the four model signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Signal {
+    PreSave,
+    PostSave,
+    PreDelete,
+    PostDelete,
+}
+
+impl Signal {
+    pub(crate) const ALL: [Signal; 4] = [
+        Signal::PreSave,
+        Signal::PostSave,
+        Signal::PreDelete,
+        Signal::PostDelete,
+    ];
+
+    /// The signal's name, as written in the attribute and as `Signals` names its method.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Signal::PreSave => "pre_save",
+            Signal::PostSave => "post_save",
+            Signal::PreDelete => "pre_delete",
+            Signal::PostDelete => "post_delete",
+        }
+    }
+
+    /// The event type the signal carries (`PreSave`, ...).
+    pub(crate) fn event(self) -> &'static str {
+        match self {
+            Signal::PreSave => "PreSave",
+            Signal::PostSave => "PostSave",
+            Signal::PreDelete => "PreDelete",
+            Signal::PostDelete => "PostDelete",
+        }
+    }
+
+    /// Whether receivers get the event by `&mut` (they may change the instance before the write).
+    pub(crate) fn lends_mut(self) -> bool {
+        self == Signal::PreSave
+    }
+
+    /// Whether the signal has an on-commit phase.
+    pub(crate) fn has_on_commit(self) -> bool {
+        matches!(self, Signal::PostSave | Signal::PostDelete)
+    }
+
+    fn from_name(name: &str) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// The signal argument: one signal, or a bracketed list of them.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    /// The signals in the order written, each with the span of its name. Never empty, no repeats.
+    /// `[post_save]` is the same as `post_save`.
+    pub(crate) list: Vec<(Signal, Span)>,
+}
+
+impl Signals {
+    /// True when the function is declared for several signals (so it must take every one's event).
+    pub(crate) fn is_several(&self) -> bool {
+        self.list.len() > 1
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Signal> + '_ {
+        self.list.iter().map(|(signal, _)| *signal)
+    }
+}
+
+/// `#[receiver(...)]`'s arguments, as written.
+#[derive(Debug)]
+pub(crate) struct ReceiverArgs {
+    pub(crate) signals: Signals,
+    /// `sender = Type`; `None`: every sender.
+    pub(crate) sender: Option<Type>,
+    /// `priority = N`, with the span of the number.
+    pub(crate) priority: Option<(i32, Span)>,
+    pub(crate) dispatch_uid: Option<LitStr>,
+    pub(crate) name: Option<LitStr>,
+    /// The span of `on_commit`, when given.
+    pub(crate) on_commit: Option<Span>,
+    /// `crate = path`: where `herald-dispatch` is; `None`: `::herald::dispatch`.
+    pub(crate) krate: Option<Path>,
+}
+
+/// The options the attribute accepts, as error messages list them.
+const OPTIONS: [&str; 6] = [
+    "sender",
+    "priority",
+    "dispatch_uid",
+    "name",
+    "on_commit",
+    "crate",
+];
+
+/// Options that belong to durable background receivers, which a later version adds.
+const RESERVED: [&str; 4] = ["background", "unique", "queue", "max_attempts"];
+
+const SIGNAL_FIRST: &str = "expected the signal first: `#[receiver(post_save, sender = Book)]`; \
+     the signal is one of `pre_save`, `post_save`, `pre_delete`, `post_delete`, \
+     or a list such as `[post_save, post_delete]`";
+
+impl Parse for ReceiverArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Err(syn::Error::new(Span::call_site(), SIGNAL_FIRST));
+        }
+        let signals = input.parse::<Signals>()?;
+        let mut args = ReceiverArgs {
+            signals,
+            sender: None,
+            priority: None,
+            dispatch_uid: None,
+            name: None,
+            on_commit: None,
+            krate: None,
+        };
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            args.parse_option(input)?;
+        }
+        Ok(args)
+    }
+}
+
+impl Parse for Signals {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(syn::token::Bracket) {
+            let content;
+            let brackets = bracketed!(content in input);
+            let names = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+            if names.is_empty() {
+                return Err(syn::Error::new(
+                    brackets.span.join(),
+                    "expected at least one signal in the list: `[post_save, post_delete]`",
+                ));
+            }
+            let mut list: Vec<(Signal, Span)> = Vec::with_capacity(names.len());
+            for name in &names {
+                let signal = signal_named(name)?;
+                if list.iter().any(|(s, _)| *s == signal) {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format!("`{}` is listed twice", signal.name()),
+                    ));
+                }
+                list.push((signal, name.span()));
+            }
+            return Ok(Signals { list });
+        }
+        if !input.peek(Ident::peek_any) {
+            return Err(input.error(SIGNAL_FIRST));
+        }
+        let name = input.call(Ident::parse_any)?;
+        if input.peek(Token![=]) || is_option(&name) {
+            return Err(syn::Error::new(name.span(), SIGNAL_FIRST));
+        }
+        let signal = signal_named(&name)?;
+        Ok(Signals {
+            list: vec![(signal, name.span())],
+        })
+    }
+}
+
+impl ReceiverArgs {
+    fn parse_option(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
+        let key = input.call(Ident::parse_any)?;
+        let name = key.to_string();
+        match name.as_str() {
+            "sender" => {
+                input.parse::<Token![=]>()?;
+                let ty = input.parse::<Type>()?;
+                set_once(&mut self.sender, ty, &key)
+            }
+            "priority" => {
+                input.parse::<Token![=]>()?;
+                let priority = parse_priority(input)?;
+                set_once(&mut self.priority, priority, &key)
+            }
+            "dispatch_uid" => {
+                input.parse::<Token![=]>()?;
+                let uid = parse_string(input, &key)?;
+                set_once(&mut self.dispatch_uid, uid, &key)
+            }
+            "name" => {
+                input.parse::<Token![=]>()?;
+                let lit = parse_string(input, &key)?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a receiver's name cannot be empty; leave `name` out for the default (the function's path)",
+                    ));
+                }
+                set_once(&mut self.name, lit, &key)
+            }
+            "on_commit" => {
+                if input.peek(Token![=]) {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        "`on_commit` is a flag: write `on_commit`, without a value",
+                    ));
+                }
+                set_once(&mut self.on_commit, key.span(), &key)
+            }
+            "crate" => {
+                input.parse::<Token![=]>()?;
+                let path = input.call(Path::parse_mod_style)?;
+                set_once(&mut self.krate, path, &key)
+            }
+            reserved if RESERVED.contains(&reserved) => Err(syn::Error::new(
+                key.span(),
+                format!(
+                    "`{reserved}` is not supported yet: durable background receivers \
+                     (`background`, `unique`, `queue`, `max_attempts`) come in a later version"
+                ),
+            )),
+            signal if Signal::from_name(signal).is_some() => Err(syn::Error::new(
+                key.span(),
+                "a receiver has one signal argument, written first; \
+                 to receive several signals, list them: `#[receiver([post_save, post_delete], ...)]`",
+            )),
+            unknown => Err(syn::Error::new(
+                key.span(),
+                format!(
+                    "unknown option `{unknown}`{}; expected one of {}",
+                    did_you_mean(unknown, &OPTIONS),
+                    quoted_list(&OPTIONS)
+                ),
+            )),
+        }
+    }
+}
+
+fn is_option(name: &Ident) -> bool {
+    let name = name.to_string();
+    OPTIONS.contains(&name.as_str()) || RESERVED.contains(&name.as_str())
+}
+
+fn signal_named(name: &Ident) -> syn::Result<Signal> {
+    let text = name.to_string();
+    Signal::from_name(&text).ok_or_else(|| {
+        let names = Signal::ALL.map(Signal::name);
+        syn::Error::new(
+            name.span(),
+            format!(
+                "unknown signal `{text}`{}; expected one of {}, or a list such as `[post_save, post_delete]`",
+                did_you_mean(&text, &names),
+                quoted_list(&names)
+            ),
+        )
+    })
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            key.span(),
+            format!("`{key}` is given twice"),
+        ));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn parse_string(input: ParseStream<'_>, key: &Ident) -> syn::Result<LitStr> {
+    if input.peek(LitStr) {
+        input.parse()
+    } else {
+        Err(input.error(format!("expected a string literal: `{key} = \"...\"`")))
+    }
+}
+
+/// `-`? INT, as an `i32`.
+fn parse_priority(input: ParseStream<'_>) -> syn::Result<(i32, Span)> {
+    let minus = input.parse::<Option<Token![-]>>()?;
+    if !input.peek(LitInt) {
+        return Err(input
+            .error("expected an integer: `priority = 10` (higher runs first; the default is 0)"));
+    }
+    let lit = input.parse::<LitInt>()?;
+    let span = match &minus {
+        Some(minus) => minus.span().join(lit.span()).unwrap_or(lit.span()),
+        None => lit.span(),
+    };
+    if !matches!(lit.suffix(), "" | "i32") {
+        return Err(syn::Error::new(
+            lit.span(),
+            "a priority is an `i32`: write it without a suffix",
+        ));
+    }
+    let text = format!(
+        "{}{}",
+        if minus.is_some() { "-" } else { "" },
+        lit.base10_digits()
+    );
+    let value = text.parse::<i32>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "a priority is an `i32`, between {} and {}",
+                i32::MIN,
+                i32::MAX
+            ),
+        )
+    })?;
+    Ok((value, span))
+}
+
+/// "`a`, `b` or `c`".
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// " (did you mean `x`?)" when a candidate is within two edits of `word`, else "".
+fn did_you_mean(word: &str, candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<ReceiverArgs> {
+        syn::parse2::<ReceiverArgs>(tokens)
+    }
+
+    /// Parses, or fails the test with the error.
+    fn ok(tokens: proc_macro2::TokenStream) -> ReceiverArgs {
+        parse(tokens).unwrap_or_else(|e| panic!("expected to parse, got: {e}"))
+    }
+
+    /// Fails to parse with a message containing `expected`.
+    fn fails(tokens: proc_macro2::TokenStream, expected: &str) {
+        match parse(tokens) {
+            Ok(args) => panic!("expected an error containing {expected:?}, parsed {args:?}"),
+            Err(e) => assert!(
+                e.to_string().contains(expected),
+                "error {:?} does not contain {expected:?}",
+                e.to_string()
+            ),
+        }
+    }
+
+    #[test]
+    fn one_signal_and_no_options() {
+        let args = ok(quote!(post_save));
+        assert_eq!(args.signals.iter().collect::<Vec<_>>(), [Signal::PostSave]);
+        assert!(args.sender.is_none() && args.priority.is_none() && args.on_commit.is_none());
+        assert!(args.name.is_none() && args.dispatch_uid.is_none() && args.krate.is_none());
+    }
+
+    #[test]
+    fn every_option() {
+        let args = ok(quote!(
+            post_save,
+            sender = crate::models::Book,
+            priority = -5,
+            dispatch_uid = "uid",
+            name = "audit",
+            on_commit,
+            crate = herald_dispatch,
+        ));
+        assert_eq!(
+            args.sender.map(|t| quote!(#t).to_string()),
+            Some(quote!(crate::models::Book).to_string())
+        );
+        assert_eq!(args.priority.map(|(p, _)| p), Some(-5));
+        assert_eq!(args.dispatch_uid.map(|l| l.value()).as_deref(), Some("uid"));
+        assert_eq!(args.name.map(|l| l.value()).as_deref(), Some("audit"));
+        assert!(args.on_commit.is_some());
+        assert_eq!(
+            args.krate.map(|p| quote!(#p).to_string()),
+            Some("herald_dispatch".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_list_of_signals_keeps_its_order() {
+        let args = ok(quote!([post_delete, post_save,], sender = Book));
+        assert_eq!(
+            args.signals.iter().collect::<Vec<_>>(),
+            [Signal::PostDelete, Signal::PostSave]
+        );
+        assert!(args.signals.is_several());
+        assert!(!ok(quote!([pre_save])).signals.is_several());
+    }
+
+    #[test]
+    fn priority_bounds() {
+        assert_eq!(
+            ok(quote!(pre_save, priority = 2147483647))
+                .priority
+                .map(|p| p.0),
+            Some(i32::MAX)
+        );
+        assert_eq!(
+            ok(quote!(pre_save, priority = -2147483648))
+                .priority
+                .map(|p| p.0),
+            Some(i32::MIN)
+        );
+        assert_eq!(
+            ok(quote!(pre_save, priority = 7i32)).priority.map(|p| p.0),
+            Some(7)
+        );
+        fails(
+            quote!(pre_save, priority = 2147483648),
+            "a priority is an `i32`",
+        );
+        fails(quote!(pre_save, priority = 1u8), "without a suffix");
+        fails(quote!(pre_save, priority = high), "expected an integer");
+    }
+
+    #[test]
+    fn the_signal_comes_first() {
+        fails(quote!(), "expected the signal first");
+        fails(
+            quote!(sender = Book, post_save),
+            "expected the signal first",
+        );
+        fails(quote!(on_commit), "expected the signal first");
+        fails(quote!("post_save"), "expected the signal first");
+    }
+
+    #[test]
+    fn unknown_signals_list_the_valid_ones() {
+        fails(
+            quote!(pre_safe),
+            "unknown signal `pre_safe` (did you mean `pre_save`?); expected one of `pre_save`, \
+             `post_save`, `pre_delete` or `post_delete`, or a list",
+        );
+        fails(
+            quote!([post_save, m2m_changed]),
+            "unknown signal `m2m_changed`; expected one of",
+        );
+        fails(quote!([]), "at least one signal");
+        fails(
+            quote!([post_save, post_save]),
+            "`post_save` is listed twice",
+        );
+        fails(
+            quote!(post_save, post_delete),
+            "list them: `#[receiver([post_save, post_delete]",
+        );
+    }
+
+    #[test]
+    fn unknown_options_list_the_valid_ones() {
+        fails(
+            quote!(post_save, priorty = 1),
+            "unknown option `priorty` (did you mean `priority`?); expected one of `sender`, \
+             `priority`, `dispatch_uid`, `name`, `on_commit` or `crate`",
+        );
+        fails(
+            quote!(post_save, weak = false),
+            "unknown option `weak`; expected one of",
+        );
+    }
+
+    #[test]
+    fn background_options_are_reserved() {
+        for option in [
+            quote!(background),
+            quote!(unique = true),
+            quote!(queue = "mail"),
+            quote!(max_attempts = 5),
+        ] {
+            fails(
+                quote!(post_save, sender = Book, #option),
+                "is not supported yet",
+            );
+        }
+    }
+
+    #[test]
+    fn options_are_given_once_and_well_formed() {
+        fails(
+            quote!(post_save, priority = 1, priority = 2),
+            "`priority` is given twice",
+        );
+        fails(
+            quote!(post_save, on_commit, on_commit),
+            "`on_commit` is given twice",
+        );
+        fails(quote!(post_save, on_commit = true), "`on_commit` is a flag");
+        fails(
+            quote!(post_save, name = audit),
+            "expected a string literal: `name = \"...\"`",
+        );
+        fails(quote!(post_save, name = ""), "cannot be empty");
+        fails(
+            quote!(post_save, dispatch_uid = 3),
+            "expected a string literal",
+        );
+        fails(quote!(post_save sender = Book), "expected `,`");
+    }
+
+    #[test]
+    fn did_you_mean_needs_a_close_candidate() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(did_you_mean("sendr", &OPTIONS), " (did you mean `sender`?)");
+        assert_eq!(did_you_mean("zzz", &OPTIONS), "");
+    }
+}

@@ -1,0 +1,22 @@
+//! `#[receiver]`: parse the arguments (`args`), check them and the function (`validate`), write the
+//! registration (`expand`). An ordinary library: the proc-macro entry point only calls [`expand`].
+
+mod args;
+mod expand;
+mod validate;
+
+use proc_macro2::TokenStream;
+
+/// Expand `#[receiver(attr)] item`: the function as written, then its link-time registration (one
+/// per signal). An `Err` is a spanned error for the caller to turn into `compile_error!`.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = syn::parse2::<args::ReceiverArgs>(attr)?;
+    let function = syn::parse2::<syn::ItemFn>(item.clone()).map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "`#[receiver]` goes on a free function with a body: `fn` or `async fn`",
+        )
+    })?;
+    let checked = validate::check(&args, &function.sig)?;
+    Ok(expand::expand(&args, &checked, item))
+}

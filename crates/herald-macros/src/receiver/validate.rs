@@ -1,0 +1,754 @@
+//! What can be known about a receiver before type checking: that the options fit the signals, and
+//! that the function's signature has the shape its signals call. Every mistake is a spanned error,
+//! all of them reported at once.
+//!
+//! What only the type checker knows (that the event's model is the sender, that the return type is
+//! the dispatcher's `Result`, that a generic receiver accepts every listed event) is left to it; the
+//! expansion arranges for those errors to point at the argument and the return type.
+
+use quote::ToTokens;
+use syn::{FnArg, GenericArgument, GenericParam, PathArguments, ReturnType, Signature, Type};
+
+use super::args::{ReceiverArgs, Signal};
+
+/// The parts of a validated receiver function that the expansion uses.
+#[derive(Debug)]
+pub(crate) struct Checked<'f> {
+    pub(crate) ident: &'f syn::Ident,
+    pub(crate) is_async: bool,
+    /// The argument's type: `&mut PreSave<'_, Book>`, or `&E` for several signals.
+    pub(crate) arg: &'f Type,
+    /// The return type.
+    pub(crate) output: &'f Type,
+}
+
+/// Errors gathered so that one compile shows every mistake.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    fn finish<T>(self, value: T) -> syn::Result<T> {
+        self.0.map_or(Ok(value), Err)
+    }
+}
+
+/// Check the attribute's arguments against each other and the function's signature against the
+/// signals it receives.
+pub(crate) fn check<'f>(args: &ReceiverArgs, sig: &'f Signature) -> syn::Result<Checked<'f>> {
+    let mut errors = Errors::default();
+    check_on_commit(args, &mut errors);
+    check_qualifiers(sig, &mut errors);
+    check_generics(args, sig, &mut errors);
+    let arg = check_inputs(args, sig, &mut errors);
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => {
+            errors.spanned(
+                sig,
+                format!(
+                    "a receiver returns the dispatcher's `Result`: \
+                     `{} -> Result {{ ... Ok(()) }}` (`Err` reports a failure)",
+                    example_fn(args)
+                ),
+            );
+            None
+        }
+    };
+    match (arg, output) {
+        (Some(arg), Some(output)) => errors.finish(Checked {
+            ident: &sig.ident,
+            is_async: sig.asyncness.is_some(),
+            arg,
+            output,
+        }),
+        _ => Err(errors
+            .0
+            .expect("a missing argument or return type was reported")),
+    }
+}
+
+fn check_on_commit(args: &ReceiverArgs, errors: &mut Errors) {
+    let Some(span) = args.on_commit else { return };
+    let without: Vec<&str> = args
+        .signals
+        .iter()
+        .filter(|s| !s.has_on_commit())
+        .map(Signal::name)
+        .collect();
+    if let Some(first) = without.first() {
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`on_commit` applies to `post_save` and `post_delete` only, not `{first}`: \
+                 receivers of `pre_save` and `pre_delete` run before the write, inside its transaction"
+            ),
+        ));
+    }
+}
+
+fn check_qualifiers(sig: &Signature, errors: &mut Errors) {
+    if let Some(unsafety) = &sig.unsafety {
+        errors.spanned(unsafety, "a receiver cannot be an `unsafe fn`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "a receiver uses the Rust ABI: remove the `extern`");
+    }
+}
+
+fn check_generics(args: &ReceiverArgs, sig: &Signature, errors: &mut Errors) {
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(_) if args.signals.is_several() => {}
+            GenericParam::Type(_) => errors.spanned(
+                param,
+                format!(
+                    "a receiver of one signal cannot be generic: it takes that signal's event, `{}`",
+                    expected_arg(args.signals.list[0].0, args.sender.as_ref())
+                ),
+            ),
+            GenericParam::Const(_) => {
+                errors.spanned(param, "a receiver cannot have const parameters")
+            }
+        }
+    }
+}
+
+/// The argument's type, if there is exactly one typed argument.
+fn check_inputs<'f>(
+    args: &ReceiverArgs,
+    sig: &'f Signature,
+    errors: &mut Errors,
+) -> Option<&'f Type> {
+    let mut typed = None;
+    for (index, input) in sig.inputs.iter().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => errors.spanned(
+                receiver,
+                "a receiver is a free function, not a method: remove `self`",
+            ),
+            FnArg::Typed(pat) if index == 0 => typed = Some(&*pat.ty),
+            FnArg::Typed(_) => {}
+        }
+    }
+    if sig.inputs.len() > 1 {
+        let extra: proc_macro2::TokenStream = sig
+            .inputs
+            .iter()
+            .skip(1)
+            .map(ToTokens::to_token_stream)
+            .collect();
+        errors.spanned(
+            extra,
+            format!(
+                "a receiver takes exactly one argument, the event: `{}`; remove the others",
+                example_fn(args)
+            ),
+        );
+        return None;
+    }
+    if sig.inputs.is_empty() {
+        errors.push(syn::Error::new(
+            sig.paren_token.span.join(),
+            format!(
+                "a receiver takes one argument, the event: `{}`",
+                example_fn(args)
+            ),
+        ));
+    }
+    let ty = typed?;
+    let before = errors.0.is_some();
+    if args.signals.is_several() {
+        check_shared_arg(args, ty, errors);
+    } else {
+        check_event_arg(args, args.signals.list[0].0, ty, errors);
+    }
+    (errors.0.is_some() == before).then_some(ty)
+}
+
+/// The argument of a receiver of one signal: a reference (`&mut` for `pre_save`) to that signal's
+/// event.
+fn check_event_arg(args: &ReceiverArgs, signal: Signal, ty: &Type, errors: &mut Errors) {
+    let sender = args.sender.as_ref();
+    let expected = expected_arg(signal, sender);
+    let Type::Reference(reference) = peel(ty) else {
+        let by = if signal.lends_mut() {
+            "mutable reference"
+        } else {
+            "reference"
+        };
+        errors.spanned(
+            ty,
+            format!(
+                "a `{}` receiver takes its event by {by}: `{expected}`",
+                signal.name()
+            ),
+        );
+        return;
+    };
+    match (signal.lends_mut(), reference.mutability.is_some()) {
+        (true, false) => {
+            errors.spanned(
+                ty,
+                format!(
+                    "a `pre_save` receiver takes its event by mutable reference, `{expected}`: \
+                     it may change the instance before it is written"
+                ),
+            );
+            return;
+        }
+        (false, true) => {
+            errors.spanned(
+                ty,
+                format!(
+                    "a `{}` receiver takes its event by shared reference, `{expected}`, not `&mut`: \
+                     only `pre_save` receivers may change the instance",
+                    signal.name()
+                ),
+            );
+            return;
+        }
+        _ => {}
+    }
+    let event = peel(&reference.elem);
+    if let Type::ImplTrait(_) = event {
+        errors.spanned(
+            event,
+            format!(
+                "a receiver of one signal takes that signal's event, `{expected}`, not `impl Trait`"
+            ),
+        );
+        return;
+    }
+    let Some(named) = EventName::of(event) else {
+        // An alias or a path this check does not know: the type checker decides.
+        return;
+    };
+    if named.signal != signal {
+        errors.spanned(
+            event,
+            format!(
+                "a `{}` receiver takes `{expected}`, not `{}`",
+                signal.name(),
+                named.written
+            ),
+        );
+    } else if let (true, Some(sender)) = (named.every_sender, sender) {
+        errors.spanned(
+            event,
+            format!(
+                "`{}` is the event of receivers for every sender, but this receiver has \
+                 `sender = {}`: take `{expected}`, or remove `sender` to receive every model",
+                named.written,
+                type_text(sender)
+            ),
+        );
+    } else if let (false, None, Some(model)) = (named.every_sender, sender, named.model) {
+        errors.spanned(
+            event,
+            format!(
+                "this receiver takes `{}<'_, {model}>` but has no `sender`, so it would be \
+                 connected for every model: add `sender = {model}` to the attribute, or take `{}` \
+                 to receive every model",
+                named.written,
+                expected_arg(signal, None)
+            ),
+        );
+    }
+}
+
+/// The argument of a receiver of several signals: `&E`, where no listed signal's event is named.
+fn check_shared_arg(args: &ReceiverArgs, ty: &Type, errors: &mut Errors) {
+    let list = signal_list(args);
+    let reference = match peel(ty) {
+        Type::Reference(reference) if reference.mutability.is_none() => reference,
+        _ => {
+            errors.spanned(
+                ty,
+                format!(
+                    "a receiver of several signals takes the event by shared reference, `&E`, \
+                     with `E` a type parameter: every signal of `{list}` lends it shared \
+                     (`pre_save` too, when it is listed with others)"
+                ),
+            );
+            return;
+        }
+    };
+    let event = peel(&reference.elem);
+    if let Some(named) = EventName::of(event) {
+        errors.spanned(
+            event,
+            format!(
+                "each signal of `{list}` sends its own event type, so a receiver of all of them \
+                 cannot take `{}`: make it generic over the event \
+                 (`fn audit<E: std::fmt::Debug>(event: &E)`, or a trait of yours implemented by \
+                 each event), or declare one receiver per signal",
+                named.written
+            ),
+        );
+    }
+}
+
+/// An event type recognised by its name (`PostSave<'_, Book>`, `PostSaveAny<'_>`).
+struct EventName {
+    signal: Signal,
+    /// `PreSaveAny` / `PostSaveAny`, or an explicit `dyn ...` model.
+    every_sender: bool,
+    /// The name as written (`PostSave`).
+    written: String,
+    /// The model, when it is a plain path (`Book` in `PostSave<'_, Book>`).
+    model: Option<String>,
+}
+
+impl EventName {
+    fn of(ty: &Type) -> Option<EventName> {
+        let Type::Path(path) = ty else { return None };
+        if path.qself.is_some() {
+            return None;
+        }
+        let last = path.path.segments.last()?;
+        let written = last.ident.to_string();
+        let (signal, alias) = match written.as_str() {
+            "PreSaveAny" => (Signal::PreSave, true),
+            "PostSaveAny" => (Signal::PostSave, true),
+            name => (Signal::ALL.into_iter().find(|s| s.event() == name)?, false),
+        };
+        let model_arg = match &last.arguments {
+            PathArguments::AngleBracketed(generics) => generics.args.iter().find_map(|a| match a {
+                GenericArgument::Type(ty) => Some(peel(ty)),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let (every_sender, model) = match model_arg {
+            _ if alias => (true, None),
+            Some(Type::TraitObject(_)) => (true, None),
+            Some(model @ Type::Path(_)) => (false, Some(type_text(model))),
+            _ => (false, None),
+        };
+        Some(EventName {
+            signal,
+            every_sender,
+            written,
+            model,
+        })
+    }
+}
+
+/// `ty` without invisible groups and parentheses.
+fn peel(ty: &Type) -> &Type {
+    match ty {
+        Type::Group(group) => peel(&group.elem),
+        Type::Paren(paren) => peel(&paren.elem),
+        other => other,
+    }
+}
+
+/// The argument a receiver of `signal` takes, as an error message shows it.
+pub(crate) fn expected_arg(signal: Signal, sender: Option<&Type>) -> String {
+    let by = if signal.lends_mut() { "&mut " } else { "&" };
+    let event = signal.event();
+    match (sender, signal) {
+        (Some(sender), _) => format!("{by}{event}<'_, {}>", type_text(sender)),
+        (None, Signal::PreSave | Signal::PostSave) => format!("{by}{event}Any<'_>"),
+        (None, _) => format!("{by}{event}<'_, dyn AnyModel>"),
+    }
+}
+
+/// A receiver's signature, as an error message shows it.
+fn example_fn(args: &ReceiverArgs) -> String {
+    if args.signals.is_several() {
+        "fn audit<E: std::fmt::Debug>(event: &E)".to_owned()
+    } else {
+        format!(
+            "fn receiver(event: {})",
+            expected_arg(args.signals.list[0].0, args.sender.as_ref())
+        )
+    }
+}
+
+fn signal_list(args: &ReceiverArgs) -> String {
+    let names: Vec<&str> = args.signals.iter().map(Signal::name).collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// A type as source text (`crate::models::Book`, not `crate :: models :: Book`).
+pub(crate) fn type_text(ty: &Type) -> String {
+    let text = ty.to_token_stream().to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let glued = match c {
+            ' ' => {
+                let prev = out.chars().last();
+                let next = chars.peek().copied();
+                matches!(prev, Some(':' | '<' | '&' | '\''))
+                    || matches!(next, Some(':' | '<' | '>' | ',' | ')'))
+            }
+            _ => false,
+        };
+        if !glued {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    /// Checks `attr` against the function `item`; the error's messages, or `"ok"`.
+    fn check_messages(
+        attr: proc_macro2::TokenStream,
+        item: proc_macro2::TokenStream,
+    ) -> Vec<String> {
+        let args: ReceiverArgs = syn::parse2(attr).expect("the attribute parses");
+        let function: syn::ItemFn = syn::parse2(item).expect("the function parses");
+        match check(&args, &function.sig) {
+            Ok(_) => vec!["ok".to_owned()],
+            Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Exactly one error, containing `expected`.
+    fn fails(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream, expected: &str) {
+        let messages = check_messages(attr, item);
+        assert!(
+            messages.len() == 1 && messages[0].contains(expected),
+            "expected one error containing {expected:?}, got {messages:#?}"
+        );
+    }
+
+    fn passes(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) {
+        assert_eq!(check_messages(attr, item), ["ok"]);
+    }
+
+    #[test]
+    fn the_four_signals_with_their_events() {
+        passes(
+            quote!(pre_save, sender = Book),
+            quote!(
+                fn r(e: &mut PreSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &herald::dispatch::PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!(pre_delete, sender = Book),
+            quote!(
+                async fn r(_: &PreDelete<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!(post_delete, sender = Book, on_commit),
+            quote!(
+                fn r<'a>(e: &'a PostDelete<'a, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!(post_save),
+            quote!(
+                fn r(e: &PostSaveAny<'_>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!(pre_delete),
+            quote!(
+                fn r(e: &PreDelete<'_, dyn AnyModel>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        // Names the check does not know are left to the type checker.
+        passes(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &BookSaved<'_>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn the_argument_count() {
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &PostSave<'_, Book>, extra: u8) -> Result {
+                    Ok(())
+                }
+            ),
+            "a receiver takes exactly one argument, the event: \
+             `fn receiver(event: &PostSave<'_, Book>)`; remove the others",
+        );
+        fails(
+            quote!(pre_save),
+            quote!(
+                fn r() -> Result {
+                    Ok(())
+                }
+            ),
+            "a receiver takes one argument, the event: `fn receiver(event: &mut PreSaveAny<'_>)`",
+        );
+        fails(
+            quote!(post_save),
+            quote!(
+                fn r(&self) -> Result {
+                    Ok(())
+                }
+            ),
+            "not a method: remove `self`",
+        );
+    }
+
+    #[test]
+    fn the_reference_kind() {
+        fails(
+            quote!(pre_save, sender = Book),
+            quote!(
+                fn r(e: &PreSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "a `pre_save` receiver takes its event by mutable reference, `&mut PreSave<'_, Book>`: \
+             it may change the instance before it is written",
+        );
+        fails(
+            quote!(post_save, sender = models::Book),
+            quote!(
+                fn r(e: &mut PostSave<'_, models::Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "a `post_save` receiver takes its event by shared reference, \
+             `&PostSave<'_, models::Book>`, not `&mut`",
+        );
+        fails(
+            quote!(pre_delete, sender = Book),
+            quote!(
+                fn r(e: PreDelete<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "a `pre_delete` receiver takes its event by reference: `&PreDelete<'_, Book>`",
+        );
+    }
+
+    #[test]
+    fn the_event_type_names_the_signal() {
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &PostDelete<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "a `post_save` receiver takes `&PostSave<'_, Book>`, not `PostDelete`",
+        );
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &PostSaveAny<'_>) -> Result {
+                    Ok(())
+                }
+            ),
+            "`PostSaveAny` is the event of receivers for every sender, but this receiver has \
+             `sender = Book`: take `&PostSave<'_, Book>`, or remove `sender`",
+        );
+        fails(
+            quote!(post_save),
+            quote!(
+                fn r(e: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "this receiver takes `PostSave<'_, Book>` but has no `sender`, so it would be \
+             connected for every model: add `sender = Book` to the attribute, or take \
+             `&PostSaveAny<'_>`",
+        );
+        fails(
+            quote!(post_delete, sender = Book),
+            quote!(
+                fn r(e: &impl Debug) -> Result {
+                    Ok(())
+                }
+            ),
+            "not `impl Trait`",
+        );
+    }
+
+    #[test]
+    fn generics() {
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r<E: Debug>(e: &E) -> Result {
+                    Ok(())
+                }
+            ),
+            "a receiver of one signal cannot be generic: it takes that signal's event, \
+             `&PostSave<'_, Book>`",
+        );
+        fails(
+            quote!([post_save, post_delete]),
+            quote!(
+                fn r<const N: usize, E>(e: &E) -> Result {
+                    Ok(())
+                }
+            ),
+            "cannot have const parameters",
+        );
+        passes(
+            quote!([post_save, post_delete], sender = Book),
+            quote!(
+                fn r<E: Debug>(e: &E) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        passes(
+            quote!([pre_save, post_delete]),
+            quote!(
+                async fn r(e: &impl Debug) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn several_signals_take_a_generic_shared_event() {
+        fails(
+            quote!([pre_save, post_save], sender = Book),
+            quote!(
+                fn r<E>(e: &mut E) -> Result {
+                    Ok(())
+                }
+            ),
+            "a receiver of several signals takes the event by shared reference, `&E`, with `E` \
+             a type parameter: every signal of `[pre_save, post_save]` lends it shared",
+        );
+        fails(
+            quote!([post_save, post_delete], sender = Book),
+            quote!(
+                fn r(e: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "each signal of `[post_save, post_delete]` sends its own event type, so a receiver \
+             of all of them cannot take `PostSave`: make it generic over the event",
+        );
+    }
+
+    #[test]
+    fn on_commit_needs_a_post_signal() {
+        fails(
+            quote!(pre_save, sender = Book, on_commit),
+            quote!(
+                fn r(e: &mut PreSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "`on_commit` applies to `post_save` and `post_delete` only, not `pre_save`",
+        );
+        fails(
+            quote!([post_save, pre_delete], on_commit),
+            quote!(
+                fn r<E>(e: &E) -> Result {
+                    Ok(())
+                }
+            ),
+            "not `pre_delete`",
+        );
+        passes(
+            quote!([post_save, post_delete], on_commit),
+            quote!(
+                fn r<E>(e: &E) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn qualifiers_and_return_type() {
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                fn r(e: &PostSave<'_, Book>) {}
+            ),
+            "a receiver returns the dispatcher's `Result`",
+        );
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                unsafe fn r(e: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "cannot be an `unsafe fn`",
+        );
+        fails(
+            quote!(post_save, sender = Book),
+            quote!(
+                extern "C" fn r(e: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+            "Rust ABI",
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let messages = check_messages(
+            quote!(pre_save, sender = Book, on_commit),
+            quote!(
+                unsafe fn r(e: &PreSave<'_, Book>) {}
+            ),
+        );
+        assert_eq!(messages.len(), 4, "{messages:#?}");
+    }
+
+    #[test]
+    fn type_text_reads_like_source() {
+        let text = |ty: Type| type_text(&ty);
+        assert_eq!(
+            text(syn::parse_quote!(crate::models::Book)),
+            "crate::models::Book"
+        );
+        assert_eq!(
+            text(syn::parse_quote!(&mut PreSave<'_, Vec<(u8, u16)>>)),
+            "&mut PreSave<'_, Vec<(u8, u16)>>"
+        );
+        assert_eq!(text(syn::parse_quote!(dyn AnyModel)), "dyn AnyModel");
+    }
+}

@@ -1,0 +1,490 @@
+//! Durable background receivers: a transactional outbox and the workers that drain it.
+//!
+//! A background receiver does not run in the save. The save writes a task row in its own
+//! transaction (so a rollback leaves no task and a commit guarantees one), and a [`Worker`] runs it
+//! after the commit: at least once, retried with exponential backoff and jitter, kept as `dead`
+//! with its error after the last attempt, and run again elsewhere when the worker holding it dies
+//! (its lease expires). A thread started from a receiver does none of this.
+//!
+//! ```text
+//!   save ─ pre_save ─ write ─ post_save ─ (background receivers: task rows) ─ COMMIT ─ wake workers
+//!   worker ─ claim (one statement per batch) ─ run ─ complete | retry later | dead
+//! ```
+//!
+//! Task states: `available` (waiting, possibly until a later `run_at`), `running` (claimed, under a
+//! lease), `completed`, `dead`, `cancelled`.
+
+pub(crate) mod queue;
+mod worker;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_dispatch::{
+    Connection, ModelSignal, OnPostDelete, OnPostSave, PostDelete, PostSave, ReceiverBuilder,
+};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::store::db::Db;
+use crate::store::event::EventConn;
+use crate::value::{SqlType, Value};
+
+pub use worker::{TaskContext, Worker};
+
+/// The payload format version written into every task row.
+pub const PAYLOAD_VERSION: i64 = 1;
+
+/// How a task runs: queue, priority, attempts, timeout, delay, and coalescing. Every option
+/// documents its default.
+#[derive(Clone, Debug)]
+pub struct TaskOptions {
+    queue: Cow<'static, str>,
+    priority: i32,
+    max_attempts: u32,
+    timeout: Duration,
+    delay: Duration,
+    unique_pk: bool,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self {
+            queue: Cow::Borrowed("default"),
+            priority: 0,
+            max_attempts: 5,
+            timeout: Duration::from_secs(60),
+            delay: Duration::ZERO,
+            unique_pk: false,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// The queue (workers choose which queues they serve). Default: `"default"`.
+    pub fn queue(mut self, queue: impl Into<Cow<'static, str>>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+    /// Higher runs first. Default: 0.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+    /// Attempts before the task is kept as dead. Default: 5.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+    /// An attempt that runs longer fails. Default: 60 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Run no sooner than this after the commit. Default: at once.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+    /// Coalesce pending tasks for one row into one run (`unique = "pk"`): saving a row a hundred
+    /// times between two polls runs the task once, with the newest instance. Default: off.
+    pub fn unique_pk(mut self) -> Self {
+        self.unique_pk = true;
+        self
+    }
+}
+
+/// A task to add to the queue: a kind (which worker function runs it), a JSON payload, options.
+#[derive(Clone, Debug)]
+pub struct Task {
+    kind: Cow<'static, str>,
+    payload: serde_json::Value,
+    options: TaskOptions,
+    unique_key: Option<String>,
+}
+
+impl Task {
+    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`] gets it back).
+    pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload: json!({ "v": PAYLOAD_VERSION, "data": data }),
+            options: TaskOptions::default(),
+            unique_key: None,
+        }
+    }
+
+    /// A task of `kind` for one instance of a model (as a background receiver enqueues it).
+    pub fn for_instance<M: Model>(
+        kind: impl Into<Cow<'static, str>>,
+        instance: &M,
+        options: &TaskOptions,
+    ) -> Self {
+        let kind = kind.into();
+        let unique_key = options.unique_pk.then(|| {
+            format!(
+                "{kind}:{}:{}",
+                M::NAME,
+                instance.pk_string().unwrap_or_default()
+            )
+        });
+        Self {
+            payload: json!({ "v": PAYLOAD_VERSION, "model": M::NAME, "instance": instance.to_json() }),
+            kind,
+            options: options.clone(),
+            unique_key,
+        }
+    }
+
+    /// Set the options.
+    pub fn options(mut self, options: TaskOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Coalesce with a pending task of the same key.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    pub(crate) fn into_new(self) -> queue::NewTask {
+        queue::NewTask {
+            kind: self.kind.into_owned(),
+            queue: self.options.queue.into_owned(),
+            payload: self.payload.to_string(),
+            priority: self.options.priority,
+            max_attempts: self.options.max_attempts,
+            timeout: self.options.timeout,
+            unique_key: self.unique_key,
+            delay: self.options.delay,
+        }
+    }
+}
+
+/// A background receiver about to be connected; from [`Background::background`].
+#[must_use = "nothing is connected until `.connect()`"]
+#[derive(Debug)]
+pub struct BackgroundBuilder<'s> {
+    receiver: ReceiverBuilder<'s>,
+}
+
+impl BackgroundBuilder<'_> {
+    /// Higher priority receivers enqueue first (the tasks' own priority is [`TaskOptions::priority`]).
+    pub fn receiver_priority(mut self, priority: i32) -> Self {
+        self.receiver = self.receiver.priority(priority);
+        self
+    }
+
+    /// Connect: from now on every committed save (or delete) writes a task of this kind.
+    pub fn connect(self) -> Connection {
+        self.receiver.connect()
+    }
+}
+
+/// Background receivers on the `post_save` and `post_delete` signals.
+pub trait Background<'s, M: Model> {
+    /// A background receiver: every write of `M` adds a `kind` task in its transaction; a
+    /// [`Worker`] that knows `kind` runs it after the commit with the instance as it was written.
+    fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s>;
+}
+
+impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostSave, M> {
+    fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s> {
+        let receiver = self
+            .background_phase()
+            .receiver(move |e: &PostSave<'_, M>| {
+                e.conn()?
+                    .enqueue(Task::for_instance(kind, e.instance, &options))?;
+                Ok(())
+            })
+            .name(kind);
+        BackgroundBuilder { receiver }
+    }
+}
+
+impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostDelete, M> {
+    fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s> {
+        let receiver = self
+            .background_phase()
+            .receiver(move |e: &PostDelete<'_, M>| {
+                e.conn()?
+                    .enqueue(Task::for_instance(kind, e.instance, &options))?;
+                Ok(())
+            })
+            .name(kind);
+        BackgroundBuilder { receiver }
+    }
+}
+
+/// One task row, as inspection shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRow {
+    /// Its id.
+    pub id: i64,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// `available`, `running`, `completed`, `dead` or `cancelled`.
+    pub state: String,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// When it was added (µs since the epoch).
+    pub created_at: i64,
+    /// When it may run next (µs since the epoch).
+    pub run_at: i64,
+    /// The payload (JSON text).
+    pub payload: String,
+}
+
+/// Counts of tasks by queue and state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskCount {
+    /// The queue.
+    pub queue: String,
+    /// The state.
+    pub state: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// Inspect and control the task queue; from [`Db::tasks`].
+#[derive(Debug)]
+pub struct TaskQueue<'a> {
+    db: &'a Db,
+}
+
+const ROW_COLUMNS: &str =
+    "id, kind, queue, state, attempt, max_attempts, last_error, created_at, run_at, payload";
+const ROW_TYPES: &[SqlType] = &[
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Text,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+    SqlType::Int,
+    SqlType::Int,
+    SqlType::Text,
+];
+
+fn task_row(row: Vec<Value>) -> TaskRow {
+    let mut it = row.into_iter();
+    let mut next = || it.next().unwrap_or(Value::Null);
+    let int = |v: Value| if let Value::Int(i) = v { i } else { 0 };
+    let text = |v: Value| {
+        if let Value::Text(s) = v {
+            Some(s)
+        } else {
+            None
+        }
+    };
+    TaskRow {
+        id: int(next()),
+        kind: text(next()).unwrap_or_default(),
+        queue: text(next()).unwrap_or_default(),
+        state: text(next()).unwrap_or_default(),
+        attempt: int(next()) as u32,
+        max_attempts: int(next()) as u32,
+        last_error: text(next()),
+        created_at: int(next()),
+        run_at: int(next()),
+        payload: text(next()).unwrap_or_default(),
+    }
+}
+
+/// The states a task can be in.
+pub const STATES: &[&str] = &["available", "running", "completed", "dead", "cancelled"];
+
+fn check_state(state: &str) -> Result<()> {
+    if STATES.contains(&state) {
+        Ok(())
+    } else {
+        Err(Error::Fixture {
+            what: "task state".to_owned(),
+            reason: format!("`{state}` is not one of {}", STATES.join(", ")),
+        })
+    }
+}
+
+impl TaskQueue<'_> {
+    fn sql(&self, sql: &str) -> String {
+        if self.db.is_postgres() {
+            let mut out = String::new();
+            let mut n = 0;
+            for part in sql.split('?') {
+                if n > 0 {
+                    out.push_str(&format!("${n}"));
+                }
+                out.push_str(part);
+                n += 1;
+            }
+            out
+        } else {
+            sql.to_owned()
+        }
+    }
+
+    /// How many tasks are in each (queue, state).
+    pub async fn counts(&self) -> Result<Vec<TaskCount>> {
+        let sql = "SELECT queue, state, COUNT(*) FROM herald_tasks GROUP BY queue, state ORDER BY queue, state";
+        let rows = self
+            .db
+            .read(move |c| c.query(sql, &[], &[SqlType::Text, SqlType::Text, SqlType::Int]))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut it = r.into_iter();
+                let text = |v: Option<Value>| {
+                    if let Some(Value::Text(s)) = v {
+                        s
+                    } else {
+                        String::new()
+                    }
+                };
+                let queue = text(it.next());
+                let state = text(it.next());
+                let count = if let Some(Value::Int(n)) = it.next() {
+                    n as u64
+                } else {
+                    0
+                };
+                TaskCount {
+                    queue,
+                    state,
+                    count,
+                }
+            })
+            .collect())
+    }
+
+    /// Tasks in `state`, newest first, at most `limit`.
+    pub async fn list(&self, state: &str, limit: usize) -> Result<Vec<TaskRow>> {
+        check_state(state)?;
+        let sql = self.sql(&format!(
+            "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE state = ? ORDER BY id DESC LIMIT ?"
+        ));
+        let params = vec![
+            Value::Text(state.to_owned()),
+            Value::Int(limit.min(10_000) as i64),
+        ];
+        let rows = self
+            .db
+            .read(move |c| c.query(&sql, &params, ROW_TYPES))
+            .await?;
+        Ok(rows.into_iter().map(task_row).collect())
+    }
+
+    /// Dead tasks with their errors, newest first.
+    pub async fn dead(&self, limit: usize) -> Result<Vec<TaskRow>> {
+        self.list("dead", limit).await
+    }
+
+    /// One task.
+    pub async fn get(&self, id: i64) -> Result<Option<TaskRow>> {
+        let sql = self.sql(&format!(
+            "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE id = ?"
+        ));
+        let rows = self
+            .db
+            .read(move |c| c.query(&sql, &[Value::Int(id)], ROW_TYPES))
+            .await?;
+        Ok(rows.into_iter().next().map(task_row))
+    }
+
+    async fn change(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        let sql = self.sql(sql);
+        let changed = self.db.run(move |c| c.execute(&sql, &params)).await?;
+        if changed > 0 {
+            self.db.tasks_added().notify_one();
+        }
+        Ok(changed)
+    }
+
+    /// Run a dead, cancelled or failed-and-waiting task again now, with a fresh set of attempts;
+    /// true if there was such a task.
+    pub async fn retry(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .change(
+                "UPDATE herald_tasks SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL \
+                 WHERE id = ? AND state IN ('dead', 'cancelled', 'available')",
+                vec![Value::Int(queue::now_micros()), Value::Int(id)],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Retry every dead task; returns how many.
+    pub async fn retry_dead(&self) -> Result<u64> {
+        self.change(
+            "UPDATE herald_tasks SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL WHERE state = 'dead'",
+            vec![Value::Int(queue::now_micros())],
+        )
+        .await
+    }
+
+    /// Cancel a task that has not started; true if there was one.
+    pub async fn cancel(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .change(
+                "UPDATE herald_tasks SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'available'",
+                vec![Value::Int(queue::now_micros()), Value::Int(id)],
+            )
+            .await?
+            > 0)
+    }
+
+    /// Delete every task in `state` (not `running`); returns how many.
+    pub async fn purge(&self, state: &str) -> Result<u64> {
+        check_state(state)?;
+        if state == "running" {
+            return Err(Error::Fixture {
+                what: "purge".to_owned(),
+                reason: "running tasks cannot be purged; cancel or wait".to_owned(),
+            });
+        }
+        let sql = self.sql("DELETE FROM herald_tasks WHERE state = ?");
+        let state = Value::Text(state.to_owned());
+        self.db.run(move |c| c.execute(&sql, &[state])).await
+    }
+}
+
+impl Db {
+    /// Inspect and control the task queue.
+    pub fn tasks(&self) -> TaskQueue<'_> {
+        TaskQueue { db: self }
+    }
+
+    /// Add a task outside any transaction (inside one, use [`crate::Tx::enqueue`]).
+    pub async fn enqueue(&self, task: Task) -> Result<()> {
+        self.run(move |conn| conn.enqueue(task)).await
+    }
+}
+
+/// The runner a worker keeps per task kind.
+pub(crate) type Runner = Arc<
+    dyn Fn(
+            serde_json::Value,
+            TaskContext,
+        ) -> futures::future::BoxFuture<'static, std::result::Result<(), RunError>>
+        + Send
+        + Sync,
+>;
+
+/// Why an attempt did not complete.
+#[derive(Debug)]
+pub(crate) enum RunError {
+    /// The payload cannot be turned into what the task takes: retrying cannot help.
+    Undecodable(String),
+    /// The task failed; it may be retried.
+    Failed(String),
+}

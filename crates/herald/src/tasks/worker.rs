@@ -1,0 +1,509 @@
+//! The worker: claims tasks in batches, runs them on the async runtime, records the outcome, keeps
+//! their leases alive, rescues tasks whose worker died, and prunes old completed ones.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::task::JoinSet;
+
+use crate::ReceiverResult;
+use crate::error::Result;
+use crate::model::{Model, from_json};
+use crate::store::db::Db;
+use crate::tasks::queue::{self, Claimed};
+use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
+
+/// What a running task knows about itself.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    id: i64,
+    kind: Arc<str>,
+    attempt: u32,
+    max_attempts: u32,
+    db: Db,
+}
+
+impl TaskContext {
+    /// The task's id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+    /// Its kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// Attempts allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// The database the task came from.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+    /// Record progress (any JSON) on the task's row, for people watching the queue.
+    pub async fn progress(&self, progress: serde_json::Value) -> Result<()> {
+        let (id, attempt) = (self.id, self.attempt);
+        let text = progress.to_string();
+        self.db
+            .run(move |conn| queue::progress(conn, id, attempt, &text).map(drop))
+            .await
+    }
+}
+
+/// Runs tasks: `Worker::new(db).task(..).concurrency(n).run(shutdown).await`.
+///
+/// Embed one in the application process (`tokio::spawn(worker.run(shutdown))`) or run it alone in a
+/// process of its own, on as many machines as wanted (PostgreSQL). Every option documents its default.
+#[must_use = "a worker does nothing until `.run(..)` is awaited"]
+pub struct Worker {
+    db: Db,
+    kinds: HashMap<String, Runner>,
+    queues: Vec<String>,
+    concurrency: usize,
+    lease: Duration,
+    poll: Duration,
+    retry_base: Duration,
+    retention: Duration,
+    grace: Duration,
+    name: String,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<&String> = self.kinds.keys().collect();
+        kinds.sort();
+        f.debug_struct("Worker")
+            .field("name", &self.name)
+            .field("queues", &self.queues)
+            .field("kinds", &kinds)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Attempts that completed.
+    pub completed: u64,
+    /// Attempts that failed (retried or dead).
+    pub failed: u64,
+    /// Tasks handed back unfinished at shutdown.
+    pub released: u64,
+}
+
+enum Outcome {
+    Done,
+    Failed(String),
+    Dead(String),
+}
+
+struct Finished {
+    task: Claimed,
+    outcome: Outcome,
+    ran: Duration,
+}
+
+impl Worker {
+    /// A worker for `db`'s task queue, serving queue `"default"`, 4 at a time.
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            kinds: HashMap::new(),
+            queues: vec!["default".to_owned()],
+            concurrency: 4,
+            lease: Duration::from_secs(10),
+            poll: Duration::from_millis(500),
+            retry_base: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+            grace: Duration::from_secs(10),
+            name: format!("{}:{}", hostname(), std::process::id()),
+        }
+    }
+
+    /// Run tasks of `kind` with `run`, which gets the task's JSON data (see [`crate::tasks::Task::new`]).
+    pub fn task<F, Fut>(mut self, kind: &str, run: F) -> Self
+    where
+        F: Fn(serde_json::Value, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ReceiverResult> + Send + 'static,
+    {
+        let run = Arc::new(run);
+        self.kinds.insert(
+            kind.to_owned(),
+            Arc::new(move |payload, ctx| {
+                let run = run.clone();
+                async move {
+                    let data = decode_payload(&payload, None)?;
+                    run(data, ctx)
+                        .await
+                        .map_err(|e| RunError::Failed(e.to_string()))
+                }
+                .boxed()
+            }),
+        );
+        self
+    }
+
+    /// Run background-receiver tasks of `kind` for model `M` with `run`, which gets the instance as
+    /// it was written.
+    pub fn model_task<M: Model, F, Fut>(mut self, kind: &str, run: F) -> Self
+    where
+        F: Fn(M, TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ReceiverResult> + Send + 'static,
+    {
+        let run = Arc::new(run);
+        self.kinds.insert(
+            kind.to_owned(),
+            Arc::new(move |payload, ctx| {
+                let run = run.clone();
+                async move {
+                    let instance = decode_payload(&payload, Some(M::NAME))?;
+                    let instance: M = from_json(&instance).map_err(|e| {
+                        RunError::Undecodable(format!(
+                            "the {} in the payload no longer decodes: {e}",
+                            M::NAME
+                        ))
+                    })?;
+                    run(instance, ctx)
+                        .await
+                        .map_err(|e| RunError::Failed(e.to_string()))
+                }
+                .boxed()
+            }),
+        );
+        self
+    }
+
+    /// The queues to serve. Default: `["default"]`.
+    pub fn queues<I: IntoIterator<Item = S>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How many tasks run at once. Default: 4.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// How long a claim holds a task without a heartbeat; a worker that dies loses its tasks after
+    /// this, and another runs them. Heartbeats renew it every third of it. Default: 10 s.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often to look for tasks when nothing wakes the worker (a commit in this process does,
+    /// and on PostgreSQL a notification from another process). Default: 500 ms.
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// The first retry's delay; each further retry doubles it (with ±25 % jitter, at most 1 h).
+    /// Default: 1 s.
+    pub fn retry_base(mut self, base: Duration) -> Self {
+        self.retry_base = base;
+        self
+    }
+
+    /// How long completed tasks are kept. Default: 24 h.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// At shutdown, how long running tasks may take to finish before they are handed back.
+    /// Default: 10 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The name recorded on the tasks it claims. Default: `host:pid`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(20);
+        let base = self
+            .retry_base
+            .saturating_mul(1 << exponent)
+            .min(Duration::from_secs(3600));
+        let jitter = 0.75 + 0.5 * fastrand_unit();
+        base.mul_f64(jitter)
+    }
+
+    /// Run until `shutdown` completes: then stop claiming, let running tasks finish within the
+    /// shutdown grace, and hand back the ones that did not.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
+        let kinds: Vec<&String> = self.kinds.keys().collect();
+        tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, ?kinds, concurrency = self.concurrency, "worker started");
+        let wake = self.db.tasks_added();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut held: HashMap<i64, u32> = HashMap::new();
+        let mut report = WorkerReport::default();
+        let mut stopping: Option<tokio::time::Instant> = None;
+        let mut next_heartbeat = tokio::time::Instant::now() + self.lease / 3;
+        let mut next_rescue = tokio::time::Instant::now();
+        let mut next_prune = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut claim_backoff = Duration::ZERO;
+        loop {
+            let free = self.concurrency - running.len();
+            let mut full = false;
+            if stopping.is_none() && free > 0 && claim_backoff.is_zero() {
+                let (queues, name, lease) = (self.queues.clone(), self.name.clone(), self.lease);
+                match self
+                    .db
+                    .run(move |conn| queue::claim(conn, &queues, free, &name, lease))
+                    .await
+                {
+                    Ok(claimed) => {
+                        full = claimed.len() == free;
+                        for task in claimed {
+                            held.insert(task.id, task.attempt);
+                            self.start(&mut running, task);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: "herald::worker", %error, "claiming tasks failed; retrying");
+                        claim_backoff = Duration::from_millis(200);
+                    }
+                }
+            }
+            if stopping.is_some() && running.is_empty() {
+                break;
+            }
+            if full && running.len() < self.concurrency {
+                continue;
+            }
+            let deadline =
+                stopping.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let maintenance = next_heartbeat.min(next_rescue).min(next_prune);
+            tokio::select! {
+                () = &mut shutdown, if stopping.is_none() => {
+                    tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
+                    stopping = Some(tokio::time::Instant::now() + self.grace);
+                }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    match done {
+                        Ok(finished) => {
+                            held.remove(&finished.task.id);
+                            self.finish(finished, &mut report).await;
+                        }
+                        Err(error) => tracing::error!(target: "herald::worker", %error, "a task runner stopped"),
+                    }
+                }
+                () = wake.notified(), if stopping.is_none() && free > 0 => {}
+                () = tokio::time::sleep(if claim_backoff.is_zero() { self.poll } else { claim_backoff }), if stopping.is_none() => {
+                    claim_backoff = Duration::ZERO;
+                }
+                () = tokio::time::sleep_until(deadline), if stopping.is_some() => {
+                    running.abort_all();
+                    let ids: Vec<(i64, u32)> = held.drain().collect();
+                    report.released += ids.len() as u64;
+                    self.db
+                        .run(move |conn| {
+                            for (id, attempt) in ids {
+                                queue::release(conn, id, attempt)?;
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    break;
+                }
+                () = tokio::time::sleep_until(maintenance) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= next_heartbeat {
+                        next_heartbeat = now + self.lease / 3;
+                        let ids: Vec<(i64, u32)> = held.iter().map(|(k, v)| (*k, *v)).collect();
+                        let lease = self.lease;
+                        if let Err(error) = self.db.run(move |conn| queue::heartbeat(conn, &ids, lease)).await {
+                            tracing::warn!(target: "herald::worker", %error, "heartbeat failed");
+                        }
+                    }
+                    if now >= next_rescue {
+                        next_rescue = now + (self.lease / 2).max(Duration::from_millis(20));
+                        match self.db.run(queue::rescue).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::warn!(target: "herald::worker", rescued = n, "rescued tasks whose worker stopped"),
+                            Err(error) => tracing::warn!(target: "herald::worker", %error, "rescue failed"),
+                        }
+                    }
+                    if now >= next_prune {
+                        next_prune = now + Duration::from_secs(60);
+                        let retention = self.retention;
+                        if let Err(error) = self.db.run(move |conn| queue::prune(conn, retention)).await {
+                            tracing::warn!(target: "herald::worker", %error, "pruning failed");
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(target: "herald::worker", worker = %self.name, ?report, "worker stopped");
+        Ok(report)
+    }
+
+    fn start(&self, running: &mut JoinSet<Finished>, task: Claimed) {
+        let runner = self.kinds.get(&task.kind).cloned();
+        let ctx = TaskContext {
+            id: task.id,
+            kind: Arc::from(task.kind.as_str()),
+            attempt: task.attempt,
+            max_attempts: task.max_attempts,
+            db: self.db.clone(),
+        };
+        let wait = Duration::from_micros((task.started_at - task.created_at).max(0) as u64);
+        metrics::histogram!("herald_task_queue_wait_seconds", "kind" => task.kind.clone())
+            .record(wait.as_secs_f64());
+        running.spawn(async move {
+            let started = Instant::now();
+            let outcome = match runner {
+                None => Outcome::Dead(format!("no worker knows the task kind `{}`", task.kind)),
+                Some(runner) => {
+                    let payload = serde_json::from_str(&task.payload)
+                        .unwrap_or_else(|e| serde_json::json!({ "undecodable": e.to_string() }));
+                    let attempt = AssertUnwindSafe(runner(payload, ctx)).catch_unwind();
+                    match tokio::time::timeout(task.timeout, attempt).await {
+                        Err(_) => Outcome::Failed(format!("timed out after {:?}", task.timeout)),
+                        Ok(Err(panic)) => {
+                            Outcome::Failed(format!("panicked: {}", panic_text(&*panic)))
+                        }
+                        Ok(Ok(Err(RunError::Undecodable(e)))) => Outcome::Dead(e),
+                        Ok(Ok(Err(RunError::Failed(e)))) => Outcome::Failed(e),
+                        Ok(Ok(Ok(()))) => Outcome::Done,
+                    }
+                }
+            };
+            Finished {
+                task,
+                outcome,
+                ran: started.elapsed(),
+            }
+        });
+    }
+
+    async fn finish(&self, finished: Finished, report: &mut WorkerReport) {
+        let Finished { task, outcome, ran } = finished;
+        let kind = task.kind.clone();
+        metrics::histogram!("herald_task_run_seconds", "kind" => kind.clone())
+            .record(ran.as_secs_f64());
+        metrics::counter!("herald_task_runs_total", "kind" => kind.clone()).increment(1);
+        let (id, attempt) = (task.id, task.attempt);
+        let recorded = match outcome {
+            Outcome::Done => {
+                report.completed += 1;
+                self.db
+                    .run(move |conn| queue::complete(conn, id, attempt))
+                    .await
+            }
+            Outcome::Failed(error) => {
+                report.failed += 1;
+                metrics::counter!("herald_task_failures_total", "kind" => kind.clone())
+                    .increment(1);
+                let retry = (attempt < task.max_attempts).then(|| self.backoff(attempt));
+                if retry.is_some() {
+                    metrics::counter!("herald_task_retries_total", "kind" => kind.clone())
+                        .increment(1);
+                }
+                tracing::warn!(target: "herald::worker", task = id, kind = %kind, attempt, error = %error, retry_in = ?retry, "task failed");
+                self.db
+                    .run(move |conn| queue::fail(conn, id, attempt, &error, retry))
+                    .await
+            }
+            Outcome::Dead(error) => {
+                report.failed += 1;
+                metrics::counter!("herald_task_failures_total", "kind" => kind.clone())
+                    .increment(1);
+                tracing::error!(target: "herald::worker", task = id, kind = %kind, error = %error, "task is dead");
+                self.db
+                    .run(move |conn| queue::fail(conn, id, attempt, &error, None))
+                    .await
+            }
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(target: "herald::worker", task = id, attempt, "the task's lease was taken over; this attempt's outcome was not recorded")
+            }
+            Err(error) => {
+                tracing::error!(target: "herald::worker", task = id, %error, "recording the outcome failed; the lease will expire and the task run again")
+            }
+        }
+    }
+}
+
+fn decode_payload(
+    payload: &serde_json::Value,
+    model: Option<&str>,
+) -> std::result::Result<serde_json::Value, RunError> {
+    if let Some(e) = payload.get("undecodable") {
+        return Err(RunError::Undecodable(format!(
+            "the payload is not JSON: {e}"
+        )));
+    }
+    let version = payload.get("v").and_then(serde_json::Value::as_i64);
+    if version != Some(PAYLOAD_VERSION) {
+        return Err(RunError::Undecodable(format!(
+            "payload version {} is not one this worker reads ({PAYLOAD_VERSION})",
+            version.map_or_else(|| "missing".to_owned(), |v| v.to_string())
+        )));
+    }
+    match model {
+        None => Ok(payload
+            .get("data")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)),
+        Some(expected) => {
+            let found = payload
+                .get("model")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("none");
+            if found != expected {
+                return Err(RunError::Undecodable(format!(
+                    "the payload is for model `{found}`, not `{expected}`"
+                )));
+            }
+            payload
+                .get("instance")
+                .cloned()
+                .ok_or_else(|| RunError::Undecodable("the payload has no instance".to_owned()))
+        }
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_owned())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
+}
+
+/// A number in [0, 1) for jitter; not for anything that needs real randomness.
+fn fastrand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}

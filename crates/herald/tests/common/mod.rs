@@ -1,0 +1,169 @@
+//! Shared by the store tests: models, a fresh database per test on every backend, and a log.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herald::{Db, Model};
+
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(table = "books")]
+pub struct Book {
+    #[model(primary_key)]
+    pub id: Option<i64>,
+    pub title: String,
+    pub slug: String,
+    pub body: String,
+    pub price_cents: i64,
+}
+
+/// A model whose key the caller sets.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(table = "editions")]
+pub struct Edition {
+    #[model(primary_key)]
+    pub isbn: String,
+    pub title: String,
+    pub copies: i64,
+}
+
+/// Rows receivers write inside the save's transaction.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(table = "audit")]
+pub struct Audit {
+    #[model(primary_key)]
+    pub id: Option<i64>,
+    pub model: String,
+    pub key: String,
+    pub action: String,
+}
+
+/// Every field type a model may have.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(table = "everything")]
+pub struct Everything {
+    #[model(primary_key)]
+    pub id: Option<i64>,
+    pub small: i32,
+    pub ratio: f64,
+    pub flag: bool,
+    pub name: String,
+    pub maybe: Option<String>,
+    pub blob: Vec<u8>,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub doc: serde_json::Value,
+}
+
+pub fn book(title: &str) -> Book {
+    Book {
+        id: None,
+        title: title.to_owned(),
+        slug: String::new(),
+        body: String::new(),
+        price_cents: 900,
+    }
+}
+
+/// What receivers saw, in order.
+#[derive(Clone, Default, Debug)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub fn push(&self, entry: impl Into<String>) {
+        self.0.lock().unwrap().push(entry.into());
+    }
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// A database to run one test on.
+pub struct Target {
+    pub name: &'static str,
+    pub url: String,
+    pub schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static NEXT_SCHEMA: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh SQLite file always; a fresh PostgreSQL schema when `HERALD_TEST_POSTGRES_URL` is set.
+pub fn targets(test: &str) -> Vec<Target> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = vec![Target {
+        name: "sqlite",
+        url: format!("sqlite://{}", dir.path().join("test.db").display()),
+        schema: None,
+        _dir: Some(dir),
+    }];
+    match std::env::var("HERALD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => targets.push(Target {
+            name: "postgres",
+            url,
+            schema: Some(format!(
+                "herald_test_{}_{}_{}",
+                test.chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(30)
+                    .collect::<String>()
+                    .to_lowercase(),
+                std::process::id(),
+                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+            )),
+            _dir: None,
+        }),
+        _ => eprintln!("{test}: PostgreSQL skipped: HERALD_TEST_POSTGRES_URL is not set"),
+    }
+    targets
+}
+
+impl Target {
+    /// Open the database with a fresh registry and the test tables.
+    pub async fn open(&self) -> Db {
+        let mut builder = Db::open(&self.url).signals(herald::dispatch::Signals::new());
+        if let Some(schema) = &self.schema {
+            builder = builder.schema(schema.clone());
+        }
+        let db = builder
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        db.create_table::<Book>().await.unwrap();
+        db.create_table::<Edition>().await.unwrap();
+        db.create_table::<Audit>().await.unwrap();
+        db.create_table::<Everything>().await.unwrap();
+        db.execute(
+            r#"CREATE UNIQUE INDEX IF NOT EXISTS books_slug ON books (slug) WHERE slug <> ''"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+        db
+    }
+
+    /// Drop the test's PostgreSQL schema.
+    pub async fn cleanup(&self, db: Db) {
+        if let Some(schema) = &self.schema {
+            db.execute(
+                format!(r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#),
+                vec![],
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
+/// Run `test` once per backend, each with a fresh database and registry.
+pub async fn on_each_backend<F, Fut>(name: &str, test: F)
+where
+    F: Fn(Db, &'static str) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for target in targets(name) {
+        let db = target.open().await;
+        test(db.clone(), target.name).await;
+        target.cleanup(db).await;
+    }
+}

@@ -1,0 +1,500 @@
+//! The store's signal lifecycle, on SQLite and (when `HERALD_TEST_POSTGRES_URL` is set) PostgreSQL.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Audit, Book, Edition, Everything, Log, book, on_each_backend};
+use herald::dispatch::{
+    AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
+};
+use herald::{Db, DbErrorKind, Error, EventConn};
+
+fn slugify(title: &str) -> String {
+    title
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+async fn count(db: &Db, table: &str) -> i64 {
+    let table = table.to_owned();
+    db.read(move |conn| {
+        let rows = conn.query(
+            &format!("SELECT COUNT(*) FROM {table}"),
+            &[],
+            &[herald::SqlType::Int],
+        )?;
+        Ok(match rows[0][0] {
+            herald::Value::Int(n) => n,
+            _ => -1,
+        })
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_save_then_post_save_with_created_true_on_insert_and_false_on_update() {
+    on_each_backend("order", |db, backend| async move {
+        let log = Log::default();
+        let (pre, post) = (log.clone(), log.clone());
+        let _pre = db
+            .signals()
+            .pre_save::<Book>()
+            .connect(move |e: &mut PreSave<'_, Book>| {
+                pre.push(format!("pre_save {:?}", e.instance.id));
+                Ok(())
+            });
+        let _post = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |e: &PostSave<'_, Book>| {
+                post.push(format!(
+                    "post_save {:?} created={} raw={} using={}",
+                    e.instance.id, e.created, e.raw, e.using
+                ));
+                Ok(())
+            });
+        let mut b = book("Dune");
+        let saved = db.save(&mut b).await.unwrap();
+        assert!(saved.created && saved.written, "{backend}");
+        let id = b.id.expect("the key was assigned");
+        b.price_cents = 1200;
+        assert!(!db.save(&mut b).await.unwrap().created);
+        assert_eq!(
+            log.take(),
+            [
+                "pre_save None".to_owned(),
+                format!("post_save Some({id}) created=true raw=false using=default"),
+                format!("pre_save Some({id})"),
+                format!("post_save Some({id}) created=false raw=false using=default"),
+            ],
+            "{backend}"
+        );
+        assert_eq!(db.get::<Book>(id).await.unwrap().unwrap().price_cents, 1200);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_loading_saves_with_raw_true() {
+    on_each_backend("raw", |db, backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _post = db.signals().post_save::<Book>().connect(move |e: &PostSave<'_, Book>| {
+            seen.push(format!("{} raw={} created={}", e.instance.title, e.raw, e.created));
+            Ok(())
+        });
+        let fixture = r#"[
+            {"model": "Book", "pk": 7, "fields": {"title": "Emma", "slug": "emma", "body": "", "price_cents": 500}},
+            {"model": "shop.book", "pk": 8, "fields": {"title": "Persuasion", "slug": "persuasion", "body": "", "price_cents": 600}}
+        ]"#;
+        assert_eq!(db.load_fixture::<Book>(fixture).await.unwrap(), 2, "{backend}");
+        assert_eq!(log.take(), ["Emma raw=true created=true", "Persuasion raw=true created=true"]);
+        assert_eq!(db.get::<Book>(8).await.unwrap().unwrap().title, "Persuasion");
+
+        let broken = r#"[{"model": "Book", "pk": 9, "fields": {"title": 3}}]"#;
+        let error = db.load_fixture::<Book>(broken).await.unwrap_err();
+        assert!(error.to_string().contains("field `title`: expected text"), "{error}");
+        assert!(db.get::<Book>(9).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_set_key_not_in_the_table_gives_created_true() {
+    on_each_backend("caller_key", |db, backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _post =
+            db.signals()
+                .post_save::<Edition>()
+                .connect(move |e: &PostSave<'_, Edition>| {
+                    seen.push(format!("{} created={}", e.instance.isbn, e.created));
+                    Ok(())
+                });
+        let mut e = Edition {
+            isbn: "978-0441013593".into(),
+            title: "Dune".into(),
+            copies: 3,
+        };
+        assert!(db.save(&mut e).await.unwrap().created, "{backend}");
+        e.copies = 4;
+        assert!(!db.save(&mut e).await.unwrap().created);
+        assert_eq!(
+            log.take(),
+            [
+                "978-0441013593 created=true",
+                "978-0441013593 created=false"
+            ]
+        );
+        assert_eq!(
+            db.get::<Edition>("978-0441013593")
+                .await
+                .unwrap()
+                .unwrap()
+                .copies,
+            4
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothing() {
+    on_each_backend("update_fields", |db, backend| async move {
+        let log = Log::default();
+        let (pre, post) = (log.clone(), log.clone());
+        let _pre = db.signals().pre_save::<Book>().connect(move |e: &mut PreSave<'_, Book>| {
+            pre.push(format!("pre {:?}", e.update_fields));
+            Ok(())
+        });
+        let _post = db.signals().post_save::<Book>().connect(move |e: &PostSave<'_, Book>| {
+            post.push(format!("post {:?}", e.update_fields));
+            Ok(())
+        });
+        let mut b = book("Dune");
+        db.save(&mut b).await.unwrap();
+        log.take();
+
+        b.title = "Dune Messiah".into();
+        b.price_cents = 1;
+        db.save_fields(&mut b, &["title"]).await.unwrap();
+        assert_eq!(log.take(), [r#"pre Some(["title"])"#, r#"post Some(["title"])"#], "{backend}");
+        let stored = db.get::<Book>(b.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!((stored.title.as_str(), stored.price_cents), ("Dune Messiah", 900), "only the title was written");
+
+        let nothing = db.save_fields(&mut b, &[]).await.unwrap();
+        assert!(!nothing.written);
+        assert!(log.take().is_empty(), "the empty list sends nothing");
+
+        let error = db.save_fields(&mut b, &["titel"]).await.unwrap_err();
+        assert!(matches!(error, Error::UnknownField { .. }), "{error}");
+        assert_eq!(error.to_string(), "Book has no field `titel` (update_fields); its fields are: id, title, slug, body, price_cents");
+        assert!(log.take().is_empty(), "an unknown field is an error before any receiver runs");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_save_change_is_what_is_stored() {
+    on_each_backend("slug", |db, _backend| async move {
+        let _slug = db
+            .signals()
+            .pre_save::<Book>()
+            .connect(|e: &mut PreSave<'_, Book>| {
+                if e.instance.slug.is_empty() {
+                    e.instance.slug = slugify(&e.instance.title);
+                }
+                Ok(())
+            });
+        let mut b = book("The Left Hand of Darkness");
+        db.save(&mut b).await.unwrap();
+        assert_eq!(
+            b.slug, "the-left-hand-of-darkness",
+            "the caller's instance has the change"
+        );
+        assert_eq!(
+            db.get::<Book>(b.id.unwrap()).await.unwrap().unwrap().slug,
+            "the-left-hand-of-darkness"
+        );
+
+        let mut given = Book {
+            slug: "given".into(),
+            ..book("Another")
+        };
+        db.save(&mut given).await.unwrap();
+        assert_eq!(
+            db.get::<Book>(given.id.unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .slug,
+            "given",
+            "only when empty"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vetoing_pre_save_writes_nothing_and_names_the_receiver() {
+    on_each_backend("veto", |db, backend| async move {
+        let _veto = db
+            .signals()
+            .pre_save::<Book>()
+            .receiver(|e: &mut PreSave<'_, Book>| {
+                if e.instance.price_cents < 0 {
+                    return Err(ReceiverError::msg("price must not be negative"));
+                }
+                Ok(())
+            })
+            .name("check_price")
+            .connect();
+        let mut b = Book {
+            price_cents: -1,
+            ..book("Free")
+        };
+        let error = db.save(&mut b).await.unwrap_err();
+        assert_eq!(
+            error.as_receiver().unwrap().receiver().name(),
+            "check_price",
+            "{backend}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "pre_save receiver `check_price` for Book failed: price must not be negative"
+        );
+        assert_eq!(count(&db, "books").await, 0);
+        assert_eq!(b.id, None);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
+    on_each_backend("post_fails", |db, backend| async move {
+        let _audit = db
+            .signals()
+            .post_save_any()
+            .connect(|e: &PostSave<'_, dyn AnyModel>| {
+                if e.instance.model_name() == "Audit" {
+                    return Ok(());
+                }
+                let mut row = Audit {
+                    id: None,
+                    model: e.instance.model_name().into(),
+                    key: e.instance.pk_string().unwrap_or_default(),
+                    action: "saved".into(),
+                };
+                e.conn()?.save(&mut row)?;
+                Ok(())
+            });
+        let _fail = db
+            .signals()
+            .post_save::<Book>()
+            .receiver(|e: &PostSave<'_, Book>| {
+                if e.instance.title == "bad" {
+                    Err(ReceiverError::msg("no"))
+                } else {
+                    Ok(())
+                }
+            })
+            .name("refuse_bad")
+            .connect();
+
+        let mut good = book("good");
+        db.save(&mut good).await.unwrap();
+        assert_eq!(
+            (count(&db, "books").await, count(&db, "audit").await),
+            (1, 1),
+            "{backend}"
+        );
+
+        let mut bad = book("bad");
+        let error = db.save(&mut bad).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("post_save receiver `refuse_bad` for Book (pk "),
+            "{error}"
+        );
+        assert_eq!(count(&db, "books").await, 1, "the book was rolled back");
+        assert_eq!(count(&db, "audit").await, 1, "and so was its audit row");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_sends_pre_delete_and_post_delete_with_the_key_still_set() {
+    on_each_backend("delete", |db, backend| async move {
+        let log = Log::default();
+        let (pre, post) = (log.clone(), log.clone());
+        let _pre = db
+            .signals()
+            .pre_delete::<Book>()
+            .connect(move |e: &PreDelete<'_, Book>| {
+                pre.push(format!("pre_delete {:?}", e.instance.id));
+                Ok(())
+            });
+        let _post = db
+            .signals()
+            .post_delete::<Book>()
+            .connect(move |e: &PostDelete<'_, Book>| {
+                post.push(format!("post_delete {:?}", e.instance.id));
+                Ok(())
+            });
+        let mut b = book("Dune");
+        db.save(&mut b).await.unwrap();
+        assert!(db.delete(&b).await.unwrap(), "{backend}");
+        let id = b.id.unwrap();
+        assert_eq!(
+            log.take(),
+            [
+                format!("pre_delete Some({id})"),
+                format!("post_delete Some({id})")
+            ]
+        );
+        assert!(db.get::<Book>(id).await.unwrap().is_none());
+        assert!(!db.delete(&b).await.unwrap(), "nothing left to delete");
+        assert_eq!(
+            log.take(),
+            [format!("pre_delete Some({id})")],
+            "post_delete only when a row went"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_for_every_model_and_one_for_book_both_fire_for_a_book() {
+    on_each_backend("any_and_book", |db, _backend| async move {
+        let log = Log::default();
+        let (any, own) = (log.clone(), log.clone());
+        let _any = db
+            .signals()
+            .post_save_any()
+            .connect(move |e: &PostSave<'_, dyn AnyModel>| {
+                any.push(format!("any {}", e.instance.model_name()));
+                Ok(())
+            });
+        let _book = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |_e: &PostSave<'_, Book>| {
+                own.push("book");
+                Ok(())
+            });
+        db.save(&mut book("Dune")).await.unwrap();
+        db.save(&mut Edition {
+            isbn: "1".into(),
+            title: "x".into(),
+            copies: 1,
+        })
+        .await
+        .unwrap();
+        assert_eq!(log.take(), ["any Book", "book", "any Edition"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order() {
+    on_each_backend("bulk_create", |db, backend| async move {
+        let log = Log::default();
+        let (pre, post) = (log.clone(), log.clone());
+        let _slug = db
+            .signals()
+            .pre_save::<Book>()
+            .connect(move |e: &mut PreSave<'_, Book>| {
+                e.instance.slug = slugify(&e.instance.title);
+                pre.push("pre");
+                Ok(())
+            });
+        let _post = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |e: &PostSave<'_, Book>| {
+                post.push(format!("post {} {}", e.instance.title, e.created));
+                Ok(())
+            });
+        let mut books: Vec<Book> = (0..250).map(|i| book(&format!("Book {i}"))).collect();
+        db.bulk_create(&mut books).await.unwrap();
+        let entries = log.take();
+        assert_eq!(
+            entries.iter().filter(|e| *e == "pre").count(),
+            250,
+            "{backend}"
+        );
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e.starts_with("post ") && e.ends_with(" true"))
+                .count(),
+            250
+        );
+        for b in &books {
+            let stored = db.get::<Book>(b.id.unwrap()).await.unwrap().unwrap();
+            assert_eq!(&stored, b, "keys in order, slugs stored");
+        }
+
+        // bulk_update, then delete_many
+        for b in &mut books {
+            b.price_cents += 1;
+        }
+        db.bulk_update(&mut books, &["price_cents"]).await.unwrap();
+        assert_eq!(
+            log.take().iter().filter(|e| e.ends_with(" false")).count(),
+            250
+        );
+        assert_eq!(
+            db.get::<Book>(books[7].id.unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .price_cents,
+            901
+        );
+        assert_eq!(db.delete_many(&books[..100]).await.unwrap(), 100);
+        assert_eq!(count(&db, "books").await, 150);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_signals_skips_every_receiver() {
+    on_each_backend("quiet", |db, _backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _pre = db
+            .signals()
+            .pre_save::<Book>()
+            .connect(move |_e: &mut PreSave<'_, Book>| {
+                seen.push("pre");
+                Ok(())
+            });
+        let mut b = book("Dune");
+        db.without_signals().save(&mut b).await.unwrap();
+        let mut many = vec![book("a"), book("b")];
+        db.without_signals().bulk_create(&mut many).await.unwrap();
+        db.without_signals().delete(&b).await.unwrap();
+        assert!(log.take().is_empty());
+        assert_eq!(count(&db, "books").await, 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_type_round_trips() {
+    on_each_backend("types", |db, backend| async move {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:01:51.123456Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut row = Everything {
+            id: None,
+            small: -7,
+            ratio: 0.25,
+            flag: true,
+            name: "naïve".into(),
+            maybe: None,
+            blob: vec![0, 1, 255],
+            at,
+            doc: serde_json::json!({"tags": ["a", "b"], "n": 1}),
+        };
+        db.save(&mut row).await.unwrap();
+        assert_eq!(
+            db.get::<Everything>(row.id.unwrap())
+                .await
+                .unwrap()
+                .unwrap(),
+            row,
+            "{backend}"
+        );
+        row.maybe = Some("set".into());
+        db.save(&mut row).await.unwrap();
+        assert_eq!(db.all::<Everything>().await.unwrap(), vec![row]);
+    })
+    .await;
+}

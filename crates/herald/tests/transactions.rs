@@ -1,0 +1,500 @@
+//! Transactions and hooks, failures, and concurrency, on SQLite and (when `HERALD_TEST_POSTGRES_URL`
+//! is set) PostgreSQL.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Audit, Book, Log, book, on_each_backend};
+use herald::dispatch::{Error as ReceiverError, PostSave};
+use herald::{Db, DbErrorKind, Error, EventConn, Value};
+
+/// A hook that records `label` (and checks the row count through the database it runs on).
+fn hook(
+    log: &Log,
+    label: &'static str,
+) -> impl FnOnce(&herald::Conn) -> herald::ReceiverResult + Send + 'static {
+    let log = log.clone();
+    move |_conn| {
+        log.push(label);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_commit_runs_at_once_without_an_outer_transaction() {
+    on_each_backend("oc_now", |db, _backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _r =
+            db.signals()
+                .post_save::<Book>()
+                .on_commit()
+                .connect(move |e: &PostSave<'_, Book>| {
+                    seen.push(format!("on_commit {}", e.instance.title));
+                    Ok(())
+                });
+        db.save(&mut book("Dune")).await.unwrap();
+        assert_eq!(log.take(), ["on_commit Dune"], "ran before save returned");
+        db.run({
+            let log = log.clone();
+            move |conn| {
+                conn.on_commit("direct", hook(&log, "direct"));
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(log.take(), ["direct"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_commit_waits_for_the_outermost_commit_in_order_and_is_dropped_on_rollback() {
+    on_each_backend("oc_tx", |db, backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _r =
+            db.signals()
+                .post_save::<Book>()
+                .on_commit()
+                .connect(move |e: &PostSave<'_, Book>| {
+                    seen.push(format!("saved {}", e.instance.title));
+                    Ok(())
+                });
+        let mut tx = db.begin().await.unwrap();
+        tx.save(&mut book("one")).await.unwrap();
+        tx.on_commit("second", hook(&log, "second")).await.unwrap();
+        {
+            let inner = tx.begin().await.unwrap();
+            inner.save(&mut book("two")).await.unwrap();
+            inner.commit().await.unwrap();
+        }
+        assert!(
+            log.take().is_empty(),
+            "{backend}: nothing runs before the outermost commit"
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(log.take(), ["saved one", "second", "saved two"], "FIFO");
+
+        let tx = db.begin().await.unwrap();
+        tx.save(&mut book("three")).await.unwrap();
+        tx.on_commit("never", hook(&log, "never")).await.unwrap();
+        tx.on_rollback("undone", hook(&log, "rolled back"))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(log.take(), ["rolled back"]);
+        assert!(
+            db.all::<Book>()
+                .await
+                .unwrap()
+                .iter()
+                .all(|b| b.title != "three")
+        );
+
+        // Dropping an uncommitted transaction rolls it back too.
+        {
+            let tx = db.begin().await.unwrap();
+            tx.save(&mut book("four")).await.unwrap();
+            tx.on_commit("never", hook(&log, "never")).await.unwrap();
+        }
+        assert_eq!(db.all::<Book>().await.unwrap().len(), 2, "one and two only");
+        assert!(log.take().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_ok_failed_ok_run_the_hooks_of_the_two_ok_ones_only() {
+    on_each_backend("savepoints", |db, backend| async move {
+        let log = Log::default();
+        let mut tx = db.begin().await.unwrap();
+        {
+            let sp = tx.begin().await.unwrap();
+            sp.save(&mut book("first")).await.unwrap();
+            sp.on_commit("first", hook(&log, "first")).await.unwrap();
+            sp.commit().await.unwrap();
+        }
+        {
+            let sp = tx.begin().await.unwrap();
+            sp.save(&mut book("failed")).await.unwrap();
+            sp.on_commit("failed", hook(&log, "failed")).await.unwrap();
+            sp.rollback().await.unwrap();
+        }
+        {
+            let sp = tx.begin().await.unwrap();
+            sp.save(&mut book("third")).await.unwrap();
+            sp.on_commit("third", hook(&log, "third")).await.unwrap();
+            sp.commit().await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(log.take(), ["first", "third"], "{backend}");
+        let titles: Vec<String> = db
+            .all::<Book>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.title)
+            .collect();
+        assert_eq!(titles, ["first", "third"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_hook_does_not_stop_the_others_or_the_next_transactions_hooks() {
+    on_each_backend("hook_fails", |db, _backend| async move {
+        let log = Log::default();
+        let tx = db.begin().await.unwrap();
+        tx.on_commit("fails", |_conn| Err(ReceiverError::msg("mail server down")))
+            .await
+            .unwrap();
+        tx.on_commit("panics", |_conn| panic!("hook bug"))
+            .await
+            .unwrap();
+        tx.on_commit("after", hook(&log, "after")).await.unwrap();
+        tx.save(&mut book("kept")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(log.take(), ["after"]);
+
+        let tx = db.begin().await.unwrap();
+        tx.on_commit("next", hook(&log, "next")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(log.take(), ["next"]);
+        assert_eq!(db.all::<Book>().await.unwrap().len(), 1, "the commit stood");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_may_use_the_database() {
+    on_each_backend("hook_db", |db, backend| async move {
+        let tx = db.begin().await.unwrap();
+        let mut b = book("Dune");
+        tx.save(&mut b).await.unwrap();
+        let id = b.id.unwrap();
+        tx.on_commit("audit", move |conn| {
+            let stored: Book = conn.get(id)?.expect("committed");
+            conn.save(&mut Audit {
+                id: None,
+                model: "Book".into(),
+                key: id.to_string(),
+                action: format!("committed {}", stored.title),
+            })?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let audit = db.all::<Audit>().await.unwrap();
+        assert_eq!(audit.len(), 1, "{backend}");
+        assert_eq!(audit[0].action, "committed Dune");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_saves_its_instance_again_and_again_stops_at_the_depth_limit() {
+    on_each_backend("recursion", |db, backend| async move {
+        let _again = db
+            .signals()
+            .post_save::<Book>()
+            .connect(|e: &PostSave<'_, Book>| {
+                let mut copy = e.instance.clone();
+                copy.price_cents += 1;
+                e.conn()?.save(&mut copy)?;
+                Ok(())
+            });
+        let error = db.save(&mut book("Dune")).await.unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("saving Book (pk 1) nested 32 saves deep (the limit)"),
+            "{backend}: {text}"
+        );
+        assert_eq!(
+            db.all::<Book>().await.unwrap().len(),
+            0,
+            "all of it rolled back"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_violation_is_a_clear_error_and_fires_no_post_save() {
+    on_each_backend("unique", |db, backend| async move {
+        let log = Log::default();
+        let seen = log.clone();
+        let _post = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |e: &PostSave<'_, Book>| {
+                seen.push(e.instance.title.clone());
+                Ok(())
+            });
+        let _commit = db.signals().post_save::<Book>().on_commit().connect({
+            let log = log.clone();
+            move |e: &PostSave<'_, Book>| {
+                log.push(format!("commit {}", e.instance.title));
+                Ok(())
+            }
+        });
+        let mut first = Book {
+            slug: "dune".into(),
+            ..book("Dune")
+        };
+        db.save(&mut first).await.unwrap();
+        log.take();
+        let mut second = Book {
+            slug: "dune".into(),
+            ..book("Dune again")
+        };
+        let error = db.save(&mut second).await.unwrap_err();
+        assert!(
+            matches!(&error, Error::Constraint { .. }),
+            "{backend}: {error}"
+        );
+        assert_eq!(error.as_db().unwrap().kind(), DbErrorKind::Unique);
+        assert!(
+            error
+                .to_string()
+                .starts_with("saving Book (unsaved) violates a unique constraint: "),
+            "{error}"
+        );
+        assert!(log.take().is_empty(), "no post_save, no on_commit");
+
+        // The connection is clean: the next save works.
+        let mut third = Book {
+            slug: "dune-3".into(),
+            ..book("Dune 3")
+        };
+        db.save(&mut third).await.unwrap();
+        assert_eq!(log.take(), ["Dune 3", "commit Dune 3"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_saves_from_many_tasks_lose_nothing_and_keep_the_order_per_save() {
+    on_each_backend("concurrent", |db, backend| async move {
+        let log = Log::default();
+        let (pre, post) = (log.clone(), log.clone());
+        let _pre = db
+            .signals()
+            .pre_save::<Book>()
+            .connect(move |e: &mut PreSave<'_, Book>| {
+                pre.push(format!("pre {}", e.instance.title));
+                Ok(())
+            });
+        let _post = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |e: &PostSave<'_, Book>| {
+                post.push(format!("post {}", e.instance.title));
+                Ok(())
+            });
+        let tasks: Vec<_> = (0..16)
+            .map(|task| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    for i in 0..25 {
+                        let mut b = book(&format!("{task}-{i}"));
+                        db.save(&mut b).await.unwrap();
+                        assert!(b.id.is_some());
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(db.all::<Book>().await.unwrap().len(), 400, "{backend}");
+        let entries = log.take();
+        assert_eq!(entries.len(), 800);
+        for task in 0..16 {
+            for i in 0..25 {
+                let title = format!("{task}-{i}");
+                let pre = entries
+                    .iter()
+                    .position(|e| *e == format!("pre {title}"))
+                    .unwrap();
+                let post = entries
+                    .iter()
+                    .position(|e| *e == format!("post {title}"))
+                    .unwrap();
+                assert!(pre < post, "pre_save before post_save for {title}");
+            }
+        }
+    })
+    .await;
+}
+
+use herald::dispatch::PreSave;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_calls_from_a_receiver_are_refused_instead_of_deadlocking() {
+    on_each_backend("deadlock", |db, _backend| async move {
+        let inner = db.clone();
+        let _r = db
+            .signals()
+            .post_save::<Book>()
+            .connect(move |_e: &PostSave<'_, Book>| {
+                let attempt = futures::executor::block_on(inner.get::<Book>(1));
+                match attempt {
+                    Err(Error::WouldDeadlock(message)) => Err(ReceiverError::msg(message)),
+                    other => panic!("expected WouldDeadlock, got {other:?}"),
+                }
+            });
+        let error = db.save(&mut book("Dune")).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("write through the connection the event lends"),
+            "{error}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_urls_and_missing_tables_are_clear_errors() {
+    let error = Db::open("mysql://localhost/x").connect().await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "bad database URL `mysql://localhost/x`: unsupported scheme `mysql`: use sqlite://PATH or postgres://USER@HOST/DB"
+    );
+    let error = Db::open("sqlite://").connect().await.unwrap_err();
+    assert!(error.to_string().contains("no file path"), "{error}");
+    let error = Db::open("sqlite:///no/such/dir/x.db")
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the directory `/no/such/dir` does not exist"),
+        "{error}"
+    );
+    let error = Db::open("postgres://nobody:secret@127.0.0.1:1/x")
+        .connect()
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot connect to `postgres://nobody:***@127.0.0.1:1/x`: "),
+        "{text}"
+    );
+    assert!(!text.contains("secret"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(format!("sqlite://{}", dir.path().join("x.db").display()))
+        .connect()
+        .await
+        .unwrap();
+    let error = db.save(&mut book("Dune")).await.unwrap_err();
+    assert_eq!(
+        error.as_db().unwrap().kind(),
+        DbErrorKind::MissingTable,
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("saving Book (unsaved) failed: no such table: books"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn herald_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    for _ in 0..2 {
+        let db = Db::open(&url).connect().await.unwrap();
+        let rows = db
+            .read(|conn| {
+                conn.query(
+                    "SELECT version, name FROM herald_migrations ORDER BY version",
+                    &[],
+                    &[herald::SqlType::Int, herald::SqlType::Text],
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![Value::Int(1), Value::Text("herald_tasks".into())]]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_and_key() {
+    let Some(target) = common::targets("gone")
+        .into_iter()
+        .find(|t| t.name == "postgres")
+    else {
+        return;
+    };
+    let db = target.open().await;
+    let killer = target.open().await;
+    let mut b = book("Dune");
+    db.save(&mut b).await.unwrap();
+
+    // The receiver tells the test which server process runs the save, then waits until the test
+    // has terminated that process: the UPDATE after it finds the connection gone.
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel::<i64>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
+    let _doom = db
+        .signals()
+        .pre_save::<Book>()
+        .connect(move |e: &mut PreSave<'_, Book>| {
+            if e.instance.title == "doomed" {
+                let rows =
+                    e.conn()?
+                        .query("SELECT pg_backend_pid()", &[], &[herald::SqlType::Int])?;
+                if let Value::Int(pid) = rows[0][0] {
+                    pid_tx.send(pid)?;
+                }
+                go_rx.lock().unwrap().recv()?;
+            }
+            Ok(())
+        });
+    b.title = "doomed".into();
+    let saving = tokio::spawn({
+        let (db, mut b) = (db.clone(), b.clone());
+        async move { db.save(&mut b).await }
+    });
+    let pid = tokio::task::spawn_blocking(move || pid_rx.recv().unwrap())
+        .await
+        .unwrap();
+    killer
+        .execute("SELECT pg_terminate_backend($1)", vec![Value::Int(pid)])
+        .await
+        .unwrap();
+    go_tx.send(()).unwrap();
+    let error = saving.await.unwrap().unwrap_err();
+    assert_eq!(
+        error.as_db().map(|e| e.kind()),
+        Some(DbErrorKind::ConnectionLost),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with("saving Book (pk 1) failed: "),
+        "{error}"
+    );
+    assert_eq!(
+        db.get::<Book>(1).await.unwrap().unwrap().title,
+        "Dune",
+        "nothing of it was kept"
+    );
+
+    // The connection is replaced: every pooled connection saves again.
+    for i in 0..8 {
+        db.save(&mut book(&format!("after {i}"))).await.unwrap();
+    }
+    drop(killer);
+    target.cleanup(db).await;
+}
