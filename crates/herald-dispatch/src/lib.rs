@@ -72,6 +72,10 @@ pub use stats::StatsSnapshot;
 pub type PostSaveAny<'e> = PostSave<'e, dyn AnyModel>;
 /// `PreSave` for every sender.
 pub type PreSaveAny<'e> = PreSave<'e, dyn AnyModel>;
+/// `PreDelete` for every sender.
+pub type PreDeleteAny<'e> = PreDelete<'e, dyn AnyModel>;
+/// `PostDelete` for every sender.
+pub type PostDeleteAny<'e> = PostDelete<'e, dyn AnyModel>;
 
 #[doc(hidden)]
 pub mod __private {

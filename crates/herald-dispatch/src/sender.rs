@@ -33,6 +33,9 @@ impl dyn AnyModel {
 /// Implementations keep one `static` [`SenderKey`] per type and return it from
 /// [`sender_key`](Sender::sender_key); `#[derive(Model)]` writes this, and so does
 /// [`sender!`](crate::sender!) for types used with this crate alone.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model: derive `Model` for it, or implement `AnyModel` and use `sender!`"
+)]
 pub trait Sender: AnyModel + Sized {
     /// The model's name (`"Book"`).
     const NAME: &'static str;

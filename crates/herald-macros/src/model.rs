@@ -4,7 +4,7 @@
 //! - [`attrs`] reads the options as written (syntax only);
 //! - [`validate`] decides everything the impls need: the shape of the struct, the table, model and
 //!   column names (checked identifiers), which field is the key and whether the database assigns it;
-//! - [`expand`] writes the impls, and knows nothing about attributes.
+//! - [`expand`](mod@expand) writes the impls, and knows nothing about attributes.
 //!
 //! Every mistake is a spanned `syn::Error` pointing at what to change; independent mistakes (two bad
 //! column names, a bad column name and a missing key) are reported together.
@@ -86,11 +86,13 @@ impl Errors {
     }
 }
 
+/// Every decision the impls need, or every mistake found (except that a struct of the wrong shape
+/// or with generics stops at that).
 fn validate(input: &DeriveInput) -> syn::Result<Model> {
     let named = named_fields(input)?;
     reject_generics(&input.generics)?;
     let mut errors = Errors::default();
-    let options = errors.or_default(attrs::struct_attrs(&input.attrs));
+    let options = attrs::struct_attrs(&input.attrs, &mut errors);
     let table = errors.or_default(table_name(&input.ident, options.table.as_ref()));
     let name = errors.or_default(model_name(&input.ident, options.name.as_ref()));
     let krate = match &options.krate {
@@ -101,7 +103,7 @@ fn validate(input: &DeriveInput) -> syn::Result<Model> {
     let mut fields = Vec::with_capacity(named.named.len());
     let mut field_options = Vec::with_capacity(named.named.len());
     for field in &named.named {
-        let options = errors.or_default(attrs::field_attrs(&field.attrs));
+        let options = attrs::field_attrs(&field.attrs, &mut errors);
         let member = field
             .ident
             .clone()
@@ -615,6 +617,11 @@ mod tests {
         check_error(
             "#[model] struct Book { id: i64 }",
             "expected attribute arguments",
+        );
+        // Options before a mistake still count: no "no primary key" on top of the typo.
+        check_error(
+            r#"struct Book { #[model(primary_key, colum = "x")] isbn: String }"#,
+            "unknown `model` option `colum`",
         );
     }
 

@@ -40,13 +40,13 @@ mod value;
 pub use error::{DbError, DbErrorKind, Error, Result, Target};
 pub use herald_dispatch as dispatch;
 pub use herald_macros::Model;
+pub use herald_macros::receiver;
 pub use model::{Column, DialectSql, Model, Statements, from_json};
 pub use store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved};
 pub use store::db::{Db, DbBuilder, Quiet};
 pub use store::event::EventConn;
 pub use store::tx::Tx;
 pub use value::{Field, SqlType, Value};
-// MACRO-REEXPORT pub use herald_macros::receiver;
 
 /// What a receiver returns: `Ok(())`, or an error that any `std::error::Error` converts into
 /// with `?`. (Receivers have one fixed error type so that closures infer `Ok(())` without
@@ -55,10 +55,16 @@ pub type ReceiverResult = herald_dispatch::Result<()>;
 
 /// The names most programs use.
 pub mod prelude {
+    pub use crate::receiver;
     pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Tx};
-    // MACRO-REEXPORT pub use crate::receiver;
     pub use herald_dispatch::{
-        AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostSave, PostSaveAny,
-        PreDelete, PreSave, PreSaveAny, Sender, Signal, Signals, Timing, muted, muted_by,
+        AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostDeleteAny, PostSave,
+        PostSaveAny, PreDelete, PreDeleteAny, PreSave, PreSaveAny, Sender, Signal, Signals, Timing,
+        muted, muted_by,
     };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
 }

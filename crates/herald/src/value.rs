@@ -149,6 +149,10 @@ impl fmt::Display for SqlType {
 
 /// A Rust type a model field may have. `#[derive(Model)]` uses it for every field, so an unsupported
 /// type is a compile error at that field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a model field",
+    note = "supported: integers, f32/f64, bool, String, Vec<u8>, chrono::DateTime<Utc>, serde_json::Value, and Option of these"
+)]
 pub trait Field: Sized {
     /// The column's SQL type.
     const SQL_TYPE: SqlType;

@@ -15,6 +15,8 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Attribute, LitBool, LitStr, Path, Token};
 
+use super::Errors;
+
 const STRUCT_KEYS: &str = "`table`, `name` or `crate`";
 const FIELD_KEYS: &str = "`primary_key`, `auto` or `column`";
 
@@ -40,11 +42,12 @@ pub(super) struct FieldAttrs {
     pub(super) column: Option<LitStr>,
 }
 
-/// The struct's `#[model(...)]` options.
-pub(super) fn struct_attrs(attrs: &[Attribute]) -> syn::Result<StructAttrs> {
+/// The struct's `#[model(...)]` options. A malformed option is kept in `errors`, and so are the
+/// options before it in its attribute.
+pub(super) fn struct_attrs(attrs: &[Attribute], errors: &mut Errors) -> StructAttrs {
     let mut out = StructAttrs::default();
     for attr in model_attrs(attrs) {
-        attr.parse_nested_meta(|meta| {
+        let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("table") {
                 set_once(&mut out.table, meta.value()?.parse()?, &meta)
             } else if meta.path.is_ident("name") {
@@ -63,16 +66,20 @@ pub(super) fn struct_attrs(attrs: &[Attribute]) -> syn::Result<StructAttrs> {
                     path_text(&meta.path)
                 )))
             }
-        })?;
+        });
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
     }
-    Ok(out)
+    out
 }
 
-/// One field's `#[model(...)]` options.
-pub(super) fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
+/// One field's `#[model(...)]` options. A malformed option is kept in `errors`, and so are the
+/// options before it in its attribute (a `primary_key` before a typo still marks the key).
+pub(super) fn field_attrs(attrs: &[Attribute], errors: &mut Errors) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     for attr in model_attrs(attrs) {
-        attr.parse_nested_meta(|meta| {
+        let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("primary_key") {
                 no_value(&meta)?;
                 set_once(&mut out.primary_key, meta.path.span(), &meta)
@@ -96,9 +103,12 @@ pub(super) fn field_attrs(attrs: &[Attribute]) -> syn::Result<FieldAttrs> {
                     path_text(&meta.path)
                 )))
             }
-        })?;
+        });
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
     }
-    Ok(out)
+    out
 }
 
 fn model_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {

@@ -9,13 +9,10 @@ use syn::spanned::Spanned;
 
 use super::Model;
 
-/// Where the generated `to_json` finds `serde_json`: the crate deriving `Model` must depend on it.
-///
-/// `herald` does not re-export `serde_json`, and the `AnyModel::to_json` signature must name its
-/// `Value`; once `herald` exposes it (e.g. a `#[doc(hidden)] pub mod __private { pub use
-/// serde_json; }`), this becomes `#krate::__private::serde_json` and the requirement goes away.
-fn serde_json_path() -> TokenStream {
-    quote!(::serde_json)
+/// Where the generated `to_json` finds `serde_json`: through `herald`, so the crate deriving
+/// `Model` need not depend on it.
+fn serde_json_path(krate: &TokenStream) -> TokenStream {
+    quote!(#krate::__private::serde_json)
 }
 
 /// The three impls, plus a compile-time check of an explicit `auto` key's type.
@@ -30,7 +27,7 @@ pub(super) fn impls(model: &Model) -> TokenStream {
         auto_pk,
         auto_span,
     } = model;
-    let json = serde_json_path();
+    let json = serde_json_path(&quote!(#krate));
     let n = fields.len();
 
     // `<T as herald::Field>`, spanned at `T`.

@@ -20,7 +20,6 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{Ident, LitInt, LitStr, Path, Token, Type, bracketed};
 
 /// One of the four model signals.
@@ -100,8 +99,8 @@ pub(crate) struct ReceiverArgs {
     pub(crate) signals: Signals,
     /// `sender = Type`; `None`: every sender.
     pub(crate) sender: Option<Type>,
-    /// `priority = N`, with the span of the number.
-    pub(crate) priority: Option<(i32, Span)>,
+    /// `priority = N`.
+    pub(crate) priority: Option<i32>,
     pub(crate) dispatch_uid: Option<LitStr>,
     pub(crate) name: Option<LitStr>,
     /// The span of `on_commit`, when given.
@@ -301,17 +300,13 @@ fn parse_string(input: ParseStream<'_>, key: &Ident) -> syn::Result<LitStr> {
 }
 
 /// `-`? INT, as an `i32`.
-fn parse_priority(input: ParseStream<'_>) -> syn::Result<(i32, Span)> {
+fn parse_priority(input: ParseStream<'_>) -> syn::Result<i32> {
     let minus = input.parse::<Option<Token![-]>>()?;
     if !input.peek(LitInt) {
         return Err(input
             .error("expected an integer: `priority = 10` (higher runs first; the default is 0)"));
     }
     let lit = input.parse::<LitInt>()?;
-    let span = match &minus {
-        Some(minus) => minus.span().join(lit.span()).unwrap_or(lit.span()),
-        None => lit.span(),
-    };
     if !matches!(lit.suffix(), "" | "i32") {
         return Err(syn::Error::new(
             lit.span(),
@@ -333,7 +328,7 @@ fn parse_priority(input: ParseStream<'_>) -> syn::Result<(i32, Span)> {
             ),
         )
     })?;
-    Ok((value, span))
+    Ok(value)
 }
 
 /// "`a`, `b` or `c`".
@@ -423,7 +418,7 @@ mod tests {
             args.sender.map(|t| quote!(#t).to_string()),
             Some(quote!(crate::models::Book).to_string())
         );
-        assert_eq!(args.priority.map(|(p, _)| p), Some(-5));
+        assert_eq!(args.priority, Some(-5));
         assert_eq!(args.dispatch_uid.map(|l| l.value()).as_deref(), Some("uid"));
         assert_eq!(args.name.map(|l| l.value()).as_deref(), Some("audit"));
         assert!(args.on_commit.is_some());
@@ -447,21 +442,14 @@ mod tests {
     #[test]
     fn priority_bounds() {
         assert_eq!(
-            ok(quote!(pre_save, priority = 2147483647))
-                .priority
-                .map(|p| p.0),
+            ok(quote!(pre_save, priority = 2147483647)).priority,
             Some(i32::MAX)
         );
         assert_eq!(
-            ok(quote!(pre_save, priority = -2147483648))
-                .priority
-                .map(|p| p.0),
+            ok(quote!(pre_save, priority = -2147483648)).priority,
             Some(i32::MIN)
         );
-        assert_eq!(
-            ok(quote!(pre_save, priority = 7i32)).priority.map(|p| p.0),
-            Some(7)
-        );
+        assert_eq!(ok(quote!(pre_save, priority = 7i32)).priority, Some(7));
         fails(
             quote!(pre_save, priority = 2147483648),
             "a priority is an `i32`",

@@ -89,9 +89,7 @@ fn registration(
             quote!(::core::concat!(::core::module_path!(), "::", #ident))
         }
     };
-    let priority = args
-        .priority
-        .map(|(priority, _)| quote!(.priority(#priority)));
+    let priority = args.priority.map(|priority| quote!(.priority(#priority)));
     let dispatch_uid = args
         .dispatch_uid
         .as_ref()

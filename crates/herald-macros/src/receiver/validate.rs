@@ -125,7 +125,8 @@ fn check_generics(args: &ReceiverArgs, sig: &Signature, errors: &mut Errors) {
     }
 }
 
-/// The argument's type, if there is exactly one typed argument.
+/// The argument's type, if there is exactly one typed argument (whether or not it is right: its
+/// errors go to `errors`).
 fn check_inputs<'f>(
     args: &ReceiverArgs,
     sig: &'f Signature,
@@ -168,13 +169,12 @@ fn check_inputs<'f>(
         ));
     }
     let ty = typed?;
-    let before = errors.0.is_some();
     if args.signals.is_several() {
         check_shared_arg(args, ty, errors);
     } else {
         check_event_arg(args, args.signals.list[0].0, ty, errors);
     }
-    (errors.0.is_some() == before).then_some(ty)
+    Some(ty)
 }
 
 /// The argument of a receiver of one signal: a reference (`&mut` for `pre_save`) to that signal's

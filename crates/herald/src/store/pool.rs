@@ -24,7 +24,8 @@ use crate::store::conn::{Conn, Shared};
 /// A unit of work for a connection thread.
 pub(crate) type Job = Box<dyn FnOnce(&Conn) + Send>;
 
-/// How long each side spins before it sleeps.
+/// How long each side waits actively before it sleeps: it spins for the first microseconds, then
+/// yields its core between checks, so that on a busy machine the thread it waits for can run.
 const SPIN: Duration = Duration::from_micros(50);
 
 thread_local! {
@@ -116,9 +117,18 @@ pub(crate) fn receive(jobs: &flume::Receiver<Job>) -> Option<Job> {
         match jobs.try_recv() {
             Ok(job) => return Some(job),
             Err(flume::TryRecvError::Disconnected) => return None,
-            Err(flume::TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
+            Err(flume::TryRecvError::Empty) if start.elapsed() < SPIN => pause(start),
             Err(flume::TryRecvError::Empty) => return jobs.recv().ok(),
         }
+    }
+}
+
+/// One step of an active wait: a spin hint for the first few microseconds, then a yield.
+fn pause(start: Instant) {
+    if start.elapsed() < Duration::from_micros(3) {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 
@@ -199,7 +209,7 @@ async fn wait<R>(mut answer: oneshot::Receiver<Result<R>>) -> Result<R> {
     while start.elapsed() < SPIN {
         match answer.try_recv() {
             Ok(Some(result)) => return result,
-            Ok(None) => std::hint::spin_loop(),
+            Ok(None) => pause(start),
             Err(oneshot::Canceled) => return Err(Error::Panicked),
         }
     }

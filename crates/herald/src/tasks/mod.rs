@@ -32,7 +32,7 @@ use crate::store::db::Db;
 use crate::store::event::EventConn;
 use crate::value::{SqlType, Value};
 
-pub use worker::{TaskContext, Worker};
+pub use worker::{TaskContext, Worker, WorkerReport};
 
 /// The payload format version written into every task row.
 pub const PAYLOAD_VERSION: i64 = 1;
@@ -319,13 +319,11 @@ impl TaskQueue<'_> {
     fn sql(&self, sql: &str) -> String {
         if self.db.is_postgres() {
             let mut out = String::new();
-            let mut n = 0;
-            for part in sql.split('?') {
+            for (n, part) in sql.split('?').enumerate() {
                 if n > 0 {
                     out.push_str(&format!("${n}"));
                 }
                 out.push_str(part);
-                n += 1;
             }
             out
         } else {

@@ -186,10 +186,9 @@ fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> Result<()> 
         }
     }
     for queue in due {
-        conn.query(
+        conn.execute(
             "SELECT pg_notify('herald_tasks', $1)",
             &[Value::Text(queue)],
-            &[SqlType::Text],
         )?;
     }
     Ok(())
