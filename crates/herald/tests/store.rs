@@ -7,7 +7,7 @@ use common::{Audit, Book, Edition, Everything, Log, book, on_each_backend};
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
 };
-use herald::{Db, DbErrorKind, Error, EventConn};
+use herald::{Db, Error, EventConn};
 
 fn slugify(title: &str) -> String {
     title
