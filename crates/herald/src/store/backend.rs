@@ -28,6 +28,12 @@ pub(crate) trait Backend: Send + 'static {
     /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 
+    /// Run one transaction-control statement (`BEGIN`, `COMMIT`, `SAVEPOINT x`, ...). Backends that
+    /// can prepare it once and reuse it do (SQLite); the default sends it as a batch.
+    fn control(&mut self, sql: &str) -> Result<(), DbError> {
+        self.batch(sql)
+    }
+
     /// The statement that opens a write transaction (SQLite: `BEGIN IMMEDIATE`, so that a writer
     /// takes the lock up front instead of failing to upgrade later).
     fn begin_sql(&self) -> &'static str {

@@ -99,6 +99,8 @@ pub struct Conn {
     begin_sql: &'static str,
     tx: RefCell<TxState>,
     save_depth: Cell<usize>,
+    /// Multi-row INSERT texts by (model, rows, returning): built once per shape.
+    insert_many: RefCell<std::collections::HashMap<(std::any::TypeId, usize, bool), Arc<str>>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -137,6 +139,7 @@ impl Conn {
             begin_sql,
             tx: RefCell::new(TxState::default()),
             save_depth: Cell::new(0),
+            insert_many: RefCell::new(std::collections::HashMap::new()),
         }
     }
 
@@ -215,7 +218,7 @@ impl Conn {
         };
         self.backend
             .borrow_mut()
-            .batch(&sql)
+            .control(&sql)
             .map_err(|source| statement_error(&sql, source))?;
         tx.depth += 1;
         let mark = (tx.hooks.len(), tx.tasks.len());
@@ -244,7 +247,7 @@ impl Conn {
             self.rollback();
             return Err(error);
         }
-        if let Err(source) = self.backend.borrow_mut().batch(&sql) {
+        if let Err(source) = self.backend.borrow_mut().control(&sql) {
             // The transaction cannot be kept: undo it, so the connection is left clean.
             let error = statement_error(&sql, source);
             self.rollback();
@@ -737,7 +740,12 @@ impl Conn {
         {
             let per_statement = (limit / columns.len().max(1)).clamp(1, 1000);
             for chunk in rows.chunks(per_statement) {
-                let sql = insert_many_sql::<M>(self.dialect, columns, chunk.len(), returning);
+                let sql = self
+                    .insert_many
+                    .borrow_mut()
+                    .entry((std::any::TypeId::of::<M>(), chunk.len(), returning))
+                    .or_insert_with(|| insert_many_sql::<M>(self.dialect, columns, chunk.len(), returning).into())
+                    .clone();
                 let params: Vec<Value> = chunk
                     .iter()
                     .flat_map(|i| columns.iter().map(|c| instances[*i].value(*c)))

@@ -150,6 +150,7 @@ impl DbBuilder {
             source,
         };
         let (writer, writer_jobs) = flume::unbounded::<Job>();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
         let (dialect, reader) = match &location {
             Location::SqliteFile(_) | Location::SqliteMemory => {
@@ -178,6 +179,7 @@ impl DbBuilder {
                 (Dialect::Sqlite, reader)
             }
             Location::Postgres(url) => {
+                crate::store::listen::spawn(url.clone(), self.schema.clone(), shared.tasks_added.clone(), stop.clone());
                 let (url, schema) = (url.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
                     PgBackend::connect(&url, schema.as_deref())
@@ -199,6 +201,7 @@ impl DbBuilder {
                 dialect,
                 url: masked,
                 threads: Mutex::new(threads),
+                stop,
             }),
         };
         db.migrate().await?;
@@ -218,12 +221,20 @@ fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
 }
 
 struct Inner {
+    /// Tells the LISTEN thread (PostgreSQL) to stop.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     writer: flume::Sender<Job>,
     reader: flume::Sender<Job>,
     shared: Arc<Shared>,
     dialect: Dialect,
     url: String,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// A database: the store every write of a model goes through, with its signals.
@@ -368,7 +379,9 @@ impl Db {
                 Ok(copies)
             })
             .await?;
-        instances.clone_from_slice(&copies);
+        for (instance, copy) in instances.iter_mut().zip(copies) {
+            *instance = copy;
+        }
         Ok(())
     }
 
@@ -392,7 +405,9 @@ impl Db {
                 Ok(copies)
             })
             .await?;
-        instances.clone_from_slice(&copies);
+        for (instance, copy) in instances.iter_mut().zip(copies) {
+            *instance = copy;
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub(crate) mod backend;
 pub(crate) mod conn;
 pub(crate) mod db;
 pub(crate) mod event;
+pub(crate) mod listen;
 pub(crate) mod migrate;
 pub(crate) mod pool;
 pub(crate) mod postgres;

@@ -195,6 +195,12 @@ impl Backend for SqliteBackend {
         self.conn.execute_batch(sql).map_err(classify)
     }
 
+    fn control(&mut self, sql: &str) -> Result<(), DbError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
+        statement.raw_execute().map_err(classify)?;
+        Ok(())
+    }
+
     fn begin_sql(&self) -> &'static str {
         "BEGIN IMMEDIATE"
     }

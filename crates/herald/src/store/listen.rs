@@ -1,0 +1,57 @@
+//! PostgreSQL `LISTEN`: wakes this process's workers when another process commits tasks.
+//!
+//! A notification only wakes a worker; workers poll as well, because notifications sent while the
+//! listener reconnects are lost. The channel is per schema (`herald_tasks_<schema>`), so databases
+//! in different schemas do not wake each other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+
+/// The channel workers listen on and enqueueing transactions notify, for `schema`.
+pub(crate) fn channel(schema: &str) -> String {
+    format!("herald_tasks_{schema}")
+}
+
+/// Listens on its own connection and thread until `stop` is set.
+pub(crate) fn spawn(url: String, schema: Option<String>, wake: Arc<tokio::sync::Notify>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new().name("herald-listen".to_owned()).spawn(move || {
+        let channel = channel(schema.as_deref().unwrap_or("public"));
+        while !stop.load(Ordering::Relaxed) {
+            match listen(&url, &channel, &wake, &stop) {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(target: "herald::listen", %error, "LISTEN connection lost; reconnecting (workers keep polling meanwhile)");
+                    // A notification may have been lost while disconnected: wake the workers to look.
+                    wake.notify_one();
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(target: "herald::listen", %error, "cannot start the LISTEN thread; workers will poll");
+    }
+}
+
+fn listen(url: &str, channel: &str, wake: &tokio::sync::Notify, stop: &AtomicBool) -> Result<(), postgres::Error> {
+    let mut client = Client::connect(url, NoTls)?;
+    client.batch_execute(&format!("LISTEN \"{channel}\""))?;
+    while !stop.load(Ordering::Relaxed) {
+        {
+            let mut notifications = client.notifications();
+            let mut waiting = notifications.timeout_iter(Duration::from_millis(500));
+            while let Some(_notification) = waiting.next()? {
+                wake.notify_one();
+            }
+        }
+        if client.is_closed() {
+            // Fails on a closed connection, which sends us back to reconnect.
+            client.execute("SELECT 1", &[])?;
+        }
+    }
+    Ok(())
+}
