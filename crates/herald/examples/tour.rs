@@ -1,42 +1,47 @@
-//! A tour of Herald's signals: `cargo run --release -p herald --example tour`.
+//! A tour of Herald on an embedded SQLite file: `cargo run --release -p herald --example tour`.
 //!
-//! Connects the receivers a bookshop would have, sends the signals a save sends, and shows a slow
-//! receiver being named in a warning, with each receiver's statistics at the end.
+//! Saves books through a store whose receivers a bookshop would have: a slug filled in `pre_save`,
+//! a negative price vetoed, an audit row written inside every save's transaction, a cache
+//! invalidated on commit, a deliberately slow receiver (named in a warning as it happens), and a
+//! search index rebuilt in the background by a durable task that a worker runs after the commit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald::prelude::*;
+use herald::tasks::{Background, TaskContext, TaskOptions, Worker};
 
-#[derive(Debug, Clone)]
+#[derive(Model, Clone, Debug)]
+#[model(table = "books")]
 struct Book {
+    #[model(primary_key)]
     id: Option<i64>,
     title: String,
     slug: String,
     price_cents: i64,
 }
 
-impl AnyModel for Book {
-    fn model_name(&self) -> &'static str {
-        "Book"
-    }
-    fn pk_string(&self) -> Option<String> {
-        self.id.map(|id| id.to_string())
-    }
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "id": self.id, "title": self.title, "slug": self.slug, "price_cents": self.price_cents })
-    }
+#[derive(Model, Clone, Debug)]
+#[model(table = "audit_log")]
+struct AuditEntry {
+    #[model(primary_key)]
+    id: Option<i64>,
+    model: String,
+    key: String,
+    action: String,
 }
-herald::dispatch::sender!(Book);
 
 fn slugify(title: &str) -> String {
-    title
-        .to_lowercase()
+    let words: Vec<String> = title
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
+        .map(str::to_lowercase)
+        .collect();
+    words.join("-")
 }
 
+/// pre_save: fill the slug from the title when it is empty.
+#[receiver(pre_save, sender = Book, priority = 10)]
 fn fill_slug(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     if e.instance.slug.is_empty() {
         e.instance.slug = slugify(&e.instance.title);
@@ -44,6 +49,8 @@ fn fill_slug(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
+/// pre_save: a negative price vetoes the save; nothing is written.
+#[receiver(pre_save, sender = Book)]
 fn check_price(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     if e.instance.price_cents < 0 {
         return Err(herald::dispatch::Error::msg(format!(
@@ -54,87 +61,161 @@ fn check_price(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
+/// post_save, every model: an audit row, written in the save's own transaction.
+#[receiver(post_save)]
 fn audit(e: &PostSaveAny<'_>) -> ReceiverResult {
-    println!(
-        "  audit: {} {} pk={}",
-        e.instance.model_name(),
-        if e.created { "created" } else { "updated" },
-        e.instance.pk_string().unwrap_or_default()
-    );
+    if e.instance.model_name() == "AuditEntry" {
+        return Ok(());
+    }
+    let mut entry = AuditEntry {
+        id: None,
+        model: e.instance.model_name().to_owned(),
+        key: e.instance.pk_string().unwrap_or_default(),
+        action: if e.created { "created" } else { "updated" }.to_owned(),
+    };
+    e.conn()?.save(&mut entry)?;
     Ok(())
 }
 
-/// The seed's "heavy post_save blocking logic": it blocks the save it belongs to.
-fn rebuild_search_index(_e: &PostSave<'_, Book>) -> ReceiverResult {
+static CACHE_INVALIDATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// on_commit: invalidate a cache only once the write is permanent.
+#[receiver(post_save, sender = Book, on_commit)]
+fn invalidate_cache(_e: &PostSave<'_, Book>) -> ReceiverResult {
+    CACHE_INVALIDATIONS.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The seed's "heavy post_save blocking logic": it blocks the save it belongs to, and is named.
+#[receiver(post_save, sender = Book)]
+fn recompute_bestsellers(_e: &PostSave<'_, Book>) -> ReceiverResult {
     std::thread::sleep(Duration::from_millis(25));
     Ok(())
 }
 
-/// What a store does around one write: pre_save, the write, post_save.
-fn save(signals: &Signals, book: &mut Book, next_id: &mut i64) -> Result<(), DispatchError> {
-    signals.pre_save::<Book>().send(&mut PreSave::new(book))?;
-    let created = book.id.is_none();
-    if created {
-        *next_id += 1;
-        book.id = Some(*next_id);
-    }
-    signals
-        .post_save::<Book>()
-        .send(&mut PostSave::new(book, created))
+/// The seed's "heavy post_save async logic", done right: a durable task, run after the commit.
+async fn reindex(book: Book, ctx: TaskContext) -> ReceiverResult {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    println!(
+        "  [worker] reindexed \"{}\" (task {}, attempt {})",
+        book.title,
+        ctx.id(),
+        ctx.attempt()
+    );
+    Ok(())
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_target(true).init();
+    let path = std::env::temp_dir().join(format!("herald-tour-{}.db", std::process::id()));
     let signals = Signals::builder()
+        .autodiscover()
         .slow_threshold(Duration::from_millis(10))
         .build();
-    let guards = [
-        signals.pre_save::<Book>().connect(fill_slug),
-        signals
-            .pre_save::<Book>()
-            .receiver(check_price)
-            .priority(10)
-            .connect(),
-        signals.post_save_any().connect(audit),
-        signals.post_save::<Book>().connect(rebuild_search_index),
-    ];
+    signals
+        .post_save::<Book>()
+        .background("reindex", TaskOptions::default().unique_pk())
+        .connect()
+        .keep();
+    let db = Db::open(format!("sqlite://{}", path.display()))
+        .signals(signals)
+        .connect()
+        .await?;
+    db.create_table::<Book>().await?;
+    db.create_table::<AuditEntry>().await?;
 
-    let mut next_id = 0;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::new(db.clone()).model_task::<Book, _, _>("reindex", reindex);
+    let worker = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+
+    println!("save a new book (the slow receiver is named in a warning):");
     let mut book = Book {
         id: None,
         title: "The Left Hand of Darkness".into(),
         slug: String::new(),
         price_cents: 1299,
     };
-    println!("save a new book:");
-    save(&signals, &mut book, &mut next_id).expect("the receivers accept it");
-    println!("  stored slug: {}", book.slug);
+    let saved = db.save(&mut book).await?;
+    println!(
+        "  created={} id={:?} slug={}",
+        saved.created, book.id, book.slug
+    );
 
     println!("update it:");
     book.price_cents = 999;
-    save(&signals, &mut book, &mut next_id).expect("the receivers accept it");
+    db.save(&mut book).await?;
 
     println!("a negative price is vetoed by a pre_save receiver:");
-    let mut bad = Book {
+    let mut free = Book {
         id: None,
         title: "Free Money".into(),
         slug: String::new(),
         price_cents: -1,
     };
-    match save(&signals, &mut bad, &mut next_id) {
-        Ok(()) => println!("  unexpectedly saved"),
+    match db.save(&mut free).await {
+        Ok(_) => println!("  unexpectedly saved"),
         Err(error) => println!("  refused: {error}"),
+    }
+
+    println!("three books in one transaction, then a rolled-back one:");
+    let tx = db.begin().await?;
+    for title in ["Dune", "Kindred", "Solaris"] {
+        tx.save(&mut Book {
+            id: None,
+            title: title.into(),
+            slug: String::new(),
+            price_cents: 800,
+        })
+        .await?;
+    }
+    tx.commit().await?;
+    let tx = db.begin().await?;
+    tx.save(&mut Book {
+        id: None,
+        title: "Never Written".into(),
+        slug: String::new(),
+        price_cents: 1,
+    })
+    .await?;
+    tx.rollback().await?;
+
+    // Let the worker drain the queue (it was woken by each commit).
+    while db
+        .tasks()
+        .counts()
+        .await?
+        .iter()
+        .any(|c| c.state == "available" || c.state == "running")
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+    worker.await??;
+
+    let books = db.all::<Book>().await?;
+    let audit = db.all::<AuditEntry>().await?;
+    println!(
+        "\n{} books stored, {} audit rows, {} cache invalidations (on commit only)",
+        books.len(),
+        audit.len(),
+        CACHE_INVALIDATIONS.load(Ordering::Relaxed)
+    );
+    for count in db.tasks().counts().await? {
+        println!("tasks: {} {} = {}", count.queue, count.state, count.count);
     }
 
     println!("\nreceivers:");
     println!(
-        "  {:<40} {:<10} {:<7} {:<15} {:>5} {:>6} {:>10} {:>10}",
+        "  {:<36} {:<10} {:<6} {:<15} {:>5} {:>6} {:>11} {:>11}  location",
         "name", "signal", "sender", "phase", "calls", "errors", "p50", "max"
     );
-    for receiver in signals.receivers() {
+    for receiver in db.signals().receivers() {
         let (info, stats) = (receiver.info(), receiver.stats());
         println!(
-            "  {:<40} {:<10} {:<7} {:<15} {:>5} {:>6} {:>10.3?} {:>10.3?}",
+            "  {:<36} {:<10} {:<6} {:<15} {:>5} {:>6} {:>11.3?} {:>11.3?}  {}",
             info.name(),
             info.signal(),
             info.sender(),
@@ -142,8 +223,10 @@ fn main() {
             stats.calls,
             stats.errors,
             stats.p50(),
-            stats.max
+            stats.max,
+            info.location()
         );
     }
-    drop(guards);
+    println!("\ndatabase: {}", path.display());
+    Ok(())
 }

@@ -744,7 +744,9 @@ impl Conn {
                     .insert_many
                     .borrow_mut()
                     .entry((std::any::TypeId::of::<M>(), chunk.len(), returning))
-                    .or_insert_with(|| insert_many_sql::<M>(self.dialect, columns, chunk.len(), returning).into())
+                    .or_insert_with(|| {
+                        insert_many_sql::<M>(self.dialect, columns, chunk.len(), returning).into()
+                    })
                     .clone();
                 let params: Vec<Value> = chunk
                     .iter()

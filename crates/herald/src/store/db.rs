@@ -179,7 +179,12 @@ impl DbBuilder {
                 (Dialect::Sqlite, reader)
             }
             Location::Postgres(url) => {
-                crate::store::listen::spawn(url.clone(), self.schema.clone(), shared.tasks_added.clone(), stop.clone());
+                crate::store::listen::spawn(
+                    url.clone(),
+                    self.schema.clone(),
+                    shared.tasks_added.clone(),
+                    stop.clone(),
+                );
                 let (url, schema) = (url.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
                     PgBackend::connect(&url, schema.as_deref())

@@ -17,7 +17,12 @@ pub(crate) fn channel(schema: &str) -> String {
 }
 
 /// Listens on its own connection and thread until `stop` is set.
-pub(crate) fn spawn(url: String, schema: Option<String>, wake: Arc<tokio::sync::Notify>, stop: Arc<AtomicBool>) {
+pub(crate) fn spawn(
+    url: String,
+    schema: Option<String>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
+) {
     let spawned = std::thread::Builder::new().name("herald-listen".to_owned()).spawn(move || {
         let channel = channel(schema.as_deref().unwrap_or("public"));
         while !stop.load(Ordering::Relaxed) {
@@ -37,7 +42,12 @@ pub(crate) fn spawn(url: String, schema: Option<String>, wake: Arc<tokio::sync::
     }
 }
 
-fn listen(url: &str, channel: &str, wake: &tokio::sync::Notify, stop: &AtomicBool) -> Result<(), postgres::Error> {
+fn listen(
+    url: &str,
+    channel: &str,
+    wake: &tokio::sync::Notify,
+    stop: &AtomicBool,
+) -> Result<(), postgres::Error> {
     let mut client = Client::connect(url, NoTls)?;
     client.batch_execute(&format!("LISTEN \"{channel}\""))?;
     while !stop.load(Ordering::Relaxed) {

@@ -188,10 +188,12 @@ impl BackgroundBuilder<'_> {
 pub trait Background<'s, M: Model> {
     /// A background receiver: every write of `M` adds a `kind` task in its transaction; a
     /// [`Worker`] that knows `kind` runs it after the commit with the instance as it was written.
+    #[track_caller]
     fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s>;
 }
 
 impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostSave, M> {
+    #[track_caller]
     fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s> {
         let receiver = self
             .background_phase()
@@ -206,6 +208,7 @@ impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostSave, M> {
 }
 
 impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostDelete, M> {
+    #[track_caller]
     fn background(self, kind: &'static str, options: TaskOptions) -> BackgroundBuilder<'s> {
         let receiver = self
             .background_phase()
