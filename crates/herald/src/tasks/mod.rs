@@ -34,6 +34,22 @@ use crate::value::{SqlType, Value};
 
 pub use worker::{TaskContext, Worker, WorkerReport};
 
+/// A task runner declared with `#[receiver(.., background)]`, collected at link time;
+/// [`Worker::autodiscover`] registers them all. Written by the macro, not by hand.
+#[derive(Debug)]
+pub struct StaticTask {
+    register: fn(Worker) -> Worker,
+}
+
+impl StaticTask {
+    /// A declared runner that `register` adds to a worker.
+    pub const fn new(register: fn(Worker) -> Worker) -> Self {
+        Self { register }
+    }
+}
+
+inventory::collect!(StaticTask);
+
 /// The payload format version written into every task row.
 pub const PAYLOAD_VERSION: i64 = 1;
 
@@ -172,6 +188,13 @@ pub struct BackgroundBuilder<'s> {
 }
 
 impl BackgroundBuilder<'_> {
+    /// Where the background receiver was written (`#[receiver(.., background)]` sets it). Default:
+    /// where `background(..)` was called.
+    pub fn location(mut self, location: herald_dispatch::SourceLocation) -> Self {
+        self.receiver = self.receiver.location(location);
+        self
+    }
+
     /// Higher priority receivers enqueue first (the tasks' own priority is [`TaskOptions::priority`]).
     pub fn receiver_priority(mut self, priority: i32) -> Self {
         self.receiver = self.receiver.priority(priority);

@@ -129,6 +129,21 @@ impl Worker {
         }
     }
 
+    /// Also run every task kind declared with `#[receiver(.., background)]` in the program.
+    pub fn autodiscover(mut self) -> Self {
+        for declared in inventory::iter::<crate::tasks::StaticTask> {
+            self = (declared.register)(self);
+        }
+        self
+    }
+
+    /// The task kinds this worker runs.
+    pub fn kinds(&self) -> Vec<&str> {
+        let mut kinds: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
     /// Run tasks of `kind` with `run`, which gets the task's JSON data (see [`crate::tasks::Task::new`]).
     pub fn task<F, Fut>(mut self, kind: &str, run: F) -> Self
     where
