@@ -113,6 +113,19 @@ pub(crate) fn placeholder(dialect: Dialect, n: usize) -> String {
     }
 }
 
+/// `sql` with each `?` replaced by the dialect's numbered placeholder, in order (`?1`.. or `$1`..).
+/// For SQL text Herald writes itself, which never has `?` inside a literal.
+pub(crate) fn numbered(dialect: Dialect, sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    for (n, part) in sql.split('?').enumerate() {
+        if n > 0 {
+            out.push_str(&placeholder(dialect, n));
+        }
+        out.push_str(part);
+    }
+    out
+}
+
 pub(crate) fn column_list(columns: &[Column]) -> String {
     columns
         .iter()

@@ -11,7 +11,8 @@ use herald_dispatch::Signals;
 use crate::error::{DbError, Error, Result};
 use crate::model::{Dialect, Model};
 use crate::store::backend::Backend;
-use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, SaveOptions, Saved, Shared};
+use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved, Shared};
+use crate::store::ops::{self, Save};
 use crate::store::pool::{self, Job, Open, call};
 use crate::store::postgres::PgBackend;
 use crate::store::sqlite::{SqliteBackend, SqliteOptions};
@@ -316,48 +317,17 @@ impl Db {
     /// Save `instance` with its signals (see [`Conn::save`]); the instance gets its key and what
     /// `pre_save` receivers changed.
     pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        self.save_with(instance, None, false, false).await
+        ops::save(&self.inner.writer, instance, Save::default()).await
     }
 
     /// Save only `fields` (Django's `update_fields`; see [`Conn::save_fields`]).
     pub async fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
-        self.save_with(instance, Some(fields), false, false).await
-    }
-
-    async fn save_with<M: Model>(
-        &self,
-        instance: &mut M,
-        fields: Option<&[&str]>,
-        raw: bool,
-        quiet: bool,
-    ) -> Result<Saved> {
-        let mut copy = instance.clone();
-        let fields: Option<Vec<String>> =
-            fields.map(|f| f.iter().map(|s| (*s).to_owned()).collect());
-        let (copy, saved) = self
-            .run(move |conn| {
-                let names: Option<Vec<&str>> = fields
-                    .as_ref()
-                    .map(|f| f.iter().map(String::as_str).collect());
-                let saved = conn.save_with(
-                    &mut copy,
-                    SaveOptions {
-                        fields: names.as_deref(),
-                        raw,
-                        quiet,
-                    },
-                )?;
-                Ok((copy, saved))
-            })
-            .await?;
-        *instance = copy;
-        Ok(saved)
+        ops::save(&self.inner.writer, instance, Save::fields(fields)).await
     }
 
     /// Delete `instance`'s row with its signals (see [`Conn::delete`]).
     pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        let copy = instance.clone();
-        self.run(move |conn| conn.delete(&copy)).await
+        ops::with(&self.inner.writer, instance, |conn, m| conn.delete(m)).await
     }
 
     /// The row with this key, or `None`.
@@ -373,47 +343,19 @@ impl Db {
 
     /// Insert every instance in one transaction, signals for each (see [`Conn::bulk_create`]).
     pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        self.bulk_create_with(instances, false).await
-    }
-
-    async fn bulk_create_with<M: Model>(&self, instances: &mut [M], quiet: bool) -> Result<()> {
-        let mut copies = instances.to_vec();
-        let copies = self
-            .run(move |conn| {
-                conn.bulk_create_with(&mut copies, quiet)?;
-                Ok(copies)
-            })
-            .await?;
-        for (instance, copy) in instances.iter_mut().zip(copies) {
-            *instance = copy;
-        }
-        Ok(())
+        ops::bulk(&self.inner.writer, instances, |conn, all| {
+            conn.bulk_create(all)
+        })
+        .await
     }
 
     /// Update `fields` of every instance in one transaction, signals for each.
     pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
-        self.bulk_update_with(instances, fields, false).await
-    }
-
-    async fn bulk_update_with<M: Model>(
-        &self,
-        instances: &mut [M],
-        fields: &[&str],
-        quiet: bool,
-    ) -> Result<()> {
-        let mut copies = instances.to_vec();
         let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-        let copies = self
-            .run(move |conn| {
-                let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-                conn.bulk_update_with(&mut copies, &names, quiet)?;
-                Ok(copies)
-            })
-            .await?;
-        for (instance, copy) in instances.iter_mut().zip(copies) {
-            *instance = copy;
-        }
-        Ok(())
+        ops::bulk(&self.inner.writer, instances, move |conn, all| {
+            conn.bulk_update(all, &fields.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
     }
 
     /// Delete every instance in one transaction, signals for each; returns how many rows went.
@@ -523,23 +465,36 @@ pub struct Quiet<'a> {
 impl Quiet<'_> {
     /// Save without signals.
     pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        self.db.save_with(instance, None, false, true).await
+        ops::save(&self.db.inner.writer, instance, Save::quiet()).await
     }
 
     /// Delete without signals.
     pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        let copy = instance.clone();
-        self.db.run(move |conn| conn.delete_with(&copy, true)).await
+        ops::with(&self.db.inner.writer, instance, |conn, m| {
+            conn.delete_with(m, true)
+        })
+        .await
     }
 
     /// Insert many without signals.
     pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        self.db.bulk_create_with(instances, true).await
+        ops::bulk(&self.db.inner.writer, instances, |conn, all| {
+            conn.bulk_create_with(all, true)
+        })
+        .await
     }
 
     /// Update many without signals.
     pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
-        self.db.bulk_update_with(instances, fields, true).await
+        let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
+        ops::bulk(&self.db.inner.writer, instances, move |conn, all| {
+            conn.bulk_update_with(
+                all,
+                &fields.iter().map(String::as_str).collect::<Vec<_>>(),
+                true,
+            )
+        })
+        .await
     }
 
     /// Delete many without signals.

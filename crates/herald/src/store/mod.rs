@@ -6,6 +6,7 @@ pub(crate) mod db;
 pub(crate) mod event;
 pub(crate) mod listen;
 pub(crate) mod migrate;
+pub(crate) mod ops;
 pub(crate) mod pool;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;

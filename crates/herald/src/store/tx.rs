@@ -4,6 +4,7 @@ use crate::ReceiverResult;
 use crate::error::Result;
 use crate::model::Model;
 use crate::store::conn::{Conn, Saved};
+use crate::store::ops::{self, Save};
 use crate::store::pool::{self, Job, call};
 use crate::value::Value;
 
@@ -60,36 +61,17 @@ impl Tx<'_> {
     /// Save `instance` with its signals, inside this transaction (its `on_commit` receivers wait
     /// for the outermost commit).
     pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        let mut copy = instance.clone();
-        let (copy, saved) = self
-            .run(move |conn| {
-                let saved = conn.save(&mut copy)?;
-                Ok((copy, saved))
-            })
-            .await?;
-        *instance = copy;
-        Ok(saved)
+        ops::save(self.jobs(), instance, Save::default()).await
     }
 
     /// Save only `fields`, inside this transaction.
     pub async fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
-        let mut copy = instance.clone();
-        let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-        let (copy, saved) = self
-            .run(move |conn| {
-                let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-                let saved = conn.save_fields(&mut copy, &names)?;
-                Ok((copy, saved))
-            })
-            .await?;
-        *instance = copy;
-        Ok(saved)
+        ops::save(self.jobs(), instance, Save::fields(fields)).await
     }
 
     /// Delete `instance`'s row with its signals, inside this transaction.
     pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        let copy = instance.clone();
-        self.run(move |conn| conn.delete(&copy)).await
+        ops::with(self.jobs(), instance, |conn, m| conn.delete(m)).await
     }
 
     /// The row with this key, as this transaction sees it.
@@ -100,15 +82,7 @@ impl Tx<'_> {
 
     /// Insert every instance, signals for each, inside this transaction.
     pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        let mut copies = instances.to_vec();
-        let copies = self
-            .run(move |conn| {
-                conn.bulk_create(&mut copies)?;
-                Ok(copies)
-            })
-            .await?;
-        instances.clone_from_slice(&copies);
-        Ok(())
+        ops::bulk(self.jobs(), instances, |conn, all| conn.bulk_create(all)).await
     }
 
     /// Run one statement with bound parameters, inside this transaction.

@@ -27,7 +27,7 @@ use herald_dispatch::{
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Dialect, Model, numbered};
 use crate::store::db::Db;
 use crate::store::event::EventConn;
 use crate::value::{SqlType, Value};
@@ -343,18 +343,12 @@ fn check_state(state: &str) -> Result<()> {
 
 impl TaskQueue<'_> {
     fn sql(&self, sql: &str) -> String {
-        if self.db.is_postgres() {
-            let mut out = String::new();
-            for (n, part) in sql.split('?').enumerate() {
-                if n > 0 {
-                    out.push_str(&format!("${n}"));
-                }
-                out.push_str(part);
-            }
-            out
+        let dialect = if self.db.is_postgres() {
+            Dialect::Postgres
         } else {
-            sql.to_owned()
-        }
+            Dialect::Sqlite
+        };
+        numbered(dialect, sql)
     }
 
     /// How many tasks are in each (queue, state).

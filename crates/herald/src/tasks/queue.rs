@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
-use crate::model::{Dialect, placeholder};
+use crate::model::{Dialect, numbered, placeholder};
 use crate::store::conn::Conn;
 use crate::value::{SqlType, Value};
 
@@ -300,72 +300,27 @@ pub(crate) fn claim(
     Ok(claimed)
 }
 
-/// Mark a running task completed; false when this worker no longer holds it (its lease was taken
-/// over: the attempt number fences it).
-pub(crate) fn complete(conn: &Conn, id: i64, attempt: u32) -> Result<bool> {
-    let d = conn.dialect();
-    let sql = format!(
-        "UPDATE herald_tasks SET state = 'completed', finished_at = {}, lease_until = NULL, last_error = NULL \
-         WHERE id = {} AND attempt = {} AND state = 'running'",
-        placeholder(d, 1),
-        placeholder(d, 2),
-        placeholder(d, 3)
-    );
-    Ok(conn.execute(
-        &sql,
-        &[
-            Value::Int(now_micros()),
-            Value::Int(id),
-            Value::Int(i64::from(attempt)),
-        ],
-    )? > 0)
-}
-
-/// Record a failed attempt: back to `available` at `retry_at`, or `dead` when `dead` is true.
-/// False when this worker no longer holds the task.
-pub(crate) fn fail(
+/// Update a task this worker holds (`running`, at `attempt`): `set` is the SET clause with `?`
+/// placeholders for `params`. False when the worker no longer holds it: its lease was taken over,
+/// and the attempt number fences the stale worker out.
+fn update_held(
     conn: &Conn,
+    set: &str,
+    mut params: Vec<Value>,
     id: i64,
     attempt: u32,
-    error: &str,
-    retry_in: Option<Duration>,
 ) -> Result<bool> {
-    let d = conn.dialect();
-    let now = now_micros();
-    let (state, run_at) = match retry_in {
-        Some(delay) => ("available", now + micros(delay)),
-        None => ("dead", now),
-    };
-    let sql = format!(
-        "UPDATE herald_tasks SET state = {}, run_at = {}, finished_at = {}, lease_until = NULL, last_error = {} \
-         WHERE id = {} AND attempt = {} AND state = 'running'",
-        placeholder(d, 1),
-        placeholder(d, 2),
-        placeholder(d, 3),
-        placeholder(d, 4),
-        placeholder(d, 5),
-        placeholder(d, 6)
+    let sql = numbered(
+        conn.dialect(),
+        &format!(
+            "UPDATE herald_tasks SET {set} WHERE id = ? AND attempt = ? AND state = 'running'"
+        ),
     );
-    let finished = if retry_in.is_some() {
-        Value::Null
-    } else {
-        Value::Int(now)
-    };
-    let changed = conn.execute(
-        &sql,
-        &[
-            Value::Text(state.to_owned()),
-            Value::Int(run_at),
-            finished,
-            Value::Text(error.to_owned()),
-            Value::Int(id),
-            Value::Int(i64::from(attempt)),
-        ],
-    );
-    match changed {
-        Ok(n) => Ok(n > 0),
-        // A retried task may collide with a newer pending task of the same unique key: then the
-        // newer one carries the work, and this attempt's row is closed as completed.
+    params.extend([Value::Int(id), Value::Int(i64::from(attempt))]);
+    match conn.execute(&sql, &params) {
+        Ok(changed) => Ok(changed > 0),
+        // Going back to `available` can collide with a newer pending task of the same unique key:
+        // the newer one carries the work, so this attempt's row is closed as completed.
         Err(e)
             if e.as_db()
                 .is_some_and(|db| db.kind() == crate::DbErrorKind::Unique) =>
@@ -376,24 +331,55 @@ pub(crate) fn fail(
     }
 }
 
-/// Extend the leases of `ids` (held at their attempts) to `now + lease`.
+/// Mark a running task completed; false when this worker no longer holds it.
+pub(crate) fn complete(conn: &Conn, id: i64, attempt: u32) -> Result<bool> {
+    update_held(
+        conn,
+        "state = 'completed', finished_at = ?, lease_until = NULL, last_error = NULL",
+        vec![Value::Int(now_micros())],
+        id,
+        attempt,
+    )
+}
+
+/// Record a failed attempt: back to `available` after `retry_in`, or `dead` when it is `None`.
+/// False when this worker no longer holds the task.
+pub(crate) fn fail(
+    conn: &Conn,
+    id: i64,
+    attempt: u32,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<bool> {
+    let now = now_micros();
+    let (state, run_at, finished) = match retry_in {
+        Some(delay) => ("available", now + micros(delay), Value::Null),
+        None => ("dead", now, Value::Int(now)),
+    };
+    update_held(
+        conn,
+        "state = ?, run_at = ?, finished_at = ?, lease_until = NULL, last_error = ?",
+        vec![
+            Value::Text(state.to_owned()),
+            Value::Int(run_at),
+            finished,
+            Value::Text(error.to_owned()),
+        ],
+        id,
+        attempt,
+    )
+}
+
+/// Extend the leases of the held tasks to `now + lease`.
 pub(crate) fn heartbeat(conn: &Conn, held: &[(i64, u32)], lease: Duration) -> Result<()> {
-    let d = conn.dialect();
-    let sql = format!(
-        "UPDATE herald_tasks SET lease_until = {} WHERE id = {} AND attempt = {} AND state = 'running'",
-        placeholder(d, 1),
-        placeholder(d, 2),
-        placeholder(d, 3)
-    );
     let until = now_micros() + micros(lease);
     for (id, attempt) in held {
-        conn.execute(
-            &sql,
-            &[
-                Value::Int(until),
-                Value::Int(*id),
-                Value::Int(i64::from(*attempt)),
-            ],
+        update_held(
+            conn,
+            "lease_until = ?",
+            vec![Value::Int(until)],
+            *id,
+            *attempt,
         )?;
     }
     Ok(())
@@ -443,40 +429,22 @@ pub(crate) fn prune(conn: &Conn, retention: Duration) -> Result<u64> {
 
 /// Give a running task back without counting the attempt (graceful shutdown past its deadline).
 pub(crate) fn release(conn: &Conn, id: i64, attempt: u32) -> Result<bool> {
-    let d = conn.dialect();
-    let sql = format!(
-        "UPDATE herald_tasks SET state = 'available', attempt = attempt - 1, worker = NULL, lease_until = NULL \
-         WHERE id = {} AND attempt = {} AND state = 'running'",
-        placeholder(d, 1),
-        placeholder(d, 2)
-    );
-    match conn.execute(&sql, &[Value::Int(id), Value::Int(i64::from(attempt))]) {
-        Ok(n) => Ok(n > 0),
-        Err(e)
-            if e.as_db()
-                .is_some_and(|db| db.kind() == crate::DbErrorKind::Unique) =>
-        {
-            complete(conn, id, attempt)
-        }
-        Err(e) => Err(e),
-    }
+    update_held(
+        conn,
+        "state = 'available', attempt = attempt - 1, worker = NULL, lease_until = NULL",
+        Vec::new(),
+        id,
+        attempt,
+    )
 }
 
 /// Record progress reported by a running task.
 pub(crate) fn progress(conn: &Conn, id: i64, attempt: u32, progress: &str) -> Result<bool> {
-    let d = conn.dialect();
-    let sql = format!(
-        "UPDATE herald_tasks SET progress = {} WHERE id = {} AND attempt = {} AND state = 'running'",
-        placeholder(d, 1),
-        placeholder(d, 2),
-        placeholder(d, 3)
-    );
-    Ok(conn.execute(
-        &sql,
-        &[
-            Value::Text(progress.to_owned()),
-            Value::Int(id),
-            Value::Int(i64::from(attempt)),
-        ],
-    )? > 0)
+    update_held(
+        conn,
+        "progress = ?",
+        vec![Value::Text(progress.to_owned())],
+        id,
+        attempt,
+    )
 }

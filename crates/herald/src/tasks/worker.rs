@@ -150,20 +150,8 @@ impl Worker {
         F: Fn(serde_json::Value, TaskContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ReceiverResult> + Send + 'static,
     {
-        let run = Arc::new(run);
-        self.kinds.insert(
-            kind.to_owned(),
-            Arc::new(move |payload, ctx| {
-                let run = run.clone();
-                async move {
-                    let data = decode_payload(&payload, None)?;
-                    run(data, ctx)
-                        .await
-                        .map_err(|e| RunError::Failed(e.to_string()))
-                }
-                .boxed()
-            }),
-        );
+        let runner = runner(|payload| decode_payload(payload, None), run);
+        self.kinds.insert(kind.to_owned(), runner);
         self
     }
 
@@ -174,26 +162,16 @@ impl Worker {
         F: Fn(M, TaskContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ReceiverResult> + Send + 'static,
     {
-        let run = Arc::new(run);
-        self.kinds.insert(
-            kind.to_owned(),
-            Arc::new(move |payload, ctx| {
-                let run = run.clone();
-                async move {
-                    let instance = decode_payload(&payload, Some(M::NAME))?;
-                    let instance: M = from_json(&instance).map_err(|e| {
-                        RunError::Undecodable(format!(
-                            "the {} in the payload no longer decodes: {e}",
-                            M::NAME
-                        ))
-                    })?;
-                    run(instance, ctx)
-                        .await
-                        .map_err(|e| RunError::Failed(e.to_string()))
-                }
-                .boxed()
-            }),
-        );
+        let decode = |payload: &serde_json::Value| {
+            let instance = decode_payload(payload, Some(M::NAME))?;
+            from_json::<M>(&instance).map_err(|e| {
+                RunError::Undecodable(format!(
+                    "the {} in the payload no longer decodes: {e}",
+                    M::NAME
+                ))
+            })
+        };
+        self.kinds.insert(kind.to_owned(), runner(decode, run));
         self
     }
 
@@ -457,6 +435,28 @@ impl Worker {
             }
         }
     }
+}
+
+/// A runner: decode the payload into what `run` takes (an undecodable payload is dead at once),
+/// then run it; its error fails the attempt.
+fn runner<T, D, F, Fut>(decode: D, run: F) -> Runner
+where
+    T: Send + 'static,
+    D: Fn(&serde_json::Value) -> std::result::Result<T, RunError> + Send + Sync + 'static,
+    F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ReceiverResult> + Send + 'static,
+{
+    let (decode, run) = (Arc::new(decode), Arc::new(run));
+    Arc::new(move |payload, ctx| {
+        let (decode, run) = (decode.clone(), run.clone());
+        async move {
+            let input = decode(&payload)?;
+            run(input, ctx)
+                .await
+                .map_err(|e| RunError::Failed(e.to_string()))
+        }
+        .boxed()
+    })
 }
 
 fn decode_payload(
