@@ -46,6 +46,7 @@ mod error;
 mod info;
 mod model;
 pub mod mute;
+pub mod observe;
 mod receiver;
 mod sender;
 mod signal;

@@ -12,6 +12,7 @@ use futures::FutureExt;
 use crate::error::{Cause, Result, panic_message};
 use crate::info::ReceiverInfo;
 use crate::mute;
+use crate::observe;
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Whether receivers are timed.
@@ -158,9 +159,12 @@ impl ReceiverCore {
             self.stats.record_time(ns);
             self.handles.calls.increment(1);
             self.handles.seconds.record(elapsed.as_secs_f64());
-            if ns >= config.slow_ns.load(Relaxed) {
+            let slow = ns >= config.slow_ns.load(Relaxed);
+            if slow {
                 self.warn_slow(config, sender, elapsed);
             }
+            let failed = !matches!(outcome, Ok(Ok(())));
+            observe::with_current(|o| o.receiver(&self.info, sender, elapsed, failed, slow));
         }
         match outcome {
             Ok(Ok(())) => None,

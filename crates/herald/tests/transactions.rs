@@ -498,3 +498,62 @@ async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_
     drop(killer);
     target.cleanup(db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_around_a_save_hears_the_receivers_that_ran_on_the_connection_thread() {
+    use herald::dispatch::ReceiverInfo;
+    use herald::dispatch::observe::{self, Observer};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>, Mutex<u32>);
+    impl Observer for Heard {
+        fn receiver(
+            &self,
+            receiver: &ReceiverInfo,
+            sender: &'static str,
+            _elapsed: Duration,
+            _failed: bool,
+            _slow: bool,
+        ) {
+            self.0.lock().unwrap().push(format!(
+                "{} {} {sender}",
+                receiver.signal(),
+                receiver.name()
+            ));
+        }
+        fn store_job(&self, _elapsed: Duration) {
+            *self.1.lock().unwrap() += 1;
+        }
+    }
+
+    on_each_backend("observe", |db, backend| async move {
+        let _pre = db
+            .signals()
+            .pre_save::<Book>()
+            .receiver(|_e: &mut PreSave<'_, Book>| Ok(()))
+            .name("fill_slug")
+            .connect();
+        let _post = db
+            .signals()
+            .post_save::<Book>()
+            .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+            .name("audit")
+            .connect();
+        let heard = Arc::new(Heard::default());
+        let saving = {
+            let db = db.clone();
+            async move { db.save(&mut book("Dune")).await.unwrap() }
+        };
+        observe::observed(heard.clone(), saving).await;
+        db.save(&mut book("unobserved")).await.unwrap();
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            ["pre_save fill_slug Book", "post_save audit Book"],
+            "{backend}"
+        );
+        assert_eq!(*heard.1.lock().unwrap(), 1, "one store job");
+    })
+    .await;
+}

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use herald_dispatch::observe;
 
 use crate::error::{DbError, Error, Result};
 use crate::store::backend::Backend;
@@ -154,10 +155,22 @@ pub(crate) fn call<R: Send + 'static>(
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Result<R>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
+    // The caller's observer (a request measuring its receivers) follows the job to the connection
+    // thread, and hears how long the job took there.
+    let observer = observe::current();
     let sent = submit(
         jobs,
         Box::new(move |conn| {
-            let _ = reply.send(f(conn));
+            let result = match observer {
+                None => f(conn),
+                Some(observer) => {
+                    let started = Instant::now();
+                    let result = observe::scope(Some(observer.clone()), || f(conn));
+                    observer.store_job(started.elapsed());
+                    result
+                }
+            };
+            let _ = reply.send(result);
         }),
     );
     async move {
