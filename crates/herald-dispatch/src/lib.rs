@@ -67,7 +67,7 @@ pub use receiver::{DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
 pub use sender::{AnyModel, MAX_SENDERS, Sender, SenderKey};
 pub use signal::Signal;
 pub use signals::{Signals, SignalsBuilder, StaticReceiver};
-pub use stats::StatsSnapshot;
+pub use stats::{Latency, StatsSnapshot};
 
 /// `PostSave` for every sender, as `post_save_any()` receivers get it.
 pub type PostSaveAny<'e> = PostSave<'e, dyn AnyModel>;

@@ -163,6 +163,35 @@ impl StatsSnapshot {
     }
 }
 
+/// A lock-free latency histogram (the one receivers use), for other things worth timing: tasks'
+/// queue wait and run time, for instance.
+#[derive(Debug)]
+pub struct Latency(Stats);
+
+impl Latency {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self(Stats::new())
+    }
+
+    /// Record one duration.
+    pub fn record(&self, elapsed: Duration) {
+        self.0
+            .record_time(elapsed.as_nanos().min(u64::MAX as u128) as u64);
+    }
+
+    /// The histogram now (`calls` is the number of recorded durations).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.0.snapshot()
+    }
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

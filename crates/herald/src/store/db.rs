@@ -208,6 +208,7 @@ impl DbBuilder {
                 url: masked,
                 threads: Mutex::new(threads),
                 stop,
+                task_stats: Default::default(),
             }),
         };
         db.migrate().await?;
@@ -227,6 +228,7 @@ fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
 }
 
 struct Inner {
+    task_stats: crate::tasks::stats::TaskStats,
     /// Tells the LISTEN thread (PostgreSQL) to stop.
     stop: Arc<std::sync::atomic::AtomicBool>,
     writer: flume::Sender<Job>,
@@ -280,6 +282,10 @@ impl Db {
     /// The registry whose receivers this database's writes run.
     pub fn signals(&self) -> &Signals {
         &self.inner.shared.signals
+    }
+
+    pub(crate) fn task_stats_handle(&self) -> &crate::tasks::stats::TaskStats {
+        &self.inner.task_stats
     }
 
     /// Woken when a commit in this process adds tasks.

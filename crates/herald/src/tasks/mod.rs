@@ -15,6 +15,7 @@
 //! lease), `completed`, `dead`, `cancelled`.
 
 pub(crate) mod queue;
+pub(crate) mod stats;
 mod worker;
 
 use std::borrow::Cow;
@@ -32,6 +33,7 @@ use crate::store::db::Db;
 use crate::store::event::EventConn;
 use crate::value::{SqlType, Value};
 
+pub use stats::TaskKindStats;
 pub use worker::{TaskContext, Worker, WorkerReport};
 
 /// A task runner declared with `#[receiver(.., background)]`, collected at link time;
@@ -480,6 +482,11 @@ impl Db {
     /// Inspect and control the task queue.
     pub fn tasks(&self) -> TaskQueue<'_> {
         TaskQueue { db: self }
+    }
+
+    /// Statistics per task kind, as this process's workers recorded them.
+    pub fn task_stats(&self) -> Vec<TaskKindStats> {
+        self.task_stats_handle().snapshot()
     }
 
     /// Add a task outside any transaction (inside one, use [`crate::Tx::enqueue`]).

@@ -358,8 +358,7 @@ impl Worker {
             db: self.db.clone(),
         };
         let wait = Duration::from_micros((task.started_at - task.created_at).max(0) as u64);
-        metrics::histogram!("herald_task_queue_wait_seconds", "kind" => task.kind.clone())
-            .record(wait.as_secs_f64());
+        self.db.task_stats_handle().kind(&task.kind).started(wait);
         running.spawn(async move {
             let started = Instant::now();
             let outcome = match runner {
@@ -390,26 +389,20 @@ impl Worker {
     async fn finish(&self, finished: Finished, report: &mut WorkerReport) {
         let Finished { task, outcome, ran } = finished;
         let kind = task.kind.clone();
-        metrics::histogram!("herald_task_run_seconds", "kind" => kind.clone())
-            .record(ran.as_secs_f64());
-        metrics::counter!("herald_task_runs_total", "kind" => kind.clone()).increment(1);
+        let stats = self.db.task_stats_handle().kind(&kind);
         let (id, attempt) = (task.id, task.attempt);
         let recorded = match outcome {
             Outcome::Done => {
                 report.completed += 1;
+                stats.finished(&kind, ran, false, false);
                 self.db
                     .run(move |conn| queue::complete(conn, id, attempt))
                     .await
             }
             Outcome::Failed(error) => {
                 report.failed += 1;
-                metrics::counter!("herald_task_failures_total", "kind" => kind.clone())
-                    .increment(1);
                 let retry = (attempt < task.max_attempts).then(|| self.backoff(attempt));
-                if retry.is_some() {
-                    metrics::counter!("herald_task_retries_total", "kind" => kind.clone())
-                        .increment(1);
-                }
+                stats.finished(&kind, ran, true, retry.is_some());
                 tracing::warn!(target: "herald::worker", task = id, kind = %kind, attempt, error = %error, retry_in = ?retry, "task failed");
                 self.db
                     .run(move |conn| queue::fail(conn, id, attempt, &error, retry))
@@ -417,8 +410,7 @@ impl Worker {
             }
             Outcome::Dead(error) => {
                 report.failed += 1;
-                metrics::counter!("herald_task_failures_total", "kind" => kind.clone())
-                    .increment(1);
+                stats.finished(&kind, ran, true, false);
                 tracing::error!(target: "herald::worker", task = id, kind = %kind, error = %error, "task is dead");
                 self.db
                     .run(move |conn| queue::fail(conn, id, attempt, &error, None))
