@@ -1,20 +1,28 @@
-//! Parsing `#[receiver(...)]`'s arguments into [`ReceiverArgs`]. Syntax only: what the arguments
-//! mean for the function they sit on is checked in `signature.rs`.
+//! Parsing `#[receiver(...)]`'s arguments into [`ReceiverArgs`]. Syntax, and what each option's
+//! value may be on its own (`unique = "pk"`, `max_attempts >= 1`); how the options fit each other
+//! and the function they sit on is checked in `validate.rs`.
 //!
 //! ```text
 //! args    := signal ( "," option )* ","?
 //! signal  := SIGNAL | "[" SIGNAL ( "," SIGNAL )* ","? "]"
 //! SIGNAL  := "pre_save" | "post_save" | "pre_delete" | "post_delete"
 //! option  := "sender" "=" Type
-//!          | "priority" "=" "-"? INT
+//!          | "priority" "=" "-"? INT              an i32
 //!          | "dispatch_uid" "=" STRING
-//!          | "name" "=" STRING
+//!          | "name" "=" STRING                    not empty
 //!          | "on_commit"
 //!          | "crate" "=" Path
+//!          | "background"
+//!          | "unique" "=" "\"pk\""
+//!          | "queue" "=" STRING                   not empty
+//!          | "max_attempts" "=" INT               a u32, at least 1
+//!          | "timeout_ms" "=" INT                 a u64, at least 1
+//!          | "delay_ms" "=" INT                   a u64
 //! ```
 //!
-//! Each option may be given once. `background`, `unique`, `queue` and `max_attempts` are reserved
-//! for durable background receivers and rejected as not supported yet.
+//! Each option may be given once. `unique`, `queue`, `max_attempts`, `timeout_ms` and `delay_ms`
+//! are the task options of a durable background receiver (`background`); `validate.rs` rejects them
+//! without it.
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
@@ -80,6 +88,8 @@ pub(crate) struct Signals {
     /// The signals in the order written, each with the span of its name. Never empty, no repeats.
     /// `[post_save]` is the same as `post_save`.
     pub(crate) list: Vec<(Signal, Span)>,
+    /// The span of the whole list, brackets included, when the signals are bracketed.
+    pub(crate) brackets: Option<Span>,
 }
 
 impl Signals {
@@ -105,22 +115,48 @@ pub(crate) struct ReceiverArgs {
     pub(crate) name: Option<LitStr>,
     /// The span of `on_commit`, when given.
     pub(crate) on_commit: Option<Span>,
-    /// `crate = path`: where `herald-dispatch` is; `None`: `::herald::dispatch`.
+    /// `crate = path`: where `herald-dispatch` is (`None`: `::herald::dispatch`); for a background
+    /// receiver, where `herald` is (`None`: `::herald`).
     pub(crate) krate: Option<Path>,
+    /// The span of `background`, when given: a durable background receiver.
+    pub(crate) background: Option<Span>,
+    /// The task options, which only a background receiver takes.
+    pub(crate) task: TaskArgs,
+}
+
+/// A background receiver's task options, as written; `None`: `TaskOptions`' default.
+#[derive(Debug, Default)]
+pub(crate) struct TaskArgs {
+    /// The span of `"pk"` in `unique = "pk"`, when given.
+    pub(crate) unique_pk: Option<Span>,
+    /// `queue = "..."`, never empty.
+    pub(crate) queue: Option<LitStr>,
+    /// `max_attempts = N`, at least 1.
+    pub(crate) max_attempts: Option<u32>,
+    /// `timeout_ms = N`, at least 1.
+    pub(crate) timeout_ms: Option<u64>,
+    /// `delay_ms = N`.
+    pub(crate) delay_ms: Option<u64>,
+    /// The key of each task option given, in the order written (for errors when `background` is
+    /// missing).
+    pub(crate) keys: Vec<Ident>,
 }
 
 /// The options the attribute accepts, as error messages list them.
-const OPTIONS: [&str; 6] = [
+const OPTIONS: [&str; 12] = [
     "sender",
     "priority",
     "dispatch_uid",
     "name",
     "on_commit",
     "crate",
+    "background",
+    "unique",
+    "queue",
+    "max_attempts",
+    "timeout_ms",
+    "delay_ms",
 ];
-
-/// Options that belong to durable background receivers, which a later version adds.
-const RESERVED: [&str; 4] = ["background", "unique", "queue", "max_attempts"];
 
 const SIGNAL_FIRST: &str = "expected the signal first: `#[receiver(post_save, sender = Book)]`; \
      the signal is one of `pre_save`, `post_save`, `pre_delete`, `post_delete`, \
@@ -140,6 +176,8 @@ impl Parse for ReceiverArgs {
             name: None,
             on_commit: None,
             krate: None,
+            background: None,
+            task: TaskArgs::default(),
         };
         while !input.is_empty() {
             input.parse::<Token![,]>()?;
@@ -175,7 +213,10 @@ impl Parse for Signals {
                 }
                 list.push((signal, name.span()));
             }
-            return Ok(Signals { list });
+            return Ok(Signals {
+                list,
+                brackets: Some(brackets.span.join()),
+            });
         }
         if !input.peek(Ident::peek_any) {
             return Err(input.error(SIGNAL_FIRST));
@@ -187,6 +228,7 @@ impl Parse for Signals {
         let signal = signal_named(&name)?;
         Ok(Signals {
             list: vec![(signal, name.span())],
+            brackets: None,
         })
     }
 }
@@ -217,32 +259,93 @@ impl ReceiverArgs {
                 if lit.value().is_empty() {
                     return Err(syn::Error::new(
                         lit.span(),
-                        "a receiver's name cannot be empty; leave `name` out for the default (the function's path)",
+                        "a receiver's name cannot be empty; leave `name` out for the default",
                     ));
                 }
                 set_once(&mut self.name, lit, &key)
             }
             "on_commit" => {
-                if input.peek(Token![=]) {
-                    return Err(syn::Error::new(
-                        key.span(),
-                        "`on_commit` is a flag: write `on_commit`, without a value",
-                    ));
-                }
-                set_once(&mut self.on_commit, key.span(), &key)
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.on_commit, span, &key)
             }
             "crate" => {
                 input.parse::<Token![=]>()?;
                 let path = input.call(Path::parse_mod_style)?;
                 set_once(&mut self.krate, path, &key)
             }
-            reserved if RESERVED.contains(&reserved) => Err(syn::Error::new(
-                key.span(),
-                format!(
-                    "`{reserved}` is not supported yet: durable background receivers \
-                     (`background`, `unique`, `queue`, `max_attempts`) come in a later version"
-                ),
-            )),
+            "background" => {
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.background, span, &key)
+            }
+            "unique" => {
+                input.parse::<Token![=]>()?;
+                if !input.peek(LitStr) {
+                    return Err(input.error(
+                        "expected `unique = \"pk\"`: pending tasks for the same row run once",
+                    ));
+                }
+                let lit = input.parse::<LitStr>()?;
+                if lit.value() != "pk" {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!(
+                            "`unique` takes \"pk\" only, not {:?}: pending tasks of this receiver \
+                             for the same primary key coalesce into one run",
+                            lit.value()
+                        ),
+                    ));
+                }
+                set_once(&mut self.task.unique_pk, lit.span(), &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
+            "queue" => {
+                input.parse::<Token![=]>()?;
+                let lit = parse_string(input, &key)?;
+                if lit.value().is_empty() {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a queue's name cannot be empty; leave `queue` out for `\"default\"`",
+                    ));
+                }
+                set_once(&mut self.task.queue, lit, &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
+            "max_attempts" => {
+                input.parse::<Token![=]>()?;
+                let (attempts, lit) = parse_unsigned::<u32>(input, &key, "u32", "5")?;
+                if attempts == 0 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "a task makes at least one attempt: `max_attempts` is at least 1",
+                    ));
+                }
+                set_once(&mut self.task.max_attempts, attempts, &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
+            "timeout_ms" => {
+                input.parse::<Token![=]>()?;
+                let (timeout, lit) = parse_unsigned::<u64>(input, &key, "u64", "30_000")?;
+                if timeout == 0 {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "an attempt needs time to run: `timeout_ms` is at least 1 \
+                         (leave it out for the default, 60 s)",
+                    ));
+                }
+                set_once(&mut self.task.timeout_ms, timeout, &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
+            "delay_ms" => {
+                input.parse::<Token![=]>()?;
+                let (delay, _) = parse_unsigned::<u64>(input, &key, "u64", "1_000")?;
+                set_once(&mut self.task.delay_ms, delay, &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
             signal if Signal::from_name(signal).is_some() => Err(syn::Error::new(
                 key.span(),
                 "a receiver has one signal argument, written first; \
@@ -261,8 +364,7 @@ impl ReceiverArgs {
 }
 
 fn is_option(name: &Ident) -> bool {
-    let name = name.to_string();
-    OPTIONS.contains(&name.as_str()) || RESERVED.contains(&name.as_str())
+    OPTIONS.contains(&name.to_string().as_str())
 }
 
 fn signal_named(name: &Ident) -> syn::Result<Signal> {
@@ -289,6 +391,17 @@ fn set_once<T>(slot: &mut Option<T>, value: T, key: &Ident) -> syn::Result<()> {
     }
     *slot = Some(value);
     Ok(())
+}
+
+/// A flag option (`on_commit`, `background`): no value. The key's span.
+fn parse_flag(input: ParseStream<'_>, key: &Ident) -> syn::Result<Span> {
+    if input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            key.span(),
+            format!("`{key}` is a flag: write `{key}`, without a value"),
+        ));
+    }
+    Ok(key.span())
 }
 
 fn parse_string(input: ParseStream<'_>, key: &Ident) -> syn::Result<LitStr> {
@@ -331,6 +444,42 @@ fn parse_priority(input: ParseStream<'_>) -> syn::Result<i32> {
     Ok(value)
 }
 
+/// A non-negative INT of type `T` (named `type_name`; `example` is a valid value), and its literal.
+fn parse_unsigned<T>(
+    input: ParseStream<'_>,
+    key: &Ident,
+    type_name: &str,
+    example: &str,
+) -> syn::Result<(T, LitInt)>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    if input.peek(Token![-]) {
+        return Err(input.error(format!("`{key}` cannot be negative")));
+    }
+    if !input.peek(LitInt) {
+        return Err(input.error(format!("expected an integer: `{key} = {example}`")));
+    }
+    let lit = input.parse::<LitInt>()?;
+    if !(lit.suffix().is_empty() || lit.suffix() == type_name) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`{key}` is a `{type_name}`: write it without a suffix"),
+        ));
+    }
+    let value = lit.base10_parse::<T>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "`{key}` is a `{type_name}`, and {} does not fit",
+                lit.base10_digits()
+            ),
+        )
+    })?;
+    Ok((value, lit))
+}
+
 /// "`a`, `b` or `c`".
 fn quoted_list(names: &[&str]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
@@ -340,11 +489,15 @@ fn quoted_list(names: &[&str]) -> String {
     }
 }
 
-/// " (did you mean `x`?)" when a candidate is within two edits of `word`, else "".
+/// " (did you mean `x`?)" when a candidate is within two edits of `word`, or is `word` with a
+/// unit (`timeout` for `timeout_ms`), else "".
 fn did_you_mean(word: &str, candidates: &[&str]) -> String {
     candidates
         .iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| {
+            let with_unit = c.strip_suffix("_ms") == Some(word);
+            (if with_unit { 0 } else { edit_distance(word, c) }, c)
+        })
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
@@ -401,6 +554,8 @@ mod tests {
         assert_eq!(args.signals.iter().collect::<Vec<_>>(), [Signal::PostSave]);
         assert!(args.sender.is_none() && args.priority.is_none() && args.on_commit.is_none());
         assert!(args.name.is_none() && args.dispatch_uid.is_none() && args.krate.is_none());
+        assert!(args.background.is_none() && args.task.keys.is_empty());
+        assert!(args.signals.brackets.is_none());
     }
 
     #[test]
@@ -496,7 +651,8 @@ mod tests {
         fails(
             quote!(post_save, priorty = 1),
             "unknown option `priorty` (did you mean `priority`?); expected one of `sender`, \
-             `priority`, `dispatch_uid`, `name`, `on_commit` or `crate`",
+             `priority`, `dispatch_uid`, `name`, `on_commit`, `crate`, `background`, `unique`, \
+             `queue`, `max_attempts`, `timeout_ms` or `delay_ms`",
         );
         fails(
             quote!(post_save, weak = false),
@@ -505,18 +661,123 @@ mod tests {
     }
 
     #[test]
-    fn background_options_are_reserved() {
-        for option in [
-            quote!(background),
-            quote!(unique = true),
-            quote!(queue = "mail"),
-            quote!(max_attempts = 5),
-        ] {
-            fails(
-                quote!(post_save, sender = Book, #option),
-                "is not supported yet",
-            );
-        }
+    fn a_background_receiver_and_its_task_options() {
+        let args = ok(quote!(
+            post_save,
+            sender = Book,
+            background,
+            unique = "pk",
+            queue = "search",
+            max_attempts = 5,
+            timeout_ms = 30_000,
+            delay_ms = 0u64,
+            priority = 3,
+            name = "reindex",
+        ));
+        assert!(args.background.is_some());
+        assert!(args.task.unique_pk.is_some());
+        assert_eq!(
+            args.task.queue.map(|l| l.value()).as_deref(),
+            Some("search")
+        );
+        assert_eq!(args.task.max_attempts, Some(5));
+        assert_eq!(args.task.timeout_ms, Some(30_000));
+        assert_eq!(args.task.delay_ms, Some(0));
+        assert_eq!(args.priority, Some(3));
+        let keys: Vec<String> = args.task.keys.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            keys,
+            ["unique", "queue", "max_attempts", "timeout_ms", "delay_ms"]
+        );
+
+        let bare = ok(quote!(post_delete, sender = Book, background));
+        assert!(bare.background.is_some());
+        assert!(bare.task.keys.is_empty() && bare.task.unique_pk.is_none());
+        assert!(bare.task.queue.is_none() && bare.task.max_attempts.is_none());
+        assert!(bare.task.timeout_ms.is_none() && bare.task.delay_ms.is_none());
+    }
+
+    #[test]
+    fn task_options_are_well_formed() {
+        fails(
+            quote!(post_save, background = true),
+            "`background` is a flag: write `background`, without a value",
+        );
+        fails(
+            quote!(post_save, background, background),
+            "`background` is given twice",
+        );
+        fails(
+            quote!(post_save, unique = "id"),
+            "`unique` takes \"pk\" only, not \"id\"",
+        );
+        fails(
+            quote!(post_save, unique = true),
+            "expected `unique = \"pk\"`",
+        );
+        fails(quote!(post_save, unique = pk), "expected `unique = \"pk\"`");
+        fails(
+            quote!(post_save, unique = "pk", unique = "pk"),
+            "`unique` is given twice",
+        );
+        fails(
+            quote!(post_save, queue = ""),
+            "a queue's name cannot be empty",
+        );
+        fails(
+            quote!(post_save, queue = search),
+            "expected a string literal: `queue = \"...\"`",
+        );
+        fails(
+            quote!(post_save, max_attempts = 0),
+            "`max_attempts` is at least 1",
+        );
+        fails(
+            quote!(post_save, max_attempts = -1),
+            "`max_attempts` cannot be negative",
+        );
+        fails(
+            quote!(post_save, max_attempts = 4294967296),
+            "`max_attempts` is a `u32`, and 4294967296 does not fit",
+        );
+        fails(
+            quote!(post_save, max_attempts = 5u8),
+            "`max_attempts` is a `u32`: write it without a suffix",
+        );
+        assert_eq!(
+            ok(quote!(post_save, max_attempts = 5u32)).task.max_attempts,
+            Some(5)
+        );
+        fails(
+            quote!(post_save, max_attempts = "5"),
+            "expected an integer: `max_attempts = 5`",
+        );
+        fails(
+            quote!(post_save, timeout_ms = 0),
+            "`timeout_ms` is at least 1",
+        );
+        fails(
+            quote!(post_save, timeout_ms = 1.5),
+            "expected an integer: `timeout_ms = 30_000`",
+        );
+        fails(
+            quote!(post_save, delay_ms = 18446744073709551616),
+            "`delay_ms` is a `u64`, and 18446744073709551616 does not fit",
+        );
+        fails(
+            quote!(post_save, delay_ms = 1, delay_ms = 2),
+            "`delay_ms` is given twice",
+        );
+        fails(
+            quote!(post_save, timeout = 10),
+            "unknown option `timeout` (did you mean `timeout_ms`?)",
+        );
+        fails(
+            quote!(post_save, delay = 10),
+            "unknown option `delay` (did you mean `delay_ms`?)",
+        );
+        fails(quote!(background), "expected the signal first");
+        fails(quote!(queue = "mail"), "expected the signal first");
     }
 
     #[test]

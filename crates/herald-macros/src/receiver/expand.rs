@@ -19,16 +19,131 @@
 //!    priority, dispatch_uid and location (the function name's `file!()`/`line!()`/`column!()`).
 //! 3. an `inventory::submit!` of a `StaticReceiver` holding `__herald_connect`, which
 //!    `Signals::builder().autodiscover()` calls.
+//!
+//! A background receiver ([`background`]) has one signal and one block, with:
+//!
+//! 1. `__herald_connect(&Signals) -> Connection`, which connects the enqueuing receiver,
+//!    `signals.post_save::<Book>().background(KIND, TaskOptions::default()..)`, located at the
+//!    function's name, submitted as a `StaticReceiver`;
+//! 2. a typed task, `__herald_task(Book, TaskContext) -> ReceiverResult`, an `async fn` that awaits
+//!    the function: a mismatch (another model than `sender`, another return type) is an error on
+//!    its call, pointing at the function's argument or return type, as for async receivers above;
+//! 3. `__herald_register(Worker) -> Worker`, which registers it as the runner of `KIND` tasks,
+//!    `worker.model_task::<Book, _, _>(KIND, __herald_task)`, submitted as a `StaticTask` for
+//!    `Worker::autodiscover`. `model_task` requires the future to be `Send`: a function whose
+//!    future is not is an error there, naming the function's non-`Send` local.
 
 use proc_macro2::{Delimiter, Group, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Path;
+use syn::ext::IdentExt;
 
 use super::args::{ReceiverArgs, Signal};
-use super::validate::Checked;
+use super::validate::{Checked, CheckedTask};
 
 /// The path to `herald-dispatch` when the attribute does not name one.
 const DEFAULT_CRATE: &str = "::herald::dispatch";
+
+/// The path to `herald` when the attribute of a background receiver does not name one.
+const DEFAULT_HERALD: &str = "::herald";
+
+/// `item` followed by the registration of a background receiver: the enqueuing receiver and the
+/// task runner.
+pub(crate) fn background(
+    args: &ReceiverArgs,
+    checked: &CheckedTask<'_>,
+    item: TokenStream,
+) -> TokenStream {
+    let herald = match &args.krate {
+        Some(path) => path.clone(),
+        None => syn::parse_str::<Path>(DEFAULT_HERALD).expect("the default crate path parses"),
+    };
+    let dispatch = quote!(#herald::dispatch);
+    let tasks = quote!(#herald::tasks);
+    let sender = checked.sender;
+    let function = checked.ident;
+    let method = format_ident!("{}", checked.signal.name());
+    // The kind is persisted in task rows: the function's name, not its module path, so that moving
+    // the function does not strand the tasks already queued.
+    let kind = match &args.name {
+        Some(name) => name.clone(),
+        None => syn::LitStr::new(&function.unraw().to_string(), function.span()),
+    };
+
+    let task = &args.task;
+    let queue = task.queue.as_ref().map(|queue| quote!(.queue(#queue)));
+    let priority = args.priority.map(|priority| quote!(.priority(#priority)));
+    let max_attempts = task
+        .max_attempts
+        .map(|attempts| quote!(.max_attempts(#attempts)));
+    let timeout = task
+        .timeout_ms
+        .map(|ms| quote!(.timeout(::core::time::Duration::from_millis(#ms))));
+    let delay = task
+        .delay_ms
+        .map(|ms| quote!(.delay(::core::time::Duration::from_millis(#ms))));
+    let unique = task.unique_pk.map(|_| quote!(.unique_pk()));
+    let location = quote_spanned! {function.span()=>
+        #dispatch::SourceLocation {
+            file: ::core::file!(),
+            line: ::core::line!(),
+            column: ::core::column!(),
+        }
+    };
+    // Typed exactly as the worker calls it; a mismatch is an error on the call's argument (or
+    // result), which carries the span of the function's argument (or return type).
+    let instance = spanning_value("__instance", first_and_last_span(checked.instance));
+    let context = spanning_value("__context", first_and_last_span(checked.context));
+    let result = spanning_value("__herald_result", first_and_last_span(checked.output));
+    let typed_task = quote! {
+        async fn __herald_task(
+            __instance: #sender,
+            __context: #tasks::TaskContext,
+        ) -> #herald::ReceiverResult {
+            let __herald_result = #function(#instance, #context).await;
+            #result
+        }
+    };
+
+    quote! {
+        #item
+        const _: () = {
+            const __HERALD_KIND: &str = #kind;
+
+            fn __herald_connect(signals: &#dispatch::Signals) -> #dispatch::Connection {
+                use #tasks::Background as _;
+                signals
+                    .#method::<#sender>()
+                    .background(
+                        __HERALD_KIND,
+                        #tasks::TaskOptions::default()
+                            #queue
+                            #priority
+                            #max_attempts
+                            #timeout
+                            #delay
+                            #unique,
+                    )
+                    .location(#location)
+                    .connect()
+            }
+
+            #dispatch::__private::inventory::submit! {
+                #dispatch::StaticReceiver::new(__herald_connect)
+            }
+
+            #typed_task
+
+            fn __herald_register(worker: #tasks::Worker) -> #tasks::Worker {
+                worker.model_task::<#sender, _, _>(__HERALD_KIND, __herald_task)
+            }
+
+            #dispatch::__private::inventory::submit! {
+                #tasks::StaticTask::new(__herald_register)
+            }
+        };
+    }
+}
 
 /// `item` followed by one registration per signal.
 pub(crate) fn expand(args: &ReceiverArgs, checked: &Checked<'_>, item: TokenStream) -> TokenStream {
@@ -344,21 +459,146 @@ mod tests {
     }
 
     #[test]
+    fn a_background_receiver_with_every_task_option() {
+        check(
+            quote!(
+                post_save,
+                sender = Book,
+                background,
+                unique = "pk",
+                queue = "search",
+                max_attempts = 5,
+                timeout_ms = 30_000,
+                delay_ms = 0,
+                priority = 3,
+                name = "reindex"
+            ),
+            quote!(
+                async fn reindex_book(book: Book, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            quote! {
+                const _: () = {
+                    const __HERALD_KIND: &str = "reindex";
+
+                    fn __herald_connect(signals: &::herald::dispatch::Signals) -> ::herald::dispatch::Connection {
+                        use ::herald::tasks::Background as _;
+                        signals
+                            .post_save::<Book>()
+                            .background(
+                                __HERALD_KIND,
+                                ::herald::tasks::TaskOptions::default()
+                                    .queue("search")
+                                    .priority(3i32)
+                                    .max_attempts(5u32)
+                                    .timeout(::core::time::Duration::from_millis(30000u64))
+                                    .delay(::core::time::Duration::from_millis(0u64))
+                                    .unique_pk(),
+                            )
+                            .location(::herald::dispatch::SourceLocation {
+                                file: ::core::file!(),
+                                line: ::core::line!(),
+                                column: ::core::column!(),
+                            })
+                            .connect()
+                    }
+
+                    ::herald::dispatch::__private::inventory::submit! {
+                        ::herald::dispatch::StaticReceiver::new(__herald_connect)
+                    }
+
+                    async fn __herald_task(
+                        __instance: Book,
+                        __context: ::herald::tasks::TaskContext,
+                    ) -> ::herald::ReceiverResult {
+                        let __herald_result = reindex_book((__instance,).0, (__context,).0).await;
+                        (__herald_result,).0
+                    }
+
+                    fn __herald_register(worker: ::herald::tasks::Worker) -> ::herald::tasks::Worker {
+                        worker.model_task::<Book, _, _>(__HERALD_KIND, __herald_task)
+                    }
+
+                    ::herald::dispatch::__private::inventory::submit! {
+                        ::herald::tasks::StaticTask::new(__herald_register)
+                    }
+                };
+            },
+        );
+    }
+
+    #[test]
+    fn a_background_receiver_with_the_defaults_is_its_functions_name_in_the_named_crate() {
+        check(
+            quote!(
+                post_delete,
+                sender = models::Book,
+                background,
+                crate = app::db
+            ),
+            quote!(
+                async fn r#forget(book: models::Book, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            quote! {
+                const _: () = {
+                    const __HERALD_KIND: &str = "forget";
+
+                    fn __herald_connect(signals: &app::db::dispatch::Signals) -> app::db::dispatch::Connection {
+                        use app::db::tasks::Background as _;
+                        signals
+                            .post_delete::<models::Book>()
+                            .background(__HERALD_KIND, app::db::tasks::TaskOptions::default(),)
+                            .location(app::db::dispatch::SourceLocation {
+                                file: ::core::file!(),
+                                line: ::core::line!(),
+                                column: ::core::column!(),
+                            })
+                            .connect()
+                    }
+
+                    app::db::dispatch::__private::inventory::submit! {
+                        app::db::dispatch::StaticReceiver::new(__herald_connect)
+                    }
+
+                    async fn __herald_task(
+                        __instance: models::Book,
+                        __context: app::db::tasks::TaskContext,
+                    ) -> app::db::ReceiverResult {
+                        let __herald_result = r#forget((__instance,).0, (__context,).0).await;
+                        (__herald_result,).0
+                    }
+
+                    fn __herald_register(worker: app::db::tasks::Worker) -> app::db::tasks::Worker {
+                        worker.model_task::<models::Book, _, _>(__HERALD_KIND, __herald_task)
+                    }
+
+                    app::db::dispatch::__private::inventory::submit! {
+                        app::db::tasks::StaticTask::new(__herald_register)
+                    }
+                };
+            },
+        );
+    }
+
+    #[test]
     fn errors_keep_the_function_out_of_the_expansion() {
         // `lib.rs` emits the function as written next to the error; `expand` only reports.
         let error = expand_attribute(
             quote!(pre_save, sender = Book, background),
             quote!(
-                fn slug(e: &mut PreSave<'_, Book>) -> Result {
+                async fn slug(book: Book, ctx: TaskContext) -> Result {
                     Ok(())
                 }
             ),
         )
-        .expect_err("background is reserved");
+        .expect_err("background receivers run after the write");
         assert!(
             error
                 .to_string()
-                .contains("`background` is not supported yet")
+                .contains("a background receiver runs on `post_save` or `post_delete`")
         );
 
         let error = expand_attribute(

@@ -8,7 +8,8 @@ mod validate;
 use proc_macro2::TokenStream;
 
 /// Expand `#[receiver(attr)] item`: the function as written, then its link-time registration (one
-/// per signal). An `Err` is a spanned error for the caller to turn into `compile_error!`.
+/// per signal; for a background receiver, the enqueuing receiver and the task runner). An `Err` is
+/// a spanned error for the caller to turn into `compile_error!`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let args = syn::parse2::<args::ReceiverArgs>(attr)?;
     let function = syn::parse2::<syn::ItemFn>(item.clone()).map_err(|error| {
@@ -17,6 +18,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "`#[receiver]` goes on a free function with a body: `fn` or `async fn`",
         )
     })?;
+    if args.background.is_some() {
+        let checked = validate::check_background(&args, &function.sig)?;
+        return Ok(expand::background(&args, &checked, item));
+    }
     let checked = validate::check(&args, &function.sig)?;
     Ok(expand::expand(&args, &checked, item))
 }

@@ -1,10 +1,12 @@
 //! What can be known about a receiver before type checking: that the options fit the signals, and
-//! that the function's signature has the shape its signals call. Every mistake is a spanned error,
-//! all of them reported at once.
+//! that the function's signature has the shape its signals call ([`check`]), or, for a durable
+//! background receiver, the shape a worker calls ([`check_background`]). Every mistake is a spanned
+//! error, all of them reported at once.
 //!
 //! What only the type checker knows (that the event's model is the sender, that the return type is
-//! the dispatcher's `Result`, that a generic receiver accepts every listed event) is left to it; the
-//! expansion arranges for those errors to point at the argument and the return type.
+//! the dispatcher's `Result`, that a generic receiver accepts every listed event, that a background
+//! receiver's instance is the sender and its second argument the task context) is left to it; the
+//! expansion arranges for those errors to point at the function.
 
 use quote::ToTokens;
 use syn::{FnArg, GenericArgument, GenericParam, PathArguments, ReturnType, Signature, Type};
@@ -18,6 +20,22 @@ pub(crate) struct Checked<'f> {
     pub(crate) is_async: bool,
     /// The argument's type: `&mut PreSave<'_, Book>`, or `&E` for several signals.
     pub(crate) arg: &'f Type,
+    /// The return type.
+    pub(crate) output: &'f Type,
+}
+
+/// The parts of a validated background receiver that the expansion uses.
+#[derive(Debug)]
+pub(crate) struct CheckedTask<'f> {
+    pub(crate) ident: &'f syn::Ident,
+    /// The model: `sender`.
+    pub(crate) sender: &'f Type,
+    /// The signal: `post_save` or `post_delete`.
+    pub(crate) signal: Signal,
+    /// The first argument's type: the instance (`Book`).
+    pub(crate) instance: &'f Type,
+    /// The second argument's type: the task context.
+    pub(crate) context: &'f Type,
     /// The return type.
     pub(crate) output: &'f Type,
 }
@@ -48,6 +66,7 @@ impl Errors {
 pub(crate) fn check<'f>(args: &ReceiverArgs, sig: &'f Signature) -> syn::Result<Checked<'f>> {
     let mut errors = Errors::default();
     check_on_commit(args, &mut errors);
+    check_task_options(args, &mut errors);
     check_qualifiers(sig, &mut errors);
     check_generics(args, sig, &mut errors);
     let arg = check_inputs(args, sig, &mut errors);
@@ -94,6 +113,19 @@ fn check_on_commit(args: &ReceiverArgs, errors: &mut Errors) {
                  receivers of `pre_save` and `pre_delete` run before the write, inside its transaction"
             ),
         ));
+    }
+}
+
+/// Task options without `background`.
+fn check_task_options(args: &ReceiverArgs, errors: &mut Errors) {
+    for key in &args.task.keys {
+        errors.spanned(
+            key,
+            format!(
+                "`{key}` is a task option: it applies to background receivers only; add \
+                 `background` to run this receiver in a worker after the commit"
+            ),
+        );
     }
 }
 
@@ -300,6 +332,226 @@ fn check_shared_arg(args: &ReceiverArgs, ty: &Type, errors: &mut Errors) {
     }
 }
 
+/// Check a background receiver (`background` is given): its signal, its options, and that the
+/// function is `async fn(Model, TaskContext) -> ReceiverResult` in shape.
+pub(crate) fn check_background<'a>(
+    args: &'a ReceiverArgs,
+    sig: &'a Signature,
+) -> syn::Result<CheckedTask<'a>> {
+    let mut errors = Errors::default();
+    let signal = check_background_signal(args, &mut errors);
+    check_background_options(args, &mut errors);
+    check_qualifiers(sig, &mut errors);
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            format!(
+                "a background receiver is an `async fn`: `{}`",
+                example_task(args)
+            ),
+        );
+    }
+    for param in &sig.generics.params {
+        match param {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(_) | GenericParam::Const(_) => errors.spanned(
+                param,
+                format!(
+                    "a background receiver cannot be generic: it takes the instance of its \
+                     sender by value, `{}`",
+                    instance_text(args)
+                ),
+            ),
+        }
+    }
+    let inputs = check_task_inputs(args, sig, &mut errors);
+    let output = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => {
+            errors.spanned(
+                sig,
+                format!(
+                    "a background receiver returns `ReceiverResult`: `{} {{ ... Ok(()) }}` \
+                     (`Ok` completes the task; `Err` fails the attempt, retried until \
+                     `max_attempts`)",
+                    example_task(args)
+                ),
+            );
+            None
+        }
+    };
+    match (signal, args.sender.as_ref(), inputs, output) {
+        (Some(signal), Some(sender), Some((instance, context)), Some(output)) => {
+            errors.finish(CheckedTask {
+                ident: &sig.ident,
+                sender,
+                signal,
+                instance,
+                context,
+                output,
+            })
+        }
+        _ => Err(errors
+            .0
+            .expect("a wrong signal, a missing sender, argument or return type was reported")),
+    }
+}
+
+/// The one signal of a background receiver, if it is `post_save` or `post_delete`.
+fn check_background_signal(args: &ReceiverArgs, errors: &mut Errors) -> Option<Signal> {
+    if args.signals.is_several() {
+        let span = args.signals.brackets.unwrap_or(args.signals.list[0].1);
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "a background receiver has one signal, `post_save` or `post_delete`, not `{}`: \
+                 declare one background receiver per signal (each writes its own tasks)",
+                signal_list(args)
+            ),
+        ));
+        return None;
+    }
+    let (signal, span) = args.signals.list[0];
+    if !signal.has_on_commit() {
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "a background receiver runs on `post_save` or `post_delete`, not `{}`: its task \
+                 runs in a worker after the commit, when the write can no longer be changed or \
+                 vetoed",
+                signal.name()
+            ),
+        ));
+        return None;
+    }
+    Some(signal)
+}
+
+/// The options a background receiver needs (`sender`) and those it does not take.
+fn check_background_options(args: &ReceiverArgs, errors: &mut Errors) {
+    if args.sender.is_none() {
+        let background = args.background.unwrap_or_else(proc_macro2::Span::call_site);
+        errors.push(syn::Error::new(
+            background,
+            format!(
+                "a background receiver needs `sender = Type`: its task rebuilds an instance of \
+                 that model from the task row (`#[receiver({}, sender = Book, background)]`)",
+                args.signals.list[0].0.name()
+            ),
+        ));
+    }
+    if let Some(on_commit) = args.on_commit {
+        errors.push(syn::Error::new(
+            on_commit,
+            "`on_commit` does not apply to a background receiver: its task already runs after \
+             the commit, in a worker",
+        ));
+    }
+    if let Some(uid) = &args.dispatch_uid {
+        errors.spanned(
+            uid,
+            "`dispatch_uid` does not apply to a background receiver: its task kind (`name`, by \
+             default the function's name) identifies it",
+        );
+    }
+    if let Some(krate) = &args.krate {
+        let last = krate.segments.last().map(|s| s.ident.to_string());
+        if matches!(last.as_deref(), Some("dispatch" | "herald_dispatch")) {
+            errors.spanned(
+                krate,
+                "for a background receiver, `crate` names the `herald` crate (its tasks need \
+                 the store), not `herald-dispatch`: `crate = herald`, or leave it out for \
+                 `::herald`",
+            );
+        }
+    }
+}
+
+/// The instance by value, then the task context. The two arguments' types, if there are exactly
+/// two typed arguments (whether or not they are right: their errors go to `errors`).
+fn check_task_inputs<'f>(
+    args: &ReceiverArgs,
+    sig: &'f Signature,
+    errors: &mut Errors,
+) -> Option<(&'f Type, &'f Type)> {
+    let mut typed = Vec::with_capacity(2);
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.spanned(
+                receiver,
+                "a receiver is a free function, not a method: remove `self`",
+            ),
+            FnArg::Typed(pat) => typed.push(&*pat.ty),
+        }
+    }
+    if let Some(instance) = typed.first() {
+        check_instance_arg(args, instance, errors);
+    }
+    if let Some(Type::Reference(_)) = typed.get(1).map(|ty| peel(ty)) {
+        errors.spanned(
+            typed[1],
+            "a background receiver takes the task context by value: `ctx: TaskContext`",
+        );
+    }
+    if sig.inputs.len() != 2 {
+        let message = format!(
+            "a background receiver takes two arguments, the instance and the task context: `{}`",
+            example_task(args)
+        );
+        if sig.inputs.is_empty() {
+            errors.push(syn::Error::new(sig.paren_token.span.join(), message));
+        } else {
+            errors.spanned(&sig.inputs, message);
+        }
+    }
+    match typed.as_slice() {
+        [instance, context] => Some((instance, context)),
+        _ => None,
+    }
+}
+
+fn check_instance_arg(args: &ReceiverArgs, ty: &Type, errors: &mut Errors) {
+    let instance = instance_text(args);
+    match peel(ty) {
+        Type::Reference(reference) => {
+            let what = match EventName::of(peel(&reference.elem)) {
+                Some(event) => format!("the event, `{}`", event.written),
+                None => format!("`{}`", type_text(ty)),
+            };
+            errors.spanned(
+                ty,
+                format!(
+                    "a background receiver takes the instance by value (it is rebuilt from the \
+                     task row): `{instance}`, not {what}"
+                ),
+            );
+        }
+        Type::ImplTrait(_) => errors.spanned(
+            ty,
+            format!(
+                "a background receiver takes the instance by value (it is rebuilt from the task \
+                 row): `{instance}`, not `impl Trait`"
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// The instance type a background receiver takes, as an error message shows it.
+fn instance_text(args: &ReceiverArgs) -> String {
+    args.sender
+        .as_ref()
+        .map_or_else(|| "Book".to_owned(), type_text)
+}
+
+/// A background receiver's signature, as an error message shows it.
+fn example_task(args: &ReceiverArgs) -> String {
+    format!(
+        "async fn receiver(instance: {}, ctx: TaskContext) -> ReceiverResult",
+        instance_text(args)
+    )
+}
+
 /// An event type recognised by its name (`PostSave<'_, Book>`, `PostSaveAny<'_>`).
 struct EventName {
     signal: Signal,
@@ -410,15 +662,21 @@ mod tests {
     use super::*;
     use quote::quote;
 
-    /// Checks `attr` against the function `item`; the error's messages, or `"ok"`.
+    /// Checks `attr` against the function `item` (as a background receiver with `background`); the
+    /// error's messages, or `"ok"`.
     fn check_messages(
         attr: proc_macro2::TokenStream,
         item: proc_macro2::TokenStream,
     ) -> Vec<String> {
         let args: ReceiverArgs = syn::parse2(attr).expect("the attribute parses");
         let function: syn::ItemFn = syn::parse2(item).expect("the function parses");
-        match check(&args, &function.sig) {
-            Ok(_) => vec!["ok".to_owned()],
+        // As `mod.rs` chooses.
+        let checked = match args.background {
+            Some(_) => check_background(&args, &function.sig).map(drop),
+            None => check(&args, &function.sig).map(drop),
+        };
+        match checked {
+            Ok(()) => vec!["ok".to_owned()],
             Err(errors) => errors.into_iter().map(|e| e.to_string()).collect(),
         }
     }
@@ -736,6 +994,245 @@ mod tests {
             ),
         );
         assert_eq!(messages.len(), 4, "{messages:#?}");
+    }
+
+    /// A well-formed background receiver, to check attributes against.
+    fn reindex() -> proc_macro2::TokenStream {
+        quote!(
+            async fn reindex(book: Book, ctx: TaskContext) -> ReceiverResult {
+                Ok(())
+            }
+        )
+    }
+
+    #[test]
+    fn a_background_receiver() {
+        passes(
+            quote!(
+                post_save,
+                sender = Book,
+                background,
+                unique = "pk",
+                queue = "search",
+                max_attempts = 5,
+                timeout_ms = 30_000,
+                delay_ms = 0,
+                priority = 3,
+                name = "reindex"
+            ),
+            reindex(),
+        );
+        passes(
+            quote!(
+                post_delete,
+                sender = models::Book,
+                background,
+                crate = app::herald
+            ),
+            quote!(
+                async fn forget<'a>(_: models::Book, _: herald::tasks::TaskContext) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        // The instance's type is left to the type checker (an alias of `Book` is fine).
+        passes(
+            quote!(post_save, sender = Book, background),
+            quote!(
+                async fn r(book: Novel, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn a_background_receiver_runs_on_one_post_signal_of_a_sender() {
+        fails(
+            quote!(pre_save, sender = Book, background),
+            reindex(),
+            "a background receiver runs on `post_save` or `post_delete`, not `pre_save`",
+        );
+        fails(
+            quote!(pre_delete, sender = Book, background),
+            reindex(),
+            "not `pre_delete`",
+        );
+        fails(
+            quote!([post_save, post_delete], sender = Book, background),
+            reindex(),
+            "a background receiver has one signal, `post_save` or `post_delete`, not \
+             `[post_save, post_delete]`: declare one background receiver per signal",
+        );
+        fails(
+            quote!(post_save, background),
+            reindex(),
+            "a background receiver needs `sender = Type`: its task rebuilds an instance of that \
+             model from the task row (`#[receiver(post_save, sender = Book, background)]`)",
+        );
+    }
+
+    #[test]
+    fn options_a_background_receiver_does_not_take() {
+        fails(
+            quote!(post_save, sender = Book, background, on_commit),
+            reindex(),
+            "`on_commit` does not apply to a background receiver: its task already runs after \
+             the commit",
+        );
+        fails(
+            quote!(post_save, sender = Book, background, dispatch_uid = "x"),
+            reindex(),
+            "`dispatch_uid` does not apply to a background receiver",
+        );
+        for krate in [quote!(herald_dispatch), quote!(::herald::dispatch)] {
+            fails(
+                quote!(post_save, sender = Book, background, crate = #krate),
+                reindex(),
+                "for a background receiver, `crate` names the `herald` crate",
+            );
+        }
+    }
+
+    #[test]
+    fn task_options_need_background() {
+        let messages = check_messages(
+            quote!(post_save, sender = Book, queue = "mail", max_attempts = 3),
+            quote!(
+                fn r(e: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        assert_eq!(
+            messages,
+            [
+                "`queue` is a task option: it applies to background receivers only; add \
+                 `background` to run this receiver in a worker after the commit",
+                "`max_attempts` is a task option: it applies to background receivers only; add \
+                 `background` to run this receiver in a worker after the commit",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_background_receiver_is_an_async_fn_of_the_instance_and_the_context() {
+        let background = || quote!(post_save, sender = Book, background);
+        fails(
+            background(),
+            quote!(
+                fn reindex(book: Book, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "a background receiver is an `async fn`: `async fn receiver(instance: Book, ctx: \
+             TaskContext) -> ReceiverResult`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: &Book, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "a background receiver takes the instance by value (it is rebuilt from the task \
+             row): `Book`, not `&Book`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: impl Model, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "`Book`, not `impl Trait`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: Book, ctx: &TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "a background receiver takes the task context by value: `ctx: TaskContext`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: Book) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "a background receiver takes two arguments, the instance and the task context: \
+             `async fn receiver(instance: Book, ctx: TaskContext) -> ReceiverResult`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex() -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "takes two arguments",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: Book, ctx: TaskContext, extra: u8) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "takes two arguments",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(self, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "not a method: remove `self`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex<M: Model>(book: M, ctx: TaskContext) -> ReceiverResult {
+                    Ok(())
+                }
+            ),
+            "a background receiver cannot be generic: it takes the instance of its sender by \
+             value, `Book`",
+        );
+        fails(
+            background(),
+            quote!(
+                async fn reindex(book: Book, ctx: TaskContext) {}
+            ),
+            "a background receiver returns `ReceiverResult`",
+        );
+    }
+
+    #[test]
+    fn an_event_receiver_marked_background_is_told_what_a_background_receiver_takes() {
+        let messages = check_messages(
+            quote!(post_save, sender = Book, background, queue = "mail"),
+            quote!(
+                fn mail(event: &PostSave<'_, Book>) -> Result {
+                    Ok(())
+                }
+            ),
+        );
+        assert_eq!(
+            messages,
+            [
+                "a background receiver is an `async fn`: `async fn receiver(instance: Book, ctx: \
+                 TaskContext) -> ReceiverResult`",
+                "a background receiver takes the instance by value (it is rebuilt from the task \
+                 row): `Book`, not the event, `PostSave`",
+                "a background receiver takes two arguments, the instance and the task context: \
+                 `async fn receiver(instance: Book, ctx: TaskContext) -> ReceiverResult`",
+            ]
+        );
     }
 
     #[test]

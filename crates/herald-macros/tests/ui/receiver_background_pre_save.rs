@@ -1,0 +1,12 @@
+use herald::ReceiverResult;
+use herald::tasks::TaskContext;
+use herald_macros::receiver;
+include!("support/models.rs");
+
+#[receiver(pre_save, sender = Book, background)]
+async fn reindex(book: Book, ctx: TaskContext) -> ReceiverResult {
+    let _ = (book, ctx);
+    Ok(())
+}
+
+fn main() {}
