@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use herald::prelude::*;
-use herald::tasks::{Background, TaskContext, TaskOptions, Worker};
+use herald::tasks::{TaskContext, Worker};
 
 #[derive(Model, Clone, Debug)]
 #[model(table = "books")]
@@ -93,7 +93,9 @@ fn recompute_bestsellers(_e: &PostSave<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
-/// The seed's "heavy post_save async logic", done right: a durable task, run after the commit.
+/// The seed's "heavy post_save async logic", done right: a durable task written in the save's
+/// transaction, run by a worker after the commit; pending tasks of one book coalesce.
+#[receiver(post_save, sender = Book, background, unique = "pk", queue = "search")]
 async fn reindex(book: Book, ctx: TaskContext) -> ReceiverResult {
     tokio::time::sleep(Duration::from_millis(5)).await;
     println!(
@@ -113,11 +115,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .autodiscover()
         .slow_threshold(Duration::from_millis(10))
         .build();
-    signals
-        .post_save::<Book>()
-        .background("reindex", TaskOptions::default().unique_pk())
-        .connect()
-        .keep();
     let db = Db::open(format!("sqlite://{}", path.display()))
         .signals(signals)
         .connect()
@@ -126,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     db.create_table::<AuditEntry>().await?;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(db.clone()).model_task::<Book, _, _>("reindex", reindex);
+    let worker = Worker::new(db.clone()).autodiscover().queues(["search"]);
     let worker = tokio::spawn(worker.run(async {
         let _ = stopped.await;
     }));
