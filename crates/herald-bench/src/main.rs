@@ -9,11 +9,13 @@
 //! cargo run --release -p herald-bench -- --json out.json
 //! ```
 //!
-//! Every row is an autocommit write of a `Book` (title, slug, body, price) to a SQLite file in
+//! Every save row is an autocommit write of a `Book` (title, slug, body, price) to a SQLite file in
 //! WAL/NORMAL, as Django's script does; the table is emptied (and the WAL truncated) before each
-//! sample, outside the timing.
+//! sample, outside the timing. The task rows (`tasks.rs`) measure the worker side of background
+//! receivers; two of them run a worker in a second process, this binary re-run with a hidden flag.
 
 mod rows;
+mod tasks;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,13 @@ struct Args {
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Internal: run only a worker on this database, reporting on stdout (the task rows' second
+    /// process).
+    #[arg(long, value_name = "URL", hide = true)]
+    worker_for: Option<String>,
+    /// Internal: the PostgreSQL schema of `--worker-for`.
+    #[arg(long, value_name = "SCHEMA", hide = true, requires = "worker_for")]
+    schema: Option<String>,
 }
 
 /// One measured row.
@@ -47,7 +56,9 @@ pub struct Row {
     median_ns: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     p99_ns: Option<f64>,
-    per_second: f64,
+    /// None for the rows that measure a latency only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_second: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -87,6 +98,9 @@ fn machine() -> Machine {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(url) = &args.worker_for {
+        return tasks::child(url, args.schema.as_deref());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,19 +145,22 @@ fn print_table(rows: &[Row]) {
             |ns| format!("{:.1}x faster", ns / row.median_ns),
         );
         println!(
-            "| {} | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             row.name,
             row.unit,
             format_ns(row.median_ns),
             row.p99_ns.map_or_else(|| "—".to_owned(), format_ns),
-            row.per_second,
+            row.per_second
+                .map_or_else(|| "—".to_owned(), |n| format!("{n:.0}")),
             django
         );
     }
 }
 
 fn format_ns(ns: f64) -> String {
-    if ns >= 1_000_000.0 {
+    if ns >= 1_000_000_000.0 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1_000_000.0 {
         format!("{:.2} ms", ns / 1e6)
     } else if ns >= 1_000.0 {
         format!("{:.2} µs", ns / 1e3)

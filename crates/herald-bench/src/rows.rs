@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use herald::dispatch::{PostSave, PreSave, Signals};
+use herald::tasks::{Background, TaskOptions};
 use herald::{Db, Model};
 
 use crate::Row;
@@ -12,10 +13,16 @@ use crate::Row;
 pub(crate) const NAMES: &[&str] = &[
     "raw_insert",
     "save_no_receivers",
+    "save_background",
     "save_pre_post",
     "update_pre_post",
     "bulk_create_1000",
     "atomic_1000",
+    "tasks_drain_sqlite",
+    "commit_to_start_sqlite",
+    "rescue_after_death",
+    "tasks_drain_postgres",
+    "commit_to_start_postgres",
 ];
 
 /// The title and body Django's script saves.
@@ -28,6 +35,7 @@ pub(crate) fn django_ns(name: &str) -> Option<f64> {
     Some(match name {
         "raw_insert" => 17_231.0,        // Python's sqlite3, the same INSERT
         "save_no_receivers" => 70_833.0, // (a) create(), no receivers
+        "save_background" => 190_051.0,  // post_save starts a Thread
         "save_pre_post" => 80_901.0,     // (c) create(), pre_save slugify + post_save trivial
         "update_pre_post" => 94_773.0,   // (f) save() of a fetched row, no receivers
         "bulk_create_1000" => 10_670.0,  // (g) bulk_create(1000), no signals fire
@@ -40,14 +48,14 @@ pub(crate) fn django_ns(name: &str) -> Option<f64> {
 #[model(table = "books")]
 pub(crate) struct Book {
     #[model(primary_key)]
-    id: Option<i64>,
+    pub(crate) id: Option<i64>,
     title: String,
     slug: String,
     body: String,
     price_cents: i64,
 }
 
-fn new_book(i: usize) -> Book {
+pub(crate) fn new_book(i: usize) -> Book {
     Book {
         id: None,
         title: TITLE.to_owned(),
@@ -73,9 +81,14 @@ fn slugify(title: &str) -> String {
 
 /// How much to run.
 pub(crate) struct Plan {
-    ops: usize,
+    /// Operations per sample; also the tasks the drain rows run.
+    pub(crate) ops: usize,
     samples: usize,
     batches: usize,
+    /// Saves whose commit-to-start latency is measured.
+    pub(crate) starts: usize,
+    /// Workers killed in `rescue_after_death`.
+    pub(crate) rescues: usize,
 }
 
 impl Plan {
@@ -85,12 +98,16 @@ impl Plan {
                 ops: 1_000,
                 samples: 3,
                 batches: 2,
+                starts: 200,
+                rescues: 1,
             }
         } else {
             Self {
                 ops: 10_000,
                 samples: 7,
                 batches: 10,
+                starts: 2_000,
+                rescues: 3,
             }
         }
     }
@@ -98,13 +115,13 @@ impl Plan {
 
 /// Per-sample means and every single latency.
 #[derive(Default)]
-struct Samples {
-    means: Vec<f64>,
-    each: Vec<f64>,
+pub(crate) struct Samples {
+    pub(crate) means: Vec<f64>,
+    pub(crate) each: Vec<f64>,
 }
 
 impl Samples {
-    fn row(mut self, name: String, unit: &'static str) -> Row {
+    pub(crate) fn row(mut self, name: String, unit: &'static str) -> Row {
         self.means.sort_by(f64::total_cmp);
         self.each.sort_by(f64::total_cmp);
         let median = self.means[self.means.len() / 2];
@@ -115,7 +132,7 @@ impl Samples {
             unit,
             median_ns: median,
             p99_ns: p99,
-            per_second: 1e9 / median,
+            per_second: Some(1e9 / median),
         }
     }
 }
@@ -139,13 +156,16 @@ fn connect_receivers(signals: &Signals) {
         .keep();
 }
 
+/// Empty the books and the task queue (which only `save_background` fills).
 async fn reset(db: &Db) -> anyhow::Result<()> {
     let postgres = db.is_postgres();
     db.run(move |conn| {
         if postgres {
-            conn.batch("TRUNCATE books RESTART IDENTITY")
+            conn.batch("TRUNCATE books, herald_tasks RESTART IDENTITY")
         } else {
-            conn.batch("DELETE FROM books; PRAGMA wal_checkpoint(TRUNCATE);")
+            conn.batch(
+                "DELETE FROM books; DELETE FROM herald_tasks; PRAGMA wal_checkpoint(TRUNCATE);",
+            )
         }
     })
     .await?;
@@ -253,6 +273,23 @@ async fn herald_rows(
                 .row(format!("save_no_receivers{suffix}"), "op"),
         );
     }
+    if wanted("save_background") {
+        // One background receiver, no worker: the save writes a task row in its transaction.
+        let db = open(Signals::new())
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        db.create_table::<Book>().await?;
+        db.signals()
+            .post_save::<Book>()
+            .background("reindex", TaskOptions::default())
+            .connect()
+            .keep();
+        rows.push(
+            saves(&db, plan)
+                .await?
+                .row(format!("save_background{suffix}"), "op"),
+        );
+    }
     let signals = Signals::new();
     connect_receivers(&signals);
     let db = open(signals)
@@ -306,6 +343,7 @@ pub(crate) async fn sqlite(plan: &Plan, wanted: &dyn Fn(&str) -> bool) -> anyhow
     }
     let url = format!("sqlite://{}", dir.path().join("herald.db").display());
     rows.extend(herald_rows(&url, None, plan, "", wanted).await?);
+    rows.extend(crate::tasks::sqlite(plan, dir.path(), wanted).await?);
     Ok(rows)
 }
 
@@ -316,7 +354,9 @@ pub(crate) async fn postgres(
     wanted: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<Row>> {
     let schema = format!("herald_bench_{}", std::process::id());
-    herald_rows(url, Some(schema), plan, "_postgres", wanted).await
+    let mut rows = herald_rows(url, Some(schema), plan, "_postgres", wanted).await?;
+    rows.extend(crate::tasks::postgres(plan, url, wanted).await?);
+    Ok(rows)
 }
 
 /// The floor: the same INSERT through the same driver, autocommit, no Herald.

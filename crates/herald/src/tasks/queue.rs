@@ -159,8 +159,13 @@ pub(crate) fn insert(conn: &Conn, tasks: Vec<NewTask>) -> Result<()> {
 }
 
 /// The most often one process sends a `NOTIFY` for one queue: each costs the enqueueing transaction
-/// a round trip's worth of work on the server, and workers poll as well.
-const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+/// a round trip's worth of work on the server. A notification skipped here is not lost work: a
+/// worker that was busy within the last [`BUSY_POLL_WINDOW`] polls every `NOTIFY_EVERY`, and every
+/// worker polls anyway.
+pub(crate) const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+
+/// How long after its last activity a worker keeps polling every [`NOTIFY_EVERY`].
+pub(crate) const BUSY_POLL_WINDOW: Duration = Duration::from_millis(50);
 
 static LAST_NOTIFY: Mutex<Option<HashMap<String, i64>>> = Mutex::new(None);
 
@@ -187,7 +192,7 @@ fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> Result<()> 
     }
     for queue in due {
         conn.execute(
-            "SELECT pg_notify('herald_tasks', $1)",
+            "SELECT pg_notify('herald_tasks_' || current_schema(), $1)",
             &[Value::Text(queue)],
         )?;
     }
@@ -282,7 +287,13 @@ pub(crate) fn claim(
         Value::Text(worker.to_owned()),
     ];
     params.extend(queues.iter().map(|q| Value::Text(q.clone())));
-    let rows = conn.atomic(|conn| conn.query(&sql, &params, CLAIMED_TYPES))?;
+    // SQLite needs the claim in a write transaction (`BEGIN IMMEDIATE`) so that the pick and the
+    // update see one snapshot; inside one already (the worker's settle job), no savepoint is needed.
+    let rows = if conn.in_transaction() {
+        conn.query(&sql, &params, CLAIMED_TYPES)?
+    } else {
+        conn.atomic(|conn| conn.query(&sql, &params, CLAIMED_TYPES))?
+    };
     let mut claimed: Vec<Claimed> = rows
         .iter()
         .map(|r| Claimed {
@@ -317,7 +328,8 @@ fn update_held(
         ),
     );
     params.extend([Value::Int(id), Value::Int(i64::from(attempt))]);
-    match conn.execute(&sql, &params) {
+    // In a savepoint: on PostgreSQL a failed statement would otherwise abort the whole transaction.
+    match conn.atomic(|conn| conn.execute(&sql, &params)) {
         Ok(changed) => Ok(changed > 0),
         // Going back to `available` can collide with a newer pending task of the same unique key:
         // the newer one carries the work, so this attempt's row is closed as completed.
@@ -370,18 +382,43 @@ pub(crate) fn fail(
     )
 }
 
-/// Extend the leases of the held tasks to `now + lease`.
-pub(crate) fn heartbeat(conn: &Conn, held: &[(i64, u32)], lease: Duration) -> Result<()> {
-    let until = now_micros() + micros(lease);
-    for (id, attempt) in held {
-        update_held(
-            conn,
-            "lease_until = ?",
-            vec![Value::Int(until)],
-            *id,
-            *attempt,
-        )?;
+/// Update many held tasks at once (`set` with `?` placeholders for `params`), each fenced by its
+/// attempt; returns how many rows changed (tasks no longer held are left alone).
+fn update_many_held(conn: &Conn, set: &str, params: &[Value], held: &[(i64, u32)]) -> Result<u64> {
+    let mut changed = 0;
+    for chunk in held.chunks(200) {
+        let which = vec!["(id = ? AND attempt = ?)"; chunk.len()].join(" OR ");
+        let sql = numbered(
+            conn.dialect(),
+            &format!("UPDATE herald_tasks SET {set} WHERE state = 'running' AND ({which})"),
+        );
+        let mut all = params.to_vec();
+        for (id, attempt) in chunk {
+            all.extend([Value::Int(*id), Value::Int(i64::from(*attempt))]);
+        }
+        changed += conn.execute(&sql, &all)?;
     }
+    Ok(changed)
+}
+
+/// Mark many held tasks completed in one statement; returns how many this worker still held.
+pub(crate) fn complete_many(conn: &Conn, held: &[(i64, u32)]) -> Result<u64> {
+    update_many_held(
+        conn,
+        "state = 'completed', finished_at = ?, lease_until = NULL, last_error = NULL",
+        &[Value::Int(now_micros())],
+        held,
+    )
+}
+
+/// Extend the leases of the held tasks to `now + lease`, in one statement.
+pub(crate) fn heartbeat(conn: &Conn, held: &[(i64, u32)], lease: Duration) -> Result<()> {
+    update_many_held(
+        conn,
+        "lease_until = ?",
+        &[Value::Int(now_micros() + micros(lease))],
+        held,
+    )?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use crate::ReceiverResult;
 use crate::error::Result;
 use crate::model::{Model, from_json};
+use crate::store::conn::Conn;
 use crate::store::db::Db;
 use crate::tasks::queue::{self, Claimed};
 use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
@@ -239,38 +240,59 @@ impl Worker {
 
     /// Run until `shutdown` completes: then stop claiming, let running tasks finish within the
     /// shutdown grace, and hand back the ones that did not.
+    ///
+    /// Each turn of the loop is one transaction: it records the outcomes of the attempts that
+    /// finished since the last turn and claims as many new tasks as there are free slots.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
-        let kinds: Vec<&String> = self.kinds.keys().collect();
-        tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, ?kinds, concurrency = self.concurrency, "worker started");
+        tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, kinds = ?self.kinds(), concurrency = self.concurrency, "worker started");
         let wake = self.db.tasks_added();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut held: HashMap<i64, u32> = HashMap::new();
+        let mut finished: Vec<Finished> = Vec::new();
         let mut report = WorkerReport::default();
         let mut stopping: Option<tokio::time::Instant> = None;
+        let mut busy_at: Option<tokio::time::Instant> = None;
         let mut next_heartbeat = tokio::time::Instant::now() + self.lease / 3;
         let mut next_rescue = tokio::time::Instant::now();
         let mut next_prune = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut claim_backoff = Duration::ZERO;
         loop {
-            let free = self.concurrency - running.len();
+            while let Some(done) = running.try_join_next() {
+                collect(done, &mut held, &mut finished);
+            }
+            let free = if stopping.is_none() && claim_backoff.is_zero() {
+                self.concurrency - running.len()
+            } else {
+                0
+            };
             let mut full = false;
-            if stopping.is_none() && free > 0 && claim_backoff.is_zero() {
+            if !finished.is_empty() || free > 0 {
+                let outcomes: Vec<Settle> = finished
+                    .drain(..)
+                    .map(|f| self.judge(f, &mut report))
+                    .collect();
+                let had_outcomes = !outcomes.is_empty();
                 let (queues, name, lease) = (self.queues.clone(), self.name.clone(), self.lease);
-                match self
+                let settled = self
                     .db
-                    .run(move |conn| queue::claim(conn, &queues, free, &name, lease))
-                    .await
-                {
+                    .run(move |conn| settle(conn, &outcomes, &queues, free, &name, lease))
+                    .await;
+                match settled {
                     Ok(claimed) => {
-                        full = claimed.len() == free;
+                        full = free > 0 && claimed.len() == free;
+                        if had_outcomes || !claimed.is_empty() {
+                            busy_at = Some(tokio::time::Instant::now());
+                        }
                         for task in claimed {
                             held.insert(task.id, task.attempt);
                             self.start(&mut running, task);
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(target: "herald::worker", %error, "claiming tasks failed; retrying");
+                        // The outcomes were not recorded: their leases expire and the tasks run
+                        // again (at least once).
+                        tracing::warn!(target: "herald::worker", %error, "recording outcomes and claiming tasks failed; retrying");
                         claim_backoff = Duration::from_millis(200);
                     }
                 }
@@ -278,9 +300,15 @@ impl Worker {
             if stopping.is_some() && running.is_empty() {
                 break;
             }
-            if full && running.len() < self.concurrency {
+            if full {
                 continue;
             }
+            // Recently busy: look again soon, in case a throttled NOTIFY (or a commit between two
+            // claims) left a task waiting.
+            let poll = match busy_at {
+                Some(at) if at.elapsed() < queue::BUSY_POLL_WINDOW => queue::NOTIFY_EVERY,
+                _ => self.poll,
+            };
             let deadline =
                 stopping.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             let maintenance = next_heartbeat.min(next_rescue).min(next_prune);
@@ -289,29 +317,28 @@ impl Worker {
                     tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
                     stopping = Some(tokio::time::Instant::now() + self.grace);
                 }
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    match done {
-                        Ok(finished) => {
-                            held.remove(&finished.task.id);
-                            self.finish(finished, &mut report).await;
-                        }
-                        Err(error) => tracing::error!(target: "herald::worker", %error, "a task runner stopped"),
-                    }
-                }
-                () = wake.notified(), if stopping.is_none() && free > 0 => {}
-                () = tokio::time::sleep(if claim_backoff.is_zero() { self.poll } else { claim_backoff }), if stopping.is_none() => {
+                Some(done) = running.join_next(), if !running.is_empty() => collect(done, &mut held, &mut finished),
+                () = wake.notified(), if stopping.is_none() => {}
+                () = tokio::time::sleep(if claim_backoff.is_zero() { poll } else { claim_backoff }), if stopping.is_none() => {
                     claim_backoff = Duration::ZERO;
                 }
                 () = tokio::time::sleep_until(deadline), if stopping.is_some() => {
                     running.abort_all();
-                    let ids: Vec<(i64, u32)> = held.drain().collect();
-                    report.released += ids.len() as u64;
+                    while let Some(done) = running.try_join_next() {
+                        collect(done, &mut held, &mut finished);
+                    }
+                    let outcomes: Vec<Settle> = finished.drain(..).map(|f| self.judge(f, &mut report)).collect();
+                    let unfinished: Vec<(i64, u32)> = held.drain().collect();
+                    report.released += unfinished.len() as u64;
                     self.db
                         .run(move |conn| {
-                            for (id, attempt) in ids {
-                                queue::release(conn, id, attempt)?;
-                            }
-                            Ok(())
+                            conn.atomic(|conn| {
+                                record(conn, &outcomes)?;
+                                for (id, attempt) in &unfinished {
+                                    queue::release(conn, *id, *attempt)?;
+                                }
+                                Ok(())
+                            })
                         })
                         .await?;
                     break;
@@ -386,47 +413,120 @@ impl Worker {
         });
     }
 
-    async fn finish(&self, finished: Finished, report: &mut WorkerReport) {
+    /// Decide what a finished attempt means (complete, retry after a backoff, or dead), count it,
+    /// and log failures.
+    fn judge(&self, finished: Finished, report: &mut WorkerReport) -> Settle {
         let Finished { task, outcome, ran } = finished;
-        let kind = task.kind.clone();
-        let stats = self.db.task_stats_handle().kind(&kind);
-        let (id, attempt) = (task.id, task.attempt);
-        let recorded = match outcome {
+        let stats = self.db.task_stats_handle().kind(&task.kind);
+        let (id, attempt, kind) = (task.id, task.attempt, task.kind);
+        match outcome {
             Outcome::Done => {
                 report.completed += 1;
                 stats.finished(&kind, ran, false, false);
-                self.db
-                    .run(move |conn| queue::complete(conn, id, attempt))
-                    .await
+                Settle::Done { id, attempt }
             }
             Outcome::Failed(error) => {
                 report.failed += 1;
                 let retry = (attempt < task.max_attempts).then(|| self.backoff(attempt));
                 stats.finished(&kind, ran, true, retry.is_some());
                 tracing::warn!(target: "herald::worker", task = id, kind = %kind, attempt, error = %error, retry_in = ?retry, "task failed");
-                self.db
-                    .run(move |conn| queue::fail(conn, id, attempt, &error, retry))
-                    .await
+                Settle::Failed {
+                    id,
+                    attempt,
+                    error,
+                    retry,
+                }
             }
             Outcome::Dead(error) => {
                 report.failed += 1;
                 stats.finished(&kind, ran, true, false);
                 tracing::error!(target: "herald::worker", task = id, kind = %kind, error = %error, "task is dead");
-                self.db
-                    .run(move |conn| queue::fail(conn, id, attempt, &error, None))
-                    .await
-            }
-        };
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(target: "herald::worker", task = id, attempt, "the task's lease was taken over; this attempt's outcome was not recorded")
-            }
-            Err(error) => {
-                tracing::error!(target: "herald::worker", task = id, %error, "recording the outcome failed; the lease will expire and the task run again")
+                Settle::Failed {
+                    id,
+                    attempt,
+                    error,
+                    retry: None,
+                }
             }
         }
     }
+}
+
+/// What to write for one finished attempt.
+enum Settle {
+    Done {
+        id: i64,
+        attempt: u32,
+    },
+    Failed {
+        id: i64,
+        attempt: u32,
+        error: String,
+        retry: Option<Duration>,
+    },
+}
+
+fn collect(
+    done: std::result::Result<Finished, tokio::task::JoinError>,
+    held: &mut HashMap<i64, u32>,
+    finished: &mut Vec<Finished>,
+) {
+    match done {
+        Ok(done) => {
+            held.remove(&done.task.id);
+            finished.push(done);
+        }
+        // A runner that was aborted (shutdown) or whose task panicked outside the catch: its
+        // lease expires and the task runs again.
+        Err(error) => tracing::error!(target: "herald::worker", %error, "a task runner stopped"),
+    }
+}
+
+/// Write the outcomes: completions in one statement, failures one by one. An attempt whose lease
+/// was taken over is not recorded (fenced by its attempt number).
+fn record(conn: &Conn, outcomes: &[Settle]) -> Result<()> {
+    let done: Vec<(i64, u32)> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Settle::Done { id, attempt } => Some((*id, *attempt)),
+            Settle::Failed { .. } => None,
+        })
+        .collect();
+    let completed = queue::complete_many(conn, &done)?;
+    if completed < done.len() as u64 {
+        tracing::warn!(target: "herald::worker", lost = done.len() as u64 - completed, "some tasks' leases were taken over; their completions were not recorded");
+    }
+    for outcome in outcomes {
+        if let Settle::Failed {
+            id,
+            attempt,
+            error,
+            retry,
+        } = outcome
+            && !queue::fail(conn, *id, *attempt, error, *retry)?
+        {
+            tracing::warn!(target: "herald::worker", task = id, attempt, "the task's lease was taken over; this failure was not recorded");
+        }
+    }
+    Ok(())
+}
+
+/// One turn of the worker: record `outcomes` and claim up to `free` tasks, in one transaction.
+fn settle(
+    conn: &Conn,
+    outcomes: &[Settle],
+    queues: &[String],
+    free: usize,
+    name: &str,
+    lease: Duration,
+) -> Result<Vec<Claimed>> {
+    conn.atomic(|conn| {
+        record(conn, outcomes)?;
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        queue::claim(conn, queues, free, name, lease)
+    })
 }
 
 /// A runner: decode the payload into what `run` takes (an undecodable payload is dead at once),
