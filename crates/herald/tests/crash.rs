@@ -15,15 +15,12 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Book, book, targets};
+use common::{BOUND, Book, book, targets, until, within};
 use herald::dispatch::{Error as ReceiverError, Signals};
 use herald::tasks::{Background, Task, TaskContext, TaskCount, TaskOptions, Worker};
 use herald::{Db, SqlType, Value};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
-
-/// The bound on every wait.
-const BOUND: Duration = Duration::from_secs(60);
 
 /// Set (to a database URL) in the writer child of the crash test.
 const CRASH_CHILD: &str = "HERALD_CRASH_CHILD";
@@ -42,26 +39,6 @@ const WORKER_SCHEMA: &str = "HERALD_WORKER_SCHEMA";
 const WORKER_READY: &str = "HERALD-WORKER-READY";
 /// Tasks the many-workers test enqueues.
 const TASKS: i64 = 10_000;
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {BOUND:?} waiting for {what}"))
-}
-
-/// Wait until `check` holds, polling the database every 20 ms, within the bound.
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    within(what, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
 
 /// How many tasks are in `state`, over all queues.
 fn in_state(counts: &[TaskCount], state: &str) -> u64 {

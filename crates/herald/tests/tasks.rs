@@ -3,37 +3,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
-use common::{Book, book, on_each_backend};
+use common::{Book, book, on_each_backend, until, within};
 use herald::dispatch::Error as ReceiverError;
 use herald::tasks::{Background, Task, TaskContext, TaskOptions, Worker};
 use herald::{Db, Value};
 use tokio::sync::{mpsc, oneshot};
-
-/// The bound on every wait.
-const BOUND: Duration = Duration::from_secs(20);
-
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Wait until `check` holds, re-checking after each poll interval, within the bound.
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    within(what, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-}
 
 async fn task_state(db: &Db, id: i64) -> String {
     db.tasks()

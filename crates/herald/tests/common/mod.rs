@@ -167,3 +167,27 @@ where
         target.cleanup(db).await;
     }
 }
+
+/// The bound on every wait: generous, because the machine is small and shared.
+pub const BOUND: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `f`, or a panic naming `what` if it takes longer than [`BOUND`].
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {BOUND:?} waiting for {what}"))
+}
+
+/// Wait until `check` holds, checking every few milliseconds, within [`BOUND`].
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
