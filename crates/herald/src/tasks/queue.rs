@@ -36,7 +36,6 @@ CREATE TABLE herald_tasks (
     progress TEXT
 );
 CREATE INDEX herald_tasks_claim ON herald_tasks (state, queue, priority DESC, run_at, id);
-CREATE INDEX herald_tasks_lease ON herald_tasks (state, lease_until);
 CREATE UNIQUE INDEX herald_tasks_unique ON herald_tasks (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL;
 ";
 
@@ -63,7 +62,6 @@ CREATE TABLE herald_tasks (
     progress TEXT
 );
 CREATE INDEX herald_tasks_claim ON herald_tasks (state, queue, priority DESC, run_at, id);
-CREATE INDEX herald_tasks_lease ON herald_tasks (state, lease_until);
 CREATE UNIQUE INDEX herald_tasks_unique ON herald_tasks (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL;
 ";
 
