@@ -1,0 +1,675 @@
+//! The dashboard: a router the application mounts, serving a server-rendered page (receivers,
+//! latency histograms, the task queue) that a few lines of JS refresh from JSON endpoints, and the
+//! two actions that change state (retry a task, purge a state), guarded by a token.
+
+mod render;
+mod views;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::map_response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use herald::Db;
+use herald::tasks::STATES;
+use serde::Serialize;
+use serde_json::json;
+
+use views::{DeadTask, DeadView, Sample, TasksView};
+
+/// The header a state-changing request carries the token in.
+pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-herald-token");
+
+/// The most tasks `GET /api/tasks/dead` lists at once; a larger `limit` is refused (400), not
+/// clamped, so that a client never silently gets fewer than it asked for.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The dead tasks listed when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// How the dashboard behaves. Every option documents its default; build with
+/// `DashboardOptions { token: Some(..), ..Default::default() }`.
+#[derive(Clone)]
+pub struct DashboardOptions {
+    /// The token that state-changing requests (retry, purge) must carry in the
+    /// [`X-Herald-Token`](TOKEN_HEADER) header. Default: `None`, and then the dashboard is
+    /// read-only: every state-changing endpoint answers 403. Take it from configuration or the
+    /// environment, long and random; an empty token is refused at startup.
+    pub token: Option<String>,
+    /// Origins (`scheme://host[:port]`, exactly as browsers send them) allowed to make
+    /// state-changing requests besides the dashboard's own (an `Origin` whose host and port are
+    /// the request's `Host`). Default: none.
+    pub allowed_origins: Vec<String>,
+    /// How often the page refreshes itself from the JSON endpoints. Default: 2 s. At least 100 ms.
+    pub refresh: Duration,
+    /// How many samples of the queue's counts the "over time" chart keeps. Default: 180 (six
+    /// minutes at the default spacing). At least 2.
+    pub history: usize,
+    /// The least time between two samples of the queue's counts (samples are taken when the page
+    /// or `GET /api/tasks` is read, so several open pages do not crowd the chart). Default: 2 s.
+    pub sample_every: Duration,
+    /// The page's title. Default: `"Herald"`.
+    pub title: String,
+}
+
+impl Default for DashboardOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            allowed_origins: Vec::new(),
+            refresh: Duration::from_secs(2),
+            history: 180,
+            sample_every: Duration::from_secs(2),
+            title: "Herald".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DashboardOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DashboardOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_origins", &self.allowed_origins)
+            .field("refresh", &self.refresh)
+            .field("history", &self.history)
+            .field("sample_every", &self.sample_every)
+            .field("title", &self.title)
+            .finish()
+    }
+}
+
+impl DashboardOptions {
+    #[track_caller]
+    fn validate(&self) {
+        if let Some(token) = &self.token {
+            assert!(
+                !token.trim().is_empty(),
+                "DashboardOptions::token is empty: an empty token would let anyone retry and purge \
+                 tasks; use None for a read-only dashboard"
+            );
+            assert!(
+                token.bytes().all(|b| b.is_ascii_graphic()),
+                "DashboardOptions::token must be visible ASCII (it travels in an HTTP header)"
+            );
+        }
+        assert!(
+            self.refresh >= Duration::from_millis(100),
+            "DashboardOptions::refresh must be at least 100 ms, got {:?}",
+            self.refresh
+        );
+        assert!(
+            self.history >= 2,
+            "DashboardOptions::history must keep at least 2 samples to draw a line, got {}",
+            self.history
+        );
+    }
+}
+
+/// The dashboard's router: mount it where the application wants it, e.g.
+/// `Router::new().nest("/_herald", herald_axum::dashboard(db, options))`. It opens no socket: it
+/// is served wherever the application binds.
+///
+/// Panics at startup (pointing at the caller) on an empty token, a refresh under 100 ms or a
+/// history under 2 samples.
+///
+#[doc = include_str!("../../docs/dashboard-api.md")]
+#[track_caller]
+pub fn dashboard(db: Db, options: DashboardOptions) -> Router {
+    options.validate();
+    let state = Arc::new(Dashboard {
+        db,
+        options,
+        history: Mutex::new(History::default()),
+    });
+    Router::new()
+        .route("/", get(page))
+        .route("/assets/dashboard.js", get(script))
+        .route("/assets/dashboard.css", get(style))
+        .route("/api/receivers", get(api_receivers))
+        .route("/api/tasks", get(api_tasks))
+        .route("/api/tasks/dead", get(api_dead))
+        .route("/api/tasks/purge", post(api_purge))
+        .route("/api/tasks/{id}/retry", post(api_retry))
+        .fallback(not_found)
+        .layer(map_response(explain_405))
+        .with_state(state)
+}
+
+type Shared = State<Arc<Dashboard>>;
+
+struct Dashboard {
+    db: Db,
+    options: DashboardOptions,
+    history: Mutex<History>,
+}
+
+#[derive(Default)]
+struct History {
+    samples: VecDeque<Sample>,
+    last: Option<Instant>,
+}
+
+impl Dashboard {
+    /// Keep a sample of the totals, unless the last one is more recent than `sample_every`.
+    fn sample(&self, totals: &std::collections::BTreeMap<String, u64>) -> Vec<Sample> {
+        let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = history
+            .last
+            .is_none_or(|at| at.elapsed() >= self.options.sample_every);
+        if due {
+            history.last = Some(Instant::now());
+            if history.samples.len() >= self.options.history {
+                history.samples.pop_front();
+            }
+            history.samples.push_back(Sample {
+                at_ms: views::now_ms(),
+                counts: totals.clone(),
+            });
+        }
+        history.samples.iter().cloned().collect()
+    }
+
+    async fn tasks_view(&self) -> Result<TasksView, ApiError> {
+        let counts = self
+            .db
+            .tasks()
+            .counts()
+            .await
+            .map_err(|e| ApiError::store("reading the task queue's counts", &e))?;
+        let (queues, totals) = views::counts(&counts);
+        let history = self.sample(&totals);
+        Ok(TasksView {
+            states: STATES,
+            queues,
+            totals,
+            kinds: views::kinds(self.db.task_stats()),
+            history,
+        })
+    }
+
+    async fn dead_view(&self, limit: usize) -> Result<DeadView, ApiError> {
+        let tasks = self
+            .db
+            .tasks()
+            .dead(limit)
+            .await
+            .map_err(|e| ApiError::store("reading the dead tasks", &e))?;
+        Ok(DeadView {
+            limit,
+            tasks: tasks.into_iter().map(DeadTask::from).collect(),
+        })
+    }
+
+    /// May this request change state? Checked before its inputs are looked at.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Some(site) = headers.get("sec-fetch-site")
+            && site.as_bytes() == b"cross-site"
+        {
+            return Err(ApiError::forbidden(
+                "cross-site request refused (Sec-Fetch-Site: cross-site)".to_owned(),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let same = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host));
+            if !same && !self.options.allowed_origins.iter().any(|o| o == origin) {
+                return Err(ApiError::forbidden(format!(
+                    "cross-origin request refused: Origin `{}` is not this dashboard's (Host `{}`) \
+                     nor one of DashboardOptions::allowed_origins",
+                    shown(origin),
+                    shown(host)
+                )));
+            }
+        }
+        let Some(expected) = &self.options.token else {
+            return Err(ApiError::forbidden(
+                "this dashboard is read-only: the application configured no token \
+                 (DashboardOptions::token), so retry and purge are refused"
+                    .to_owned(),
+            ));
+        };
+        let Some(given) = headers.get(&TOKEN_HEADER) else {
+            return Err(ApiError::forbidden(format!(
+                "this action needs the dashboard's token in the {TOKEN_HEADER} header \
+                 (enter it in the page's token field)"
+            )));
+        };
+        if !same_bytes(given.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::forbidden(format!(
+                "the token in the {TOKEN_HEADER} header is not the dashboard's"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Compare without stopping at the first difference, so that the time taken does not tell how
+/// much of a guessed token was right.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A client's value, cut to a length fit to echo in a message.
+fn shown(value: &str) -> String {
+    const MAX: usize = 40;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut}… ({} bytes)", value.len())
+    }
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    fn forbidden(message: String) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message,
+        }
+    }
+
+    fn store(doing: &str, error: &herald::Error) -> Self {
+        tracing::error!(target: "herald::dashboard", %error, "{doing} failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("{doing} failed: {error}"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, &json!({ "error": self.message }))
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(target: "herald::dashboard", %error, "a JSON answer could not be written");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// The query's parameters, each at most once, each one of `allowed`.
+fn params(query: Params, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::bad(format!("unreadable query string: {e}")))?;
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if !allowed.contains(&name.as_str()) {
+            let expected = if allowed.is_empty() {
+                "this endpoint takes none".to_owned()
+            } else {
+                format!("expected: {}", allowed.join(", "))
+            };
+            return Err(ApiError::bad(format!(
+                "unknown query parameter `{}` ({expected})",
+                shown(name)
+            )));
+        }
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::bad(format!(
+                "query parameter `{name}` given twice"
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `limit`: a whole number from 1 to [`MAX_LIMIT`]; default [`DEFAULT_LIMIT`].
+fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    let not_a_limit = || {
+        ApiError::bad(format!(
+            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{}`",
+            shown(raw)
+        ))
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_limit());
+    }
+    match raw.parse::<usize>() {
+        Ok(0) => Err(not_a_limit()),
+        Ok(n) if n <= MAX_LIMIT => Ok(n),
+        _ => Err(ApiError::bad(format!(
+            "limit `{}` is above the maximum of {MAX_LIMIT} (refused, not clamped)",
+            shown(raw)
+        ))),
+    }
+}
+
+/// A task id: a positive whole number that fits in 64 bits.
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad(format!(
+            "a task id is a positive whole number, got `{}`",
+            shown(raw)
+        )));
+    }
+    match raw.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        Ok(_) => Err(ApiError::bad(format!(
+            "a task id is a positive whole number, got `{}`",
+            shown(raw)
+        ))),
+        Err(_) => Err(ApiError::bad(format!(
+            "task id `{}` is too large (ids fit in 64 bits)",
+            shown(raw)
+        ))),
+    }
+}
+
+/// The states `POST /api/tasks/purge` accepts.
+const PURGEABLE: &[&str] = &["dead", "completed", "cancelled"];
+
+fn parse_purge_state(raw: Option<&str>) -> Result<&'static str, ApiError> {
+    let Some(raw) = raw else {
+        return Err(ApiError::bad(format!(
+            "purge needs `state`, one of {}",
+            PURGEABLE.join(", ")
+        )));
+    };
+    if let Some(state) = PURGEABLE.iter().find(|s| **s == raw) {
+        return Ok(state);
+    }
+    let why = match raw {
+        "running" => "running tasks cannot be purged: cancel them or let them finish",
+        "available" => "available tasks are pending work: cancel them one by one instead",
+        _ => "unknown task state",
+    };
+    Err(ApiError::bad(format!(
+        "cannot purge state `{}`: {why} (purge takes {})",
+        shown(raw),
+        PURGEABLE.join(", ")
+    )))
+}
+
+async fn api_receivers(State(d): Shared, query: Params) -> Result<Response, ApiError> {
+    params(query, &[])?;
+    Ok(json_response(StatusCode::OK, &views::receivers(&d.db)))
+}
+
+async fn api_tasks(State(d): Shared, query: Params) -> Result<Response, ApiError> {
+    params(query, &[])?;
+    Ok(json_response(StatusCode::OK, &d.tasks_view().await?))
+}
+
+async fn api_dead(State(d): Shared, query: Params) -> Result<Response, ApiError> {
+    let pairs = params(query, &["limit"])?;
+    let limit = parse_limit(param(&pairs, "limit"))?;
+    Ok(json_response(StatusCode::OK, &d.dead_view(limit).await?))
+}
+
+async fn api_retry(
+    State(d): Shared,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers)?;
+    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
+    params(query, &[])?;
+    let id = parse_id(&raw)?;
+    let tasks = d.db.tasks();
+    let task = tasks
+        .get(id)
+        .await
+        .map_err(|e| ApiError::store("reading the task", &e))?
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no task with id {id}"),
+        })?;
+    let conflict = |state: &str| ApiError {
+        status: StatusCode::CONFLICT,
+        message: format!(
+            "task {id} is {state}: only dead, cancelled or waiting (available) tasks can be retried"
+        ),
+    };
+    if !["dead", "cancelled", "available"].contains(&task.state.as_str()) {
+        return Err(conflict(&task.state));
+    }
+    let retried = tasks
+        .retry(id)
+        .await
+        .map_err(|e| ApiError::store("retrying the task", &e))?;
+    if !retried {
+        // It changed state between the read and the update (a worker claimed it).
+        return Err(conflict("no longer retryable"));
+    }
+    tracing::info!(target: "herald::dashboard", task = id, kind = %task.kind, "task retried from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "retried": id, "state": "available" }),
+    ))
+}
+
+async fn api_purge(
+    State(d): Shared,
+    headers: HeaderMap,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers)?;
+    let pairs = params(query, &["state"])?;
+    let state = parse_purge_state(param(&pairs, "state"))?;
+    let purged =
+        d.db.tasks()
+            .purge(state)
+            .await
+            .map_err(|e| ApiError::store("purging tasks", &e))?;
+    tracing::info!(target: "herald::dashboard", state, purged, "tasks purged from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "purged": purged, "state": state }),
+    ))
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no such page or endpoint: {method} {}", shown(uri.path())),
+    }
+    .into_response()
+}
+
+/// A 405 from the router gets a JSON body naming the allowed methods (its `Allow` header stays).
+async fn explain_405(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (mut parts, _) = response.into_parts();
+    let body = json!({ "error": format!("method not allowed here; allowed: {allow}") });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}
+
+/// The page's security headers: scripts and styles only from the dashboard itself, no framing.
+fn page_headers() -> [(HeaderName, HeaderValue); 5] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    ]
+}
+
+async fn page(State(d): Shared, OriginalUri(original): OriginalUri, uri: Uri) -> Response {
+    let full = original.path();
+    let base = full
+        .strip_suffix(uri.path())
+        .unwrap_or(full)
+        .trim_end_matches('/');
+    let receivers = views::receivers(&d.db);
+    let tasks = d.tasks_view().await.map_err(|e| e.message);
+    let dead = d.dead_view(DEFAULT_LIMIT).await.map_err(|e| e.message);
+    let html = render::page(&render::Page {
+        base,
+        title: &d.options.title,
+        refresh: d.options.refresh,
+        read_only: d.options.token.is_none(),
+        receivers: &receivers,
+        tasks: tasks.as_ref(),
+        dead: dead.as_ref(),
+        now_ms: views::now_ms(),
+    });
+    let mut response = (page_headers(), html).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+async fn script() -> Response {
+    asset(render::SCRIPT, "text/javascript; charset=utf-8")
+}
+
+async fn style() -> Response {
+    asset(render::STYLE, "text/css; charset=utf-8")
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_ids_and_states_are_checked() {
+        assert_eq!(parse_limit(None).ok(), Some(DEFAULT_LIMIT));
+        assert_eq!(parse_limit(Some("7")).ok(), Some(7));
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "",
+            "1.5",
+            " 3",
+            "1001",
+            "99999999999999999999999",
+        ] {
+            let error = parse_limit(Some(bad)).expect_err(bad);
+            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert!(
+            parse_limit(Some("5000"))
+                .expect_err("too many")
+                .message
+                .contains("not clamped")
+        );
+        assert_eq!(parse_id("42").ok(), Some(42));
+        for bad in ["0", "-3", "x", "", "99999999999999999999", "1e3", "+4"] {
+            let error = parse_id(bad).expect_err(bad);
+            assert!(error.message.contains(bad), "{}", error.message);
+        }
+        assert_eq!(parse_purge_state(Some("dead")).ok(), Some("dead"));
+        for bad in [None, Some("running"), Some("available"), Some("zombie")] {
+            assert!(parse_purge_state(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn echoed_values_are_cut_short() {
+        let long = "x".repeat(10_000);
+        let shown = shown(&long);
+        assert!(shown.len() < 80, "{shown}");
+        assert!(shown.ends_with("(10000 bytes)"));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_bytes(b"secret", b"secret"));
+        assert!(!same_bytes(b"secret", b"secreT"));
+        assert!(!same_bytes(b"secret", b"secret2"));
+    }
+}

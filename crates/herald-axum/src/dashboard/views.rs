@@ -1,0 +1,249 @@
+//! What the dashboard shows, as data: the JSON endpoints serialize these, and the page renders the
+//! same values server-side.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald::Db;
+use herald::dispatch::{StatsSnapshot, Timing};
+use herald::tasks::{STATES, TaskCount, TaskKindStats, TaskRow};
+use serde::Serialize;
+
+use crate::metrics::{RECEIVER_BOUNDS, bounds};
+
+/// `GET /api/receivers`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReceiversView {
+    /// The registry's slow threshold.
+    pub(crate) slow_threshold_us: f64,
+    /// `"on"` or `"off"`: with timing off, calls and latencies are not recorded.
+    pub(crate) timing: &'static str,
+    /// Upper bounds of the latency histograms' buckets (µs); each `histogram` has one more count,
+    /// for the calls above the last bound.
+    pub(crate) bounds_us: Vec<f64>,
+    pub(crate) receivers: Vec<ReceiverView>,
+}
+
+/// One receiver and its statistics.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReceiverView {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) short_name: String,
+    pub(crate) signal: &'static str,
+    pub(crate) sender: &'static str,
+    pub(crate) phase: &'static str,
+    pub(crate) location: String,
+    pub(crate) priority: i32,
+    pub(crate) is_async: bool,
+    pub(crate) calls: u64,
+    pub(crate) errors: u64,
+    pub(crate) panics: u64,
+    pub(crate) mean_us: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) max_us: f64,
+    /// Its 99th percentile is at or above the slow threshold.
+    pub(crate) slow: bool,
+    /// Calls per bucket (not cumulative): below `bounds_us[0]`, between consecutive bounds, and
+    /// above the last.
+    pub(crate) histogram: Vec<u64>,
+}
+
+pub(crate) fn micros(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e3
+}
+
+pub(crate) fn receivers(db: &Db) -> ReceiversView {
+    let signals = db.signals();
+    let threshold = signals.slow_threshold();
+    let bounds = bounds(RECEIVER_BOUNDS);
+    let receivers = signals
+        .receivers()
+        .into_iter()
+        .map(|receiver| {
+            let info = receiver.info();
+            let stats = receiver.stats();
+            ReceiverView {
+                id: info.id().get(),
+                name: info.name().to_owned(),
+                short_name: info.short_name(),
+                signal: info.signal(),
+                sender: info.sender(),
+                phase: info.phase().as_str(),
+                location: info.location().to_string(),
+                priority: info.priority(),
+                is_async: info.is_async(),
+                calls: stats.calls,
+                errors: stats.errors,
+                panics: stats.panics,
+                mean_us: micros(stats.mean()),
+                p50_us: micros(stats.p50()),
+                p99_us: micros(stats.p99()),
+                max_us: micros(stats.max),
+                slow: stats.calls > 0 && stats.p99() >= threshold,
+                histogram: histogram(&stats, &bounds),
+            }
+        })
+        .collect();
+    ReceiversView {
+        slow_threshold_us: micros(threshold),
+        timing: match signals.timing() {
+            Timing::On => "on",
+            Timing::Off => "off",
+        },
+        bounds_us: bounds.iter().map(|ns| *ns as f64 / 1e3).collect(),
+        receivers,
+    }
+}
+
+/// Calls per bucket between `bounds` (ns), plus below the first and above the last.
+fn histogram(stats: &StatsSnapshot, bounds: &[u64]) -> Vec<u64> {
+    let mut counts = Vec::with_capacity(bounds.len() + 1);
+    let mut previous = 0;
+    for bound in bounds {
+        let below = stats.count_below(Duration::from_nanos(*bound));
+        counts.push(below.saturating_sub(previous));
+        previous = below;
+    }
+    counts.push(stats.calls.saturating_sub(previous));
+    counts
+}
+
+/// `GET /api/tasks`.
+#[derive(Debug, Serialize)]
+pub(crate) struct TasksView {
+    /// Every state, in the order the dashboard shows them.
+    pub(crate) states: &'static [&'static str],
+    /// Counts now, per queue (every state present, zeros included).
+    pub(crate) queues: Vec<QueueView>,
+    /// Counts now, all queues together.
+    pub(crate) totals: BTreeMap<String, u64>,
+    /// Per task kind, as this process's workers recorded them.
+    pub(crate) kinds: Vec<KindView>,
+    /// Earlier totals, oldest first (samples taken when this endpoint or the page is read).
+    pub(crate) history: Vec<Sample>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct QueueView {
+    pub(crate) queue: String,
+    pub(crate) counts: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Sample {
+    /// When, in ms since the Unix epoch.
+    pub(crate) at_ms: u64,
+    /// Totals by state.
+    pub(crate) counts: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KindView {
+    pub(crate) kind: String,
+    pub(crate) runs: u64,
+    pub(crate) failures: u64,
+    pub(crate) retries: u64,
+    pub(crate) queue_wait: Summary,
+    pub(crate) run_time: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) count: u64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) max_us: f64,
+}
+
+impl Summary {
+    fn of(stats: &StatsSnapshot) -> Self {
+        Self {
+            count: stats.calls,
+            p50_us: micros(stats.p50()),
+            p99_us: micros(stats.p99()),
+            max_us: micros(stats.max),
+        }
+    }
+}
+
+fn zeros() -> BTreeMap<String, u64> {
+    STATES.iter().map(|s| ((*s).to_owned(), 0)).collect()
+}
+
+/// The current counts (queues and totals) from the queue's `(queue, state)` counts.
+pub(crate) fn counts(counts: &[TaskCount]) -> (Vec<QueueView>, BTreeMap<String, u64>) {
+    let mut queues: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut totals = zeros();
+    for c in counts {
+        *queues
+            .entry(c.queue.clone())
+            .or_insert_with(zeros)
+            .entry(c.state.clone())
+            .or_default() += c.count;
+        *totals.entry(c.state.clone()).or_default() += c.count;
+    }
+    let queues = queues
+        .into_iter()
+        .map(|(queue, counts)| QueueView { queue, counts })
+        .collect();
+    (queues, totals)
+}
+
+pub(crate) fn kinds(stats: Vec<TaskKindStats>) -> Vec<KindView> {
+    stats
+        .into_iter()
+        .map(|k| KindView {
+            queue_wait: Summary::of(&k.queue_wait),
+            run_time: Summary::of(&k.run_time),
+            kind: k.kind,
+            runs: k.runs,
+            failures: k.failures,
+            retries: k.retries,
+        })
+        .collect()
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `GET /api/tasks/dead`.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeadView {
+    pub(crate) limit: usize,
+    pub(crate) tasks: Vec<DeadTask>,
+}
+
+/// A dead task (its payload is left out: it may hold personal data, and reading needs no token).
+#[derive(Debug, Serialize)]
+pub(crate) struct DeadTask {
+    pub(crate) id: i64,
+    pub(crate) kind: String,
+    pub(crate) queue: String,
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) last_error: Option<String>,
+    /// µs since the Unix epoch.
+    pub(crate) created_at_us: i64,
+    /// µs since the Unix epoch.
+    pub(crate) run_at_us: i64,
+}
+
+impl From<TaskRow> for DeadTask {
+    fn from(t: TaskRow) -> Self {
+        Self {
+            id: t.id,
+            kind: t.kind,
+            queue: t.queue,
+            attempt: t.attempt,
+            max_attempts: t.max_attempts,
+            last_error: t.last_error,
+            created_at_us: t.created_at,
+            run_at_us: t.run_at,
+        }
+    }
+}
