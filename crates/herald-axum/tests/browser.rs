@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver).
 //!
-//! Needs Debian's `chromium` and `chromium-driver`: `bash scripts/install-browser.sh` installs
-//! them (CI runs it). Without them this test fails and says so; it never skips.
+//! Needs Debian's `chromium` and `chromium-driver`: the test runs `scripts/install-browser.sh` when
+//! they are missing (CI runs it before the tests too). If they cannot be installed the test fails
+//! and says so; it never skips.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -92,6 +93,34 @@ async fn tasks_with_two_dead(db: &Db) -> Vec<i64> {
         .collect();
     ids.sort_unstable();
     ids
+}
+
+/// Chromium and chromedriver, installed by the project's own script when missing (so that a plain
+/// `cargo test --workspace` works on a fresh machine); a failure to install fails the test.
+fn ensure_browser() {
+    if [CHROMIUM, CHROMEDRIVER]
+        .iter()
+        .all(|b| Path::new(b).exists())
+    {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/install-browser.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "{} failed ({status}): chromium and chromedriver are needed",
+        script.display()
+    );
+    for binary in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(binary).exists(),
+            "{binary} is still missing after {}",
+            script.display()
+        );
+    }
 }
 
 /// Start chromedriver on a free port and wait for it to say it is ready.
@@ -339,13 +368,7 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_and_retries_with_the_token()
  {
-    for binary in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(binary).exists(),
-            "{binary} is missing: run `bash scripts/install-browser.sh` to install Debian's \
-             chromium and chromium-driver (CI runs it before the tests)"
-        );
-    }
+    ensure_browser();
 
     let signals = Signals::builder()
         .slow_threshold(Duration::from_millis(2))
