@@ -39,24 +39,13 @@ async fn count(db: &Db, table: &str) -> i64 {
 async fn pre_save_then_post_save_with_created_true_on_insert_and_false_on_update() {
     on_each_backend("order", |db, backend| async move {
         let log = Log::default();
-        let (pre, post) = (log.clone(), log.clone());
-        let _pre = db
-            .signals()
-            .pre_save::<Book>()
-            .connect(move |e: &mut PreSave<'_, Book>| {
-                pre.push(format!("pre_save {:?}", e.instance.id));
-                Ok(())
-            });
-        let _post = db
-            .signals()
-            .post_save::<Book>()
-            .connect(move |e: &PostSave<'_, Book>| {
-                post.push(format!(
-                    "post_save {:?} created={} raw={} using={}",
-                    e.instance.id, e.created, e.raw, e.using
-                ));
-                Ok(())
-            });
+        let _pre = log.pre_save(&db, |e| format!("pre_save {:?}", e.instance.id));
+        let _post = log.post_save(&db, |e| {
+            format!(
+                "post_save {:?} created={} raw={} using={}",
+                e.instance.id, e.created, e.raw, e.using
+            )
+        });
         let mut b = book("Dune");
         let saved = db.save(&mut b).await.unwrap();
         assert!(saved.created && saved.written, "{backend}");
@@ -82,11 +71,7 @@ async fn pre_save_then_post_save_with_created_true_on_insert_and_false_on_update
 async fn fixture_loading_saves_with_raw_true() {
     on_each_backend("raw", |db, backend| async move {
         let log = Log::default();
-        let seen = log.clone();
-        let _post = db.signals().post_save::<Book>().connect(move |e: &PostSave<'_, Book>| {
-            seen.push(format!("{} raw={} created={}", e.instance.title, e.raw, e.created));
-            Ok(())
-        });
+        let _post = log.post_save(&db, |e| format!("{} raw={} created={}", e.instance.title, e.raw, e.created));
         let fixture = r#"[
             {"model": "Book", "pk": 7, "fields": {"title": "Emma", "slug": "emma", "body": "", "price_cents": 500}},
             {"model": "shop.book", "pk": 8, "fields": {"title": "Persuasion", "slug": "persuasion", "body": "", "price_cents": 600}}
@@ -146,15 +131,8 @@ async fn a_caller_set_key_not_in_the_table_gives_created_true() {
 async fn update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothing() {
     on_each_backend("update_fields", |db, backend| async move {
         let log = Log::default();
-        let (pre, post) = (log.clone(), log.clone());
-        let _pre = db.signals().pre_save::<Book>().connect(move |e: &mut PreSave<'_, Book>| {
-            pre.push(format!("pre {:?}", e.update_fields));
-            Ok(())
-        });
-        let _post = db.signals().post_save::<Book>().connect(move |e: &PostSave<'_, Book>| {
-            post.push(format!("post {:?}", e.update_fields));
-            Ok(())
-        });
+        let _pre = log.pre_save(&db, |e| format!("pre {:?}", e.update_fields));
+        let _post = log.post_save(&db, |e| format!("post {:?}", e.update_fields));
         let mut b = book("Dune");
         db.save(&mut b).await.unwrap();
         log.take();
@@ -384,7 +362,7 @@ async fn a_receiver_for_every_model_and_one_for_book_both_fire_for_a_book() {
 async fn bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order() {
     on_each_backend("bulk_create", |db, backend| async move {
         let log = Log::default();
-        let (pre, post) = (log.clone(), log.clone());
+        let pre = log.clone();
         let _slug = db
             .signals()
             .pre_save::<Book>()
@@ -393,13 +371,7 @@ async fn bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order(
                 pre.push("pre");
                 Ok(())
             });
-        let _post = db
-            .signals()
-            .post_save::<Book>()
-            .connect(move |e: &PostSave<'_, Book>| {
-                post.push(format!("post {} {}", e.instance.title, e.created));
-                Ok(())
-            });
+        let _post = log.post_save(&db, |e| format!("post {} {}", e.instance.title, e.created));
         let mut books: Vec<Book> = (0..250).map(|i| book(&format!("Book {i}"))).collect();
         db.bulk_create(&mut books).await.unwrap();
         let entries = log.take();

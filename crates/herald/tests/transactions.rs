@@ -24,15 +24,7 @@ fn hook(
 async fn on_commit_runs_at_once_without_an_outer_transaction() {
     on_each_backend("oc_now", |db, _backend| async move {
         let log = Log::default();
-        let seen = log.clone();
-        let _r =
-            db.signals()
-                .post_save::<Book>()
-                .on_commit()
-                .connect(move |e: &PostSave<'_, Book>| {
-                    seen.push(format!("on_commit {}", e.instance.title));
-                    Ok(())
-                });
+        let _r = log.on_commit(&db, |e| format!("on_commit {}", e.instance.title));
         db.save(&mut book("Dune")).await.unwrap();
         assert_eq!(log.take(), ["on_commit Dune"], "ran before save returned");
         db.run({
@@ -53,15 +45,7 @@ async fn on_commit_runs_at_once_without_an_outer_transaction() {
 async fn on_commit_waits_for_the_outermost_commit_in_order_and_is_dropped_on_rollback() {
     on_each_backend("oc_tx", |db, backend| async move {
         let log = Log::default();
-        let seen = log.clone();
-        let _r =
-            db.signals()
-                .post_save::<Book>()
-                .on_commit()
-                .connect(move |e: &PostSave<'_, Book>| {
-                    seen.push(format!("saved {}", e.instance.title));
-                    Ok(())
-                });
+        let _r = log.on_commit(&db, |e| format!("saved {}", e.instance.title));
         let mut tx = db.begin().await.unwrap();
         tx.save(&mut book("one")).await.unwrap();
         tx.on_commit("second", hook(&log, "second")).await.unwrap();
@@ -225,14 +209,7 @@ async fn a_receiver_that_saves_its_instance_again_and_again_stops_at_the_depth_l
 async fn a_unique_violation_is_a_clear_error_and_fires_no_post_save() {
     on_each_backend("unique", |db, backend| async move {
         let log = Log::default();
-        let seen = log.clone();
-        let _post = db
-            .signals()
-            .post_save::<Book>()
-            .connect(move |e: &PostSave<'_, Book>| {
-                seen.push(e.instance.title.clone());
-                Ok(())
-            });
+        let _post = log.post_save(&db, |e| e.instance.title.clone());
         let _commit = db.signals().post_save::<Book>().on_commit().connect({
             let log = log.clone();
             move |e: &PostSave<'_, Book>| {
@@ -279,21 +256,8 @@ async fn a_unique_violation_is_a_clear_error_and_fires_no_post_save() {
 async fn many_concurrent_saves_from_many_tasks_lose_nothing_and_keep_the_order_per_save() {
     on_each_backend("concurrent", |db, backend| async move {
         let log = Log::default();
-        let (pre, post) = (log.clone(), log.clone());
-        let _pre = db
-            .signals()
-            .pre_save::<Book>()
-            .connect(move |e: &mut PreSave<'_, Book>| {
-                pre.push(format!("pre {}", e.instance.title));
-                Ok(())
-            });
-        let _post = db
-            .signals()
-            .post_save::<Book>()
-            .connect(move |e: &PostSave<'_, Book>| {
-                post.push(format!("post {}", e.instance.title));
-                Ok(())
-            });
+        let _pre = log.pre_save(&db, |e| format!("pre {}", e.instance.title));
+        let _post = log.post_save(&db, |e| format!("post {}", e.instance.title));
         let tasks: Vec<_> = (0..16)
             .map(|task| {
                 let db = db.clone();

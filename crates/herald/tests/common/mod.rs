@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use herald::dispatch::{Connection, PostSave, PreSave};
 use herald::{Db, Model};
 
 #[derive(Model, Clone, Debug, PartialEq)]
@@ -70,6 +71,52 @@ pub fn book(title: &str) -> Book {
 pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
+    /// Connect a `pre_save` receiver for `Book` that logs what `describe` says of each event.
+    pub fn pre_save(
+        &self,
+        db: &Db,
+        describe: impl Fn(&PreSave<'_, Book>) -> String + Send + Sync + 'static,
+    ) -> Connection {
+        let log = self.clone();
+        db.signals()
+            .pre_save::<Book>()
+            .connect(move |e: &mut PreSave<'_, Book>| {
+                log.push(describe(e));
+                Ok(())
+            })
+    }
+
+    /// Connect an in-transaction `post_save` receiver for `Book` that logs `describe(event)`.
+    pub fn post_save(
+        &self,
+        db: &Db,
+        describe: impl Fn(&PostSave<'_, Book>) -> String + Send + Sync + 'static,
+    ) -> Connection {
+        let log = self.clone();
+        db.signals()
+            .post_save::<Book>()
+            .connect(move |e: &PostSave<'_, Book>| {
+                log.push(describe(e));
+                Ok(())
+            })
+    }
+
+    /// Connect an on-commit `post_save` receiver for `Book` that logs `describe(event)`.
+    pub fn on_commit(
+        &self,
+        db: &Db,
+        describe: impl Fn(&PostSave<'_, Book>) -> String + Send + Sync + 'static,
+    ) -> Connection {
+        let log = self.clone();
+        db.signals()
+            .post_save::<Book>()
+            .on_commit()
+            .connect(move |e: &PostSave<'_, Book>| {
+                log.push(describe(e));
+                Ok(())
+            })
+    }
+
     pub fn push(&self, entry: impl Into<String>) {
         self.0.lock().unwrap().push(entry.into());
     }
