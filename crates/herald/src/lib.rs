@@ -31,8 +31,6 @@
 //! # Ok::<(), herald::dispatch::DispatchError>(())
 //! ```
 
-#[cfg(feature = "cli")]
-pub mod cli;
 mod error;
 mod model;
 mod store;
