@@ -31,6 +31,8 @@
 //! # Ok::<(), herald::dispatch::DispatchError>(())
 //! ```
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod model;
 mod store;

@@ -1,0 +1,451 @@
+//! A manage-style command line an application embeds in its `main`, like Django's `manage.py`.
+//!
+//! The application says what only it knows — its signals, its models' tables, how to serve its
+//! HTTP routes on a listener Herald binds, how to configure its worker — and [`App::run`] does
+//! the rest:
+//!
+//! ```text
+//! app serve [--port N] [--database URL] [--no-worker]   migrate, bind 127.0.0.1, print the URL,
+//!                                                        serve, and run an embedded worker
+//! app worker [--database URL]                            a worker process only (for other machines)
+//! app migrate [--database URL]                           create the models' tables
+//! app receivers                                          every receiver: signal, sender, phase,
+//!                                                        priority, source location
+//! app tasks [counts|dead|retry ID|retry-dead|purge STATE] [--database URL]
+//! app loaddata FILE [--database URL]                     fixtures, saved with raw = true
+//! ```
+//!
+//! With no subcommand it serves (and takes `serve`'s options). Every failure is one line on stderr (`error: ...`) and exit
+//! code 1; a command line clap cannot parse is clap's message and exit code 2.
+//!
+//! Herald does not depend on a web framework: `serve` hands the application a bound
+//! [`tokio::net::TcpListener`] and the connected [`Db`], and the application serves its router
+//! on it (for axum, `axum::serve(listener, router)`).
+
+use std::future::Future;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use futures::future::BoxFuture;
+use herald_dispatch::Signals;
+
+use crate::tasks::Worker;
+use crate::{Db, Model};
+
+/// The error type of the application's hooks: anything that displays as one line.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+type MigrateFn = Box<dyn Fn(Db) -> BoxFuture<'static, crate::Result<()>> + Send + Sync>;
+type FixtureFn = Box<dyn Fn(Db, String) -> BoxFuture<'static, crate::Result<usize>> + Send + Sync>;
+type ServeFn = Box<
+    dyn Fn(Db, tokio::net::TcpListener) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync,
+>;
+type WorkerFn = Box<dyn Fn(Worker) -> Worker + Send + Sync>;
+
+struct ModelEntry {
+    name: &'static str,
+    migrate: MigrateFn,
+    fixture: FixtureFn,
+}
+
+/// An application's command line. Build it once in `main` and call [`App::run`].
+#[must_use]
+pub struct App {
+    name: String,
+    database: String,
+    signals: Box<dyn Fn() -> Signals + Send + Sync>,
+    models: Vec<ModelEntry>,
+    serve: Option<ServeFn>,
+    worker: WorkerFn,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name)
+            .field("database", &self.database)
+            .field(
+                "models",
+                &self.models.iter().map(|m| m.name).collect::<Vec<_>>(),
+            )
+            .field("serve", &self.serve.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// An application called `name` (shown in help and in the URL line). Defaults: database
+    /// `sqlite://{name}.db`, signals `Signals::builder().autodiscover().build()`, no models, no
+    /// `serve` (the command then fails saying so), a worker with every autodiscovered task kind.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            database: format!("sqlite://{name}.db"),
+            name,
+            signals: Box::new(|| Signals::builder().autodiscover().build()),
+            models: Vec::new(),
+            serve: None,
+            worker: Box::new(|worker| worker),
+        }
+    }
+
+    /// The database URL used when `--database` is not given.
+    pub fn database(mut self, url: impl Into<String>) -> Self {
+        self.database = url.into();
+        self
+    }
+
+    /// How to build the application's signals (called once per command).
+    pub fn signals(mut self, build: impl Fn() -> Signals + Send + Sync + 'static) -> Self {
+        self.signals = Box::new(build);
+        self
+    }
+
+    /// A model whose table `migrate` (and `serve`) creates and whose rows `loaddata` accepts.
+    /// Tables are created, and fixture rows loaded, in the order models are added: add a model
+    /// before the models that refer to it.
+    pub fn model<M: Model>(mut self) -> Self {
+        self.models.push(ModelEntry {
+            name: M::NAME,
+            migrate: Box::new(|db| Box::pin(async move { db.create_table::<M>().await })),
+            fixture: Box::new(|db, json| {
+                Box::pin(async move { db.load_fixture::<M>(&json).await })
+            }),
+        });
+        self
+    }
+
+    /// How to serve the application on a listener Herald has bound (after migrating). The future
+    /// runs until the server stops; Herald drops it on Ctrl-C.
+    pub fn serve<F, Fut>(mut self, serve: F) -> Self
+    where
+        F: Fn(Db, tokio::net::TcpListener) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.serve = Some(Box::new(move |db, listener| Box::pin(serve(db, listener))));
+        self
+    }
+
+    /// Configure the worker `serve` embeds and `worker` runs (given one with every
+    /// autodiscovered task kind).
+    pub fn worker(mut self, configure: impl Fn(Worker) -> Worker + Send + Sync + 'static) -> Self {
+        self.worker = Box::new(configure);
+        self
+    }
+
+    /// Parse the process's arguments, run the command on a new tokio runtime, and return the
+    /// exit code; an error is printed as one line on stderr.
+    pub fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// [`App::run`] with the given arguments (the first is the program name).
+    pub fn run_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => return fail(&format!("starting the runtime: {e}")),
+        };
+        let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+        let result = runtime.block_on(self.dispatch(command));
+        // Connections still open when the server stopped get a moment, not forever.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.to_string()),
+        }
+    }
+
+    async fn connect(&self, database: Option<String>) -> Result<Db, BoxError> {
+        let url = database.unwrap_or_else(|| self.database.clone());
+        Db::open(url.clone())
+            .signals((self.signals)())
+            .connect()
+            .await
+            .map_err(|e| format!("opening {url}: {e}").into())
+    }
+
+    async fn migrate(&self, db: &Db) -> Result<(), BoxError> {
+        for model in &self.models {
+            (model.migrate)(db.clone())
+                .await
+                .map_err(|e| format!("creating the table of {}: {e}", model.name))?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch(&self, command: Command) -> Result<(), BoxError> {
+        match command {
+            Command::Serve(args) => self.cmd_serve(args).await,
+            Command::Worker { database } => {
+                let db = self.connect(database).await?;
+                let worker = (self.worker)(Worker::new(db.clone()).autodiscover());
+                println!("{} worker: serving tasks {:?}", self.name, worker.kinds());
+                worker.run(ctrl_c()).await?;
+                Ok(())
+            }
+            Command::Migrate { database } => {
+                let db = self.connect(database).await?;
+                self.migrate(&db).await?;
+                println!("migrated {} models", self.models.len());
+                Ok(())
+            }
+            Command::Receivers => {
+                self.cmd_receivers();
+                Ok(())
+            }
+            Command::Tasks { action, database } => {
+                let db = self.connect(database).await?;
+                cmd_tasks(&db, action.unwrap_or(TaskAction::Counts)).await
+            }
+            Command::Loaddata { file, database } => {
+                let json = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("reading {}: {e}", file.display()))?;
+                let db = self.connect(database).await?;
+                self.loaddata(&db, &json).await
+            }
+        }
+    }
+
+    async fn cmd_serve(&self, args: ServeArgs) -> Result<(), BoxError> {
+        let serve = self
+            .serve
+            .as_ref()
+            .ok_or_else(|| format!("{} has no `serve` (App::serve was not called)", self.name))?;
+        let db = self.connect(args.database).await?;
+        self.migrate(&db).await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .map_err(|e| format!("binding 127.0.0.1:{}: {e}", args.port))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "{} serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on {}{}",
+            self.name,
+            db.url(),
+            if args.no_worker { ", no worker" } else { "" }
+        );
+        std::io::stdout().flush()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = (!args.no_worker).then(|| {
+            let worker = (self.worker)(Worker::new(db.clone()).autodiscover());
+            tokio::spawn(worker.run(async {
+                let _ = stopped.await;
+            }))
+        });
+        let served = tokio::select! {
+            served = serve(db.clone(), listener) => served,
+            () = ctrl_c() => Ok(()),
+        };
+        let _ = stop.send(());
+        if let Some(worker) = worker {
+            worker.await.map_err(|e| format!("worker: {e}"))??;
+        }
+        served
+    }
+
+    /// One line per receiver, ordered by signal, sender, phase and priority (higher first).
+    fn cmd_receivers(&self) {
+        let signals = (self.signals)();
+        let mut receivers = signals.receivers();
+        receivers.sort_by_key(|r| {
+            let info = r.info();
+            (
+                info.signal(),
+                info.sender(),
+                info.phase().to_string(),
+                -i64::from(info.priority()),
+            )
+        });
+        let width = receivers
+            .iter()
+            .map(|r| r.info().name().len())
+            .max()
+            .unwrap_or(0)
+            .max("receiver".len());
+        println!(
+            "{:<width$}  {:<12} {:<8} {:<15} {:>8}  location",
+            "receiver", "signal", "sender", "phase", "priority"
+        );
+        for receiver in &receivers {
+            let info = receiver.info();
+            println!(
+                "{:<width$}  {:<12} {:<8} {:<15} {:>8}  {}",
+                info.name(),
+                info.signal(),
+                info.sender(),
+                info.phase().to_string(),
+                info.priority(),
+                info.location()
+            );
+        }
+        println!(
+            "({} receivers; calls, errors and latencies are kept per process, so they are zero here: \
+             see /_herald or /metrics of the running server)",
+            receivers.len()
+        );
+    }
+
+    /// Rows are grouped by model (`"model": "Book"` or Django's `"shop.book"`) and each group is
+    /// loaded in one transaction, in the order the models were added.
+    async fn loaddata(&self, db: &Db, json: &str) -> Result<(), BoxError> {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| format!("not a JSON list of rows: {e}"))?;
+        let is = |row: &serde_json::Value, model: &ModelEntry| {
+            let name = row.get("model").and_then(|m| m.as_str()).unwrap_or("");
+            name.eq_ignore_ascii_case(model.name)
+                || name.ends_with(&format!(".{}", model.name.to_lowercase()))
+        };
+        // Refuse the whole file before loading anything if a row is for an unknown model.
+        if let Some((i, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, row)| !self.models.iter().any(|m| is(row, m)))
+        {
+            let name = row.get("model").and_then(|m| m.as_str()).unwrap_or("?");
+            return Err(format!("row {}: `{name}` is not a model of {}", i + 1, self.name).into());
+        }
+        for model in &self.models {
+            let mine: Vec<&serde_json::Value> = rows.iter().filter(|row| is(row, model)).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let n = (model.fixture)(db.clone(), serde_json::to_string(&mine)?).await?;
+            println!("loaded {n} {} rows", model.name);
+        }
+        Ok(())
+    }
+}
+
+async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
+    let tasks = db.tasks();
+    match action {
+        TaskAction::Counts => {
+            for c in tasks.counts().await? {
+                println!("{:<16} {:<10} {:>8}", c.queue, c.state, c.count);
+            }
+        }
+        TaskAction::Dead { limit } => {
+            for t in tasks.dead(limit).await? {
+                println!(
+                    "{:>8} {:<24} attempt {}/{}  {}",
+                    t.id,
+                    t.kind,
+                    t.attempt,
+                    t.max_attempts,
+                    t.last_error.unwrap_or_default()
+                );
+            }
+        }
+        TaskAction::Retry { id } => {
+            if !tasks.retry(id).await? {
+                return Err(format!("task {id} is not dead or does not exist").into());
+            }
+            println!("task {id} will run again");
+        }
+        TaskAction::RetryDead => {
+            println!("{} dead tasks will run again", tasks.retry_dead().await?)
+        }
+        TaskAction::Purge { state } => {
+            println!("purged {} {state} tasks", tasks.purge(&state).await?)
+        }
+    }
+    Ok(())
+}
+
+fn fail(message: &str) -> ExitCode {
+    // One line, whatever the error's text holds.
+    eprintln!("error: {}", message.replace('\n', " "));
+    ExitCode::FAILURE
+}
+
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handling available: run until killed.
+        std::future::pending::<()>().await;
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "A Herald application's management commands",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no subcommand: `serve` with these options.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// The port to bind on 127.0.0.1 (0: a free one, printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The database URL (`sqlite://FILE` or `postgres://...`).
+    #[arg(long)]
+    database: Option<String>,
+    /// Do not embed a worker (run `worker` processes instead).
+    #[arg(long)]
+    no_worker: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Migrate, then serve HTTP on 127.0.0.1 with an embedded worker (the default command).
+    Serve(ServeArgs),
+    /// Run a worker only, until Ctrl-C.
+    Worker {
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Create the models' tables.
+    Migrate {
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// List every receiver with its signal, sender, phase, priority and source location.
+    Receivers,
+    /// Inspect and manage the task queue.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TaskAction>,
+        #[arg(long, global = true)]
+        database: Option<String>,
+    },
+    /// Load a fixture file (Django's JSON format), each row saved with `raw = true`.
+    Loaddata {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TaskAction {
+    /// Tasks per queue and state (the default).
+    Counts,
+    /// Dead tasks with their last error.
+    Dead {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Run a dead task again.
+    Retry { id: i64 },
+    /// Run every dead task again.
+    RetryDead,
+    /// Delete the tasks in a state.
+    Purge { state: String },
+}

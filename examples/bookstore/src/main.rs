@@ -1,0 +1,59 @@
+//! The bookstore: Herald's demo application.
+//!
+//! `cargo run --release -p bookstore` migrates a SQLite file (`bookstore.db`), adds a little
+//! sample data, starts an embedded worker and serves the shop on 127.0.0.1, printing the URL.
+//! It is `bookstore serve`; `bookstore --help` lists the other commands (`worker`, `migrate`,
+//! `receivers`, `tasks`, `loaddata`), all from [`herald::cli`].
+//!
+//! The receivers a real shop would have, each declared with `#[receiver]` in [`shop`]:
+//! a slug filled in `pre_save`; a negative price vetoed; an audit row written inside every save's
+//! and delete's transaction, for every model; a cache invalidated on commit; a search index
+//! rebuilt in the background (deliberately heavy, coalesced per book); an email to the author in
+//! the background that fails now and then (`BOOKSTORE_EMAIL_FAIL_EVERY`) and is retried.
+
+mod shop;
+mod web;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use herald::cli::App;
+use shop::{AuditEntry, Author, Book, EmailSent, Review, SearchEntry};
+use tracing_subscriber::filter::LevelFilter;
+
+fn main() -> ExitCode {
+    // Warnings (slow receivers, failed tasks) by default, so that a command's error stays one
+    // line on stderr; `BOOKSTORE_LOG=info` (or debug, trace) shows more.
+    let level = std::env::var("BOOKSTORE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::WARN);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
+    App::new("bookstore")
+        .database("sqlite://bookstore.db")
+        .signals(|| {
+            herald::dispatch::Signals::builder()
+                .autodiscover()
+                .slow_threshold(Duration::from_millis(50))
+                .build()
+        })
+        .model::<Author>()
+        .model::<Book>()
+        .model::<Review>()
+        .model::<AuditEntry>()
+        .model::<SearchEntry>()
+        .model::<EmailSent>()
+        .worker(|worker| worker.retry_base(Duration::from_millis(100)))
+        .serve(|db, listener| async move {
+            if std::env::var("BOOKSTORE_SAMPLE_DATA").as_deref() != Ok("0") {
+                shop::sample_data(&db).await?;
+            }
+            axum::serve(listener, web::router(db)).await?;
+            Ok(())
+        })
+        .run()
+}

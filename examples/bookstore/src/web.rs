@@ -1,0 +1,323 @@
+//! The shop's HTTP side: a JSON API, a small HTML interface, the dashboard and `/metrics`.
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use herald::Db;
+use herald_axum::{DashboardOptions, ServerTimingLayer, dashboard, metrics_router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::shop::{AuditEntry, Author, Book, EmailSent, SearchEntry, cache};
+
+/// The whole application: the shop's routes with Server-Timing on every response, `/metrics`,
+/// and the dashboard under `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
+pub(crate) fn router(db: Db) -> Router {
+    let shop = Router::new()
+        .route("/", get(home))
+        .route("/books", post(html_create))
+        .route("/books/{id}", post(html_update))
+        .route("/books/{id}/edit", get(html_edit))
+        .route("/books/{id}/delete", post(html_delete))
+        .route("/api/books", get(list_books).post(create_book))
+        .route(
+            "/api/books/{id}",
+            get(read_book).put(update_book).delete(delete_book),
+        )
+        .route("/api/books/{id}/search", get(read_index))
+        .route("/api/audit", get(list_audit))
+        .route("/api/emails", get(list_emails))
+        .route("/api/tasks", get(list_tasks))
+        .with_state(db.clone());
+    let token = std::env::var("HERALD_DASHBOARD_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    shop.merge(metrics_router(db.clone()))
+        .nest(
+            "/_herald",
+            dashboard(
+                db,
+                DashboardOptions {
+                    token,
+                    ..Default::default()
+                },
+            ),
+        )
+        .layer(ServerTimingLayer::new())
+}
+
+/// A store error as a response: a receiver's veto is 422 naming the receiver; anything else 500.
+struct ApiError(herald::Error);
+
+impl From<herald::Error> for ApiError {
+    fn from(e: herald::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.0.to_string();
+        match self.0.as_receiver() {
+            Some(failure) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": message, "receiver": failure.receiver().name() })),
+            )
+                .into_response(),
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": message })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": "not found" }))).into_response()
+}
+
+/// The fields a client may send for a book. A missing `author_id` means the first author.
+#[derive(Deserialize)]
+struct BookInput {
+    title: String,
+    price_cents: i64,
+    #[serde(default)]
+    author_id: Option<i64>,
+    #[serde(default)]
+    slug: Option<String>,
+}
+
+async fn default_author(db: &Db) -> herald::Result<i64> {
+    Ok(db
+        .all::<Author>()
+        .await?
+        .first()
+        .and_then(|a| a.id)
+        .unwrap_or_default())
+}
+
+async fn list_books(State(db): State<Db>) -> ApiResult<Json<Vec<Book>>> {
+    Ok(Json(db.all::<Book>().await?))
+}
+
+async fn create_book(State(db): State<Db>, Json(input): Json<BookInput>) -> ApiResult<Response> {
+    let author_id = match input.author_id {
+        Some(id) => id,
+        None => default_author(&db).await?,
+    };
+    let mut book = Book {
+        id: None,
+        author_id,
+        title: input.title,
+        slug: input.slug.unwrap_or_default(),
+        price_cents: input.price_cents,
+    };
+    db.save(&mut book).await?;
+    Ok((StatusCode::CREATED, Json(book)).into_response())
+}
+
+async fn read_book(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    if let Some(book) = cache().get(&id).cloned() {
+        return Ok(Json(book).into_response());
+    }
+    Ok(match db.get::<Book>(id).await? {
+        Some(book) => {
+            cache().insert(id, book.clone());
+            Json(book).into_response()
+        }
+        None => not_found(),
+    })
+}
+
+async fn update_book(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+    Json(input): Json<BookInput>,
+) -> ApiResult<Response> {
+    let Some(mut book) = db.get::<Book>(id).await? else {
+        return Ok(not_found());
+    };
+    book.title = input.title;
+    book.price_cents = input.price_cents;
+    book.slug = input.slug.unwrap_or_default();
+    if let Some(author_id) = input.author_id {
+        book.author_id = author_id;
+    }
+    db.save(&mut book).await?;
+    Ok(Json(book).into_response())
+}
+
+async fn delete_book(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    let Some(book) = db.get::<Book>(id).await? else {
+        return Ok(not_found());
+    };
+    db.delete(&book).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn read_index(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    Ok(match db.get::<SearchEntry>(id).await? {
+        Some(entry) => Json(entry).into_response(),
+        None => not_found(),
+    })
+}
+
+async fn list_audit(State(db): State<Db>) -> ApiResult<Json<Vec<AuditEntry>>> {
+    Ok(Json(db.all::<AuditEntry>().await?))
+}
+
+async fn list_emails(State(db): State<Db>) -> ApiResult<Json<Vec<EmailSent>>> {
+    Ok(Json(db.all::<EmailSent>().await?))
+}
+
+async fn list_tasks(State(db): State<Db>) -> ApiResult<Json<serde_json::Value>> {
+    let counts: Vec<_> = db
+        .tasks()
+        .counts()
+        .await?
+        .into_iter()
+        .map(|c| json!({ "queue": c.queue, "state": c.state, "count": c.count }))
+        .collect();
+    let dead: Vec<_> = db
+        .tasks()
+        .dead(100)
+        .await?
+        .into_iter()
+        .map(|t| json!({ "id": t.id, "kind": t.kind, "attempt": t.attempt, "error": t.last_error }))
+        .collect();
+    Ok(Json(json!({ "counts": counts, "dead": dead })))
+}
+
+// ---- the HTML interface ------------------------------------------------------------------------
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}\
+         td,th{{padding:.2em .6em;text-align:left}}.error{{color:#b00}}</style></head>\
+         <body><h1>{t}</h1>{body}<p><a href=\"/\">Shop</a> · <a href=\"/_herald\">Herald dashboard</a> · \
+         <a href=\"/metrics\">metrics</a></p></body></html>",
+        t = escape(title)
+    ))
+}
+
+fn book_form(action: &str, book: Option<&Book>, button: &str) -> String {
+    let (title, price) = book.map_or((String::new(), String::new()), |b| {
+        (escape(&b.title), b.price_cents.to_string())
+    });
+    format!(
+        "<form method=\"post\" action=\"{action}\">\
+         <label>Title <input name=\"title\" value=\"{title}\" required></label> \
+         <label>Price (cents) <input name=\"price_cents\" type=\"number\" value=\"{price}\" required></label> \
+         <button>{button}</button></form>"
+    )
+}
+
+#[derive(Deserialize)]
+struct BookFormInput {
+    title: String,
+    price_cents: i64,
+}
+
+async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
+    let mut rows = String::new();
+    for book in db.all::<Book>().await? {
+        let id = book.id.unwrap_or_default();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{:.2}</td>\
+             <td><a href=\"/books/{id}/edit\">edit</a></td>\
+             <td><form method=\"post\" action=\"/books/{id}/delete\"><button>delete</button></form></td></tr>",
+            escape(&book.title),
+            escape(&book.slug),
+            book.price_cents as f64 / 100.0
+        ));
+    }
+    Ok(page(
+        "Bookstore",
+        &format!(
+            "<table><tr><th>Title</th><th>Slug</th><th>Price</th><th></th><th></th></tr>{rows}</table>\
+             <h2>New book</h2>{}",
+            book_form("/books", None, "Create")
+        ),
+    ))
+}
+
+fn refused(error: ApiError) -> Response {
+    let status = if error.0.as_receiver().is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = format!("<p class=\"error\">{}</p>", escape(&error.0.to_string()));
+    (status, page("Not saved", &body)).into_response()
+}
+
+async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> Response {
+    let saved = async {
+        let mut book = Book {
+            id: None,
+            author_id: default_author(&db).await?,
+            title: input.title,
+            slug: String::new(),
+            price_cents: input.price_cents,
+        };
+        db.save(&mut book).await?;
+        Ok::<_, ApiError>(())
+    };
+    match saved.await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn html_edit(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    Ok(match db.get::<Book>(id).await? {
+        Some(book) => page(
+            &format!("Edit {}", book.title),
+            &book_form(&format!("/books/{id}"), Some(&book), "Save"),
+        )
+        .into_response(),
+        None => not_found(),
+    })
+}
+
+async fn html_update(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+    Form(input): Form<BookFormInput>,
+) -> Response {
+    let saved = async {
+        let Some(mut book) = db.get::<Book>(id).await? else {
+            return Ok(false);
+        };
+        book.title = input.title;
+        book.price_cents = input.price_cents;
+        book.slug.clear();
+        db.save(&mut book).await?;
+        Ok::<_, ApiError>(true)
+    };
+    match saved.await {
+        Ok(true) => Redirect::to("/").into_response(),
+        Ok(false) => not_found(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn html_delete(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    if let Some(book) = db.get::<Book>(id).await? {
+        db.delete(&book).await?;
+    }
+    Ok(Redirect::to("/").into_response())
+}

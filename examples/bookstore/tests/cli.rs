@@ -1,0 +1,152 @@
+//! The bookstore's command line (`herald::cli`): each command against a temporary database.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::{BIN, database_url};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bookstore runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The command failed with exactly one line on stderr, starting `error:`, containing `needle`.
+fn check_one_line_error(output: &Output, needle: &str) {
+    assert!(!output.status.success(), "exit code should not be 0");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(errors.len(), 1, "one line on stderr: {stderr}");
+    assert!(errors[0].starts_with("error: "), "{}", errors[0]);
+    assert!(errors[0].contains(needle), "`{needle}` in: {}", errors[0]);
+}
+
+#[test]
+fn receivers_lists_every_receiver_with_its_source_location() {
+    let output = run(&["receivers"]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for (name, phase) in [
+        ("fill_slug", "before"),
+        ("check_price", "before"),
+        ("audit_save", "in_transaction"),
+        ("invalidate_cache", "on_commit"),
+        ("reindex_book", "background"),
+        ("email_author", "background"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
+        assert!(line.contains(phase), "{line}");
+        assert!(line.contains("examples/bookstore/src/shop.rs:"), "{line}");
+    }
+    assert!(
+        text.contains("zero here"),
+        "says the statistics are per process"
+    );
+}
+
+#[test]
+fn migrate_then_loaddata_then_tasks() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    let migrated = run(&["migrate", "--database", &url]);
+    assert!(migrated.status.success(), "{migrated:?}");
+
+    let fixture = dir.path().join("books.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "bookstore.author", "pk": 1, "fields": {"name": "N. K. Jemisin", "email": "nk@example.invalid"}},
+            {"model": "Book", "pk": 7, "fields": {"author_id": 1, "title": "The Fifth Season", "slug": "fifth", "price_cents": 1500}}]"#,
+    )
+    .expect("write the fixture");
+    let loaded = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(
+        stdout(&loaded).contains("loaded 1 Book rows"),
+        "{}",
+        stdout(&loaded)
+    );
+
+    // Fixtures are saved with raw = true; the background receivers still enqueue (the book's
+    // reindex and email), and no worker ran here, so they wait.
+    let counts = run(&["tasks", "counts", "--database", &url]);
+    assert!(counts.status.success(), "{counts:?}");
+    let text = stdout(&counts);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("available") && l.trim_end().ends_with(" 2")),
+        "{text}"
+    );
+    let dead = run(&["tasks", "dead", "--database", &url]);
+    assert!(dead.status.success(), "{dead:?}");
+    check_one_line_error(
+        &run(&["tasks", "retry", "999", "--database", &url]),
+        "task 999",
+    );
+    let purged = run(&["tasks", "purge", "completed", "--database", &url]);
+    assert!(stdout(&purged).contains("purged 0 completed"), "{purged:?}");
+}
+
+#[test]
+fn a_bad_database_url_is_one_line_and_a_failure() {
+    let output = run(&["migrate", "--database", "nosuchdb://nowhere"]);
+    check_one_line_error(&output, "nosuchdb://nowhere");
+}
+
+#[test]
+fn a_missing_fixture_file_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("missing.json");
+    let output = run(&[
+        "loaddata",
+        missing.to_str().expect("utf-8 path"),
+        "--database",
+        &database_url(&dir),
+    ]);
+    check_one_line_error(&output, "missing.json");
+}
+
+#[test]
+fn an_unknown_task_state_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = run(&[
+        "tasks",
+        "purge",
+        "sideways",
+        "--database",
+        &database_url(&dir),
+    ]);
+    check_one_line_error(&output, "sideways");
+}
+
+#[test]
+fn a_fixture_row_for_an_unknown_model_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let fixture = dir.path().join("bad.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "shop.unicorn", "pk": 1, "fields": {}}]"#,
+    )
+    .expect("write the fixture");
+    let output = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &database_url(&dir),
+    ]);
+    check_one_line_error(&output, "shop.unicorn");
+}

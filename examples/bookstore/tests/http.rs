@@ -1,0 +1,158 @@
+//! The bookstore end to end over HTTP: the binary on a free loopback port and a fresh database.
+
+mod common;
+
+use common::Server;
+use serde_json::json;
+
+fn create(server: &Server, title: &str, price_cents: i64) -> serde_json::Value {
+    let response = server.post_json(
+        "/api/books",
+        &json!({ "title": title, "price_cents": price_cents }),
+    );
+    assert_eq!(response.status, 201, "{}", response.body);
+    response.json()
+}
+
+#[test]
+fn a_created_book_reads_back_with_its_slug() {
+    let server = Server::start(&[]);
+    let book = create(&server, "The Word for World Is Forest", 899);
+    assert_eq!(book["slug"], "the-word-for-world-is-forest");
+    let id = book["id"].as_i64().expect("an id");
+    let read = server.get(&format!("/api/books/{id}"));
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json()["slug"], "the-word-for-world-is-forest");
+}
+
+#[test]
+fn a_negative_price_is_refused_naming_the_receiver() {
+    let server = Server::start(&[]);
+    let response = server.post_json("/api/books", &json!({ "title": "Free", "price_cents": -5 }));
+    assert_eq!(response.status, 422, "{}", response.body);
+    let body = response.json();
+    assert_eq!(body["receiver"], "bookstore::shop::check_price");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("a message")
+            .contains("negative")
+    );
+    let books = server.get("/api/books").json();
+    let titles: Vec<&str> = books
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|b| b["title"].as_str())
+        .collect();
+    assert!(!titles.contains(&"Free"), "nothing is written: {titles:?}");
+}
+
+#[test]
+fn every_save_writes_an_audit_row() {
+    let server = Server::start(&[]);
+    let book = create(&server, "Kindred", 999);
+    let key = book["id"].to_string();
+    let audit = server.get("/api/audit").json();
+    let found = audit.as_array().expect("a list").iter().any(|row| {
+        row["model"] == "Book"
+            && row["key"].as_str() == Some(key.as_str())
+            && row["action"] == "created"
+    });
+    assert!(found, "no audit row for Book {key}: {audit}");
+}
+
+#[test]
+fn the_search_index_is_rebuilt_in_the_background() {
+    let server = Server::start(&[]);
+    let book = create(&server, "The Lathe of Heaven", 1099);
+    let id = book["id"].as_i64().expect("an id");
+    let terms = server.wait_for(&format!("/api/books/{id}/search"), |r| {
+        (r.status == 200).then(|| r.json()["terms"].as_str().map(str::to_owned))?
+    });
+    assert_eq!(terms, "heaven lathe of the");
+}
+
+#[test]
+fn every_response_that_saves_has_server_timing() {
+    let server = Server::start(&[]);
+    let response = server.post_json(
+        "/api/books",
+        &json!({ "title": "Solaris", "price_cents": 800 }),
+    );
+    let timing = response
+        .header("server-timing")
+        .expect("a Server-Timing header");
+    assert!(timing.contains("pre_save;dur="), "{timing}");
+    assert!(timing.contains("fill_slug"), "{timing}");
+}
+
+#[test]
+fn a_failing_email_is_retried_until_it_is_sent() {
+    // The 1st, 3rd, 5th.. attempts fail: the one book's email fails once and then goes out.
+    let server = Server::start(&[
+        ("BOOKSTORE_SAMPLE_DATA", "0"),
+        ("BOOKSTORE_EMAIL_FAIL_EVERY", "2"),
+    ]);
+    let book = create(&server, "Parable of the Sower", 1199);
+    let emails = server.wait_for("/api/emails", |r| {
+        let list = r.json();
+        (!list.as_array()?.is_empty()).then_some(list)
+    });
+    assert_eq!(emails[0]["book_id"], book["id"]);
+    let metrics = server.get("/metrics").body;
+    let retries = metrics
+        .lines()
+        .find(|l| l.starts_with("herald_task_retries_total{kind=\"email_author\"}"))
+        .unwrap_or_else(|| panic!("no email retries in:\n{metrics}"));
+    assert!(retries.ends_with(" 1"), "one retry: {retries}");
+}
+
+#[test]
+fn an_email_that_always_fails_ends_dead_with_its_error() {
+    let server = Server::start(&[
+        ("BOOKSTORE_SAMPLE_DATA", "0"),
+        ("BOOKSTORE_EMAIL_FAIL_EVERY", "1"),
+    ]);
+    create(&server, "Dawn", 999);
+    let dead = server.wait_for("/api/tasks", |r| {
+        let tasks = r.json();
+        let dead = tasks["dead"].as_array()?.first()?.clone();
+        Some(dead)
+    });
+    assert_eq!(dead["kind"], "email_author");
+    assert_eq!(dead["attempt"], 3);
+    assert!(
+        dead["error"]
+            .as_str()
+            .expect("an error")
+            .contains("mail server refused")
+    );
+}
+
+#[test]
+fn with_no_worker_a_separate_worker_process_runs_the_tasks() {
+    let server = Server::start_with(&[("BOOKSTORE_SAMPLE_DATA", "0")], &["--no-worker"]);
+    let book = create(&server, "Always Coming Home", 1399);
+    let id = book["id"].as_i64().expect("an id");
+    let tasks = server.get("/api/tasks").json();
+    assert!(
+        tasks["counts"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["state"] == "available"),
+        "the tasks wait for a worker: {tasks}"
+    );
+    let worker = std::process::Command::new(common::BIN)
+        .args(["worker", "--database", &common::database_url(&server.dir)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("bookstore worker starts");
+    let _worker = common::Killed(worker);
+    let terms = server.wait_for(&format!("/api/books/{id}/search"), |r| {
+        (r.status == 200).then(|| r.json()["terms"].as_str().map(str::to_owned))?
+    });
+    assert_eq!(terms, "always coming home");
+}
