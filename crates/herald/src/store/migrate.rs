@@ -30,13 +30,10 @@ pub(crate) fn apply(conn: &Conn, migrations: &[Migration]) -> Result<()> {
         "CREATE TABLE IF NOT EXISTS herald_migrations (\
          version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
     )?;
-    let postgres = conn
-        .query("SELECT 1 WHERE ?1 = 1", &[Value::Int(1)], &[SqlType::Int])
-        .is_err();
-    let (dialect, version_param, name_param, at_param) = if postgres {
-        (Dialect::Postgres, "$1", "$2", "$3")
-    } else {
-        (Dialect::Sqlite, "?1", "?2", "?3")
+    let dialect = conn.dialect();
+    let (version_param, name_param, at_param) = match dialect {
+        Dialect::Postgres => ("$1", "$2", "$3"),
+        Dialect::Sqlite => ("?1", "?2", "?3"),
     };
     for migration in migrations {
         conn.atomic(|conn| {
