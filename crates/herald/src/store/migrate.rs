@@ -5,21 +5,19 @@ use crate::model::Dialect;
 use crate::store::conn::Conn;
 use crate::value::{SqlType, Value};
 
-/// One migration: a version, a name, and its SQL in each dialect.
+/// One migration: a version, a name, and its SQL for a dialect.
 #[derive(Debug)]
 pub(crate) struct Migration {
     pub(crate) version: i64,
     pub(crate) name: &'static str,
-    pub(crate) sqlite: &'static str,
-    pub(crate) postgres: &'static str,
+    pub(crate) sql: fn(Dialect) -> String,
 }
 
 /// Herald's migrations, in order.
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "herald_tasks",
-    sqlite: crate::tasks::queue::MIGRATION_SQLITE,
-    postgres: crate::tasks::queue::MIGRATION_POSTGRES,
+    sql: crate::tasks::queue::migration,
 }];
 
 /// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row
@@ -48,10 +46,7 @@ pub(crate) fn apply(conn: &Conn, migrations: &[Migration]) -> Result<()> {
             if !seen.is_empty() {
                 return Ok(());
             }
-            conn.batch(match dialect {
-                Dialect::Sqlite => migration.sqlite,
-                Dialect::Postgres => migration.postgres,
-            })?;
+            conn.batch(&(migration.sql)(dialect))?;
             conn.execute(
                 &format!(
                     "INSERT INTO herald_migrations (version, name, applied_at) VALUES ({version_param}, {name_param}, {at_param})"
