@@ -203,6 +203,22 @@ fn constraint_name(kind: DbErrorKind) -> &'static str {
 }
 
 impl Error {
+    /// What a write that succeeded inside a group commit reports when the shared COMMIT then
+    /// failed (see `store::pool`): the same kind of failure, saying that nothing was kept.
+    pub(crate) fn for_grouped_write(&self) -> Error {
+        match self {
+            Error::Panicked => Error::Panicked,
+            other => Error::Statement {
+                what: "COMMIT (shared with the writes queued beside this one; nothing was kept)"
+                    .to_owned(),
+                source: DbError::new(
+                    other.as_db().map_or(DbErrorKind::Other, DbError::kind),
+                    other.to_string(),
+                ),
+            },
+        }
+    }
+
     /// The receiver failure inside, if this is one.
     pub fn as_receiver(&self) -> Option<&DispatchError> {
         match self {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald::prelude::*;
 use herald::tasks::TaskContext;
@@ -194,29 +194,38 @@ fn placeholders(postgres: bool, sql: &str) -> String {
     out
 }
 
-/// Background: rebuild the book's search entry. Deliberately heavy (a few ms of CPU on a blocking
-/// thread); pending reindexes of one book coalesce (`unique = "pk"`).
+/// How long one reindex waits on the search service: `BOOKSTORE_REINDEX_MS`, default 3.
+fn reindex_wait() -> Duration {
+    static WAIT: LazyLock<Duration> = LazyLock::new(|| {
+        let ms = std::env::var("BOOKSTORE_REINDEX_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        Duration::from_millis(ms)
+    });
+    *WAIT
+}
+
+/// The index terms of a title: its words, lower-cased, sorted, once each.
+fn index_terms(title: &str) -> String {
+    let mut words: Vec<String> = title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words.join(" ")
+}
+
+/// Background: rebuild the book's search entry. Deliberately heavy: it stands in for a call to a
+/// search service, a few ms each (`BOOKSTORE_REINDEX_MS`), far longer than the save that caused
+/// it. Pending reindexes of one book coalesce (`unique = "pk"`).
 #[receiver(post_save, sender = Book, background, unique = "pk")]
 async fn reindex_book(book: Book, ctx: TaskContext) -> ReceiverResult {
     let Some(id) = book.id else { return Ok(()) };
-    let text = book.title.clone();
-    let terms = tokio::task::spawn_blocking(move || {
-        let until = Instant::now() + Duration::from_millis(3);
-        let mut spin = 0u64;
-        while Instant::now() < until {
-            spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(7));
-        }
-        let mut words: Vec<String> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect();
-        words.sort();
-        words.dedup();
-        words.join(" ")
-    })
-    .await
-    .map_err(herald::dispatch::Error::msg)?;
+    let terms = index_terms(&book.title);
+    tokio::time::sleep(reindex_wait()).await;
     let db = ctx.db();
     let sql = placeholders(
         db.is_postgres(),

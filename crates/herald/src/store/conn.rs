@@ -21,7 +21,7 @@
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
-use herald_dispatch::{PostDelete, PostSave, PreDelete, PreSave, ReceiverInfo, Signals};
+use herald_dispatch::{PostDelete, PostSave, PreDelete, PreSave, ReceiverInfo, Signals, observe};
 
 use crate::ReceiverResult;
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
@@ -45,6 +45,9 @@ struct Hook {
     kind: HookKind,
     name: &'static str,
     run: Box<dyn FnOnce(&Conn) -> ReceiverResult + Send>,
+    /// The observer of the write that registered it (the request it reports to), installed again
+    /// when it runs: a group commit runs it after that write's job has returned.
+    observer: Option<Arc<dyn observe::Observer>>,
 }
 
 #[derive(Default)]
@@ -247,7 +250,8 @@ impl Conn {
             self.rollback();
             return Err(error);
         }
-        if let Err(source) = self.backend.borrow_mut().control(&sql) {
+        let ended = self.backend.borrow_mut().control(&sql);
+        if let Err(source) = ended {
             // The transaction cannot be kept: undo it, so the connection is left clean.
             let error = statement_error(&sql, source);
             self.rollback();
@@ -344,10 +348,16 @@ impl Conn {
         name: &'static str,
         run: Box<dyn FnOnce(&Conn) -> ReceiverResult + Send>,
     ) {
+        let hook = Hook {
+            kind,
+            name,
+            run,
+            observer: observe::current(),
+        };
         if self.in_transaction() {
-            self.tx.borrow_mut().hooks.push(Hook { kind, name, run });
-        } else if matches!(kind, HookKind::Commit) {
-            self.run_hooks(vec![Hook { kind, name, run }], HookKind::Commit);
+            self.tx.borrow_mut().hooks.push(hook);
+        } else if matches!(hook.kind, HookKind::Commit) {
+            self.run_hooks(vec![hook], HookKind::Commit);
         }
     }
 
@@ -357,8 +367,9 @@ impl Conn {
                 continue;
             }
             let name = hook.name;
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (hook.run)(self)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                observe::scope(hook.observer, || (hook.run)(self))
+            }));
             let failure = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => error.to_string(),

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::model::Model;
 use crate::store::conn::{Conn, SaveOptions, Saved};
-use crate::store::pool::{Job, call};
+use crate::store::pool::{Job, call, write};
 
 /// How a save runs, owned so it can cross to the connection thread.
 #[derive(Clone, Debug, Default)]
@@ -39,7 +39,7 @@ pub(crate) async fn save<M: Model>(
     how: Save,
 ) -> Result<Saved> {
     let mut copy = instance.clone();
-    let (copy, saved) = call(jobs, move |conn| {
+    let (copy, saved) = write(jobs, move |conn| {
         let names: Option<Vec<&str>> = how
             .fields
             .as_ref()
@@ -76,12 +76,12 @@ pub(crate) async fn bulk<M: Model, R: Send + 'static>(
     Ok(result)
 }
 
-/// Run `f` with a copy of `instance` on `jobs`' connection (deletes).
+/// Run the write `f` with a copy of `instance` on `jobs`' connection (deletes).
 pub(crate) async fn with<M: Model, R: Send + 'static>(
     jobs: &flume::Sender<Job>,
     instance: &M,
     f: impl FnOnce(&Conn, &M) -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let copy = instance.clone();
-    call(jobs, move |conn| f(conn, &copy)).await
+    write(jobs, move |conn| f(conn, &copy)).await
 }

@@ -7,6 +7,14 @@
 //!
 //! Both sides spin briefly before they sleep: a write takes microseconds, and a thread wake-up
 //! costs more than that on a virtual machine. The spin is bounded ([`SPIN`]), then they block.
+//!
+//! Group commit (SQLite's one writer): single autocommit writes ([`Job::Write`]: `save`,
+//! `save_fields`, `delete`) that are queued behind one another share one transaction, up to
+//! [`GROUP`] of them, instead of paying for a commit each. Each keeps its own semantics: a write
+//! with receivers runs in a savepoint of its own (a veto or failure undoes only it), its
+//! `on_commit` receivers run after the shared COMMIT, and its caller hears back only after that
+//! COMMIT, with an error if the COMMIT failed. A write that finds the queue empty commits alone, so
+//! a lone caller waits for nothing.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -23,7 +31,20 @@ use crate::store::backend::Backend;
 use crate::store::conn::{Conn, Shared};
 
 /// A unit of work for a connection thread.
-pub(crate) type Job = Box<dyn FnOnce(&Conn) + Send>;
+pub(crate) enum Job {
+    /// Runs alone on the connection: transactions, bulk writes, statements, reads.
+    Alone(Box<dyn FnOnce(&Conn) + Send>),
+    /// One autocommit write that may share a transaction with the writes queued beside it (group
+    /// commit). It runs, and returns how to answer its caller once the transaction it ran in has
+    /// ended.
+    Write(WriteFn),
+}
+
+/// Answers a [`Job::Write`]'s caller, given how its transaction ended.
+pub(crate) type Finish = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
+
+/// At most this many writes share one commit, so that the first of them waits a bounded time.
+const GROUP: usize = 64;
 
 /// How long each side waits actively before it sleeps: it spins for the first microseconds, then
 /// yields its core between checks, so that on a busy machine the thread it waits for can run.
@@ -38,12 +59,14 @@ pub(crate) type Open =
     Arc<dyn Fn() -> std::result::Result<Box<dyn Backend>, DbError> + Send + Sync>;
 
 /// Start `count` threads serving `jobs`, each with its own connection; returns once all are open.
+/// `group` lets queued [`Job::Write`]s share a commit (SQLite's writer).
 pub(crate) async fn spawn(
     name: &str,
     count: usize,
     open: Open,
     shared: Arc<Shared>,
     jobs: flume::Receiver<Job>,
+    group: bool,
 ) -> std::result::Result<Vec<JoinHandle<()>>, DbError> {
     let mut handles = Vec::with_capacity(count);
     let mut ready = Vec::with_capacity(count);
@@ -56,7 +79,7 @@ pub(crate) async fn spawn(
             .spawn(move || match open() {
                 Ok(backend) => {
                     let _ = opened.send(Ok(()));
-                    serve(Conn::new(backend, shared), &jobs, &open);
+                    serve(Conn::new(backend, shared), &jobs, &open, group);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -85,9 +108,10 @@ pub(crate) async fn spawn(
     Ok(handles)
 }
 
-fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open) {
+fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, group: bool) {
     ON_CONNECTION_THREAD.with(|on| on.set(true));
-    while let Some(job) = receive(jobs) {
+    let mut next = receive(jobs);
+    while let Some(job) = next.take() {
         if !conn.backend_alive() {
             match open() {
                 Ok(backend) => conn = Conn::new(backend, conn.shared()),
@@ -96,20 +120,88 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open) {
                 }
             }
         }
-        run(job, &conn);
+        next = match job {
+            Job::Write(write) if group && !jobs.is_empty() => write_group(write, &conn, jobs),
+            job => {
+                run(job, &conn);
+                None
+            }
+        };
+        if next.is_none() {
+            next = receive(jobs);
+        }
     }
 }
 
-/// Run one job; a panic outside the receivers (which the dispatcher already catches) is logged and
-/// the caller gets [`Error::Panicked`] through its dropped reply.
+/// Run one job on its own; a panic outside the receivers (which the dispatcher already catches)
+/// is logged, what it left open is rolled back, and the caller gets [`Error::Panicked`] through
+/// its dropped reply.
 pub(crate) fn run(job: Job, conn: &Conn) {
-    if catch_unwind(AssertUnwindSafe(|| job(conn))).is_err() {
+    let outcome = catch_unwind(AssertUnwindSafe(|| match job {
+        Job::Alone(run) => run(conn),
+        Job::Write(write) => {
+            write(conn)(Ok(()));
+        }
+    }));
+    if outcome.is_err() {
         tracing::error!(target: "herald::store", "a store job panicked; its transaction was rolled back");
         while conn.in_transaction() {
             conn.rollback();
         }
     }
 }
+
+/// Group commit: run `first` and the writes queued behind it (up to [`GROUP`]) in one
+/// transaction, commit it, then answer each caller. Returns the job that ended the group by not
+/// being a write, to run next.
+fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Option<Job> {
+    if conn.begin().is_err() {
+        // Could not open the shared transaction (the database is busy): the write tries alone
+        // and reports its own error.
+        run(Job::Write(first), conn);
+        return None;
+    }
+    let mut finishes: Vec<Finish> = Vec::with_capacity(GROUP);
+    let mut leftover = None;
+    let mut write = first;
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| write(conn))) {
+            Ok(finish) => finishes.push(finish),
+            Err(_) => {
+                // A panic outside the receivers may have left a statement half done at the
+                // group's level: nothing of the group is kept, and every caller is told.
+                tracing::error!(target: "herald::store", writes = finishes.len() + 1, "a store write panicked inside a group commit; the group was rolled back");
+                while conn.in_transaction() {
+                    conn.rollback();
+                }
+                let error = Error::Panicked;
+                for finish in finishes {
+                    finish(Err(&error));
+                }
+                return None;
+            }
+        }
+        if finishes.len() >= GROUP {
+            break;
+        }
+        match jobs.try_recv() {
+            Ok(Job::Write(next)) => write = next,
+            Ok(other) => {
+                leftover = Some(other);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    let committed = conn.commit();
+    for finish in finishes {
+        finish(committed.as_ref().map(|_| ()));
+    }
+    leftover
+}
+
+/// A [`Job::Write`]'s work.
+pub(crate) type WriteFn = Box<dyn FnOnce(&Conn) -> Finish + Send>;
 
 /// The next job: spin for up to [`SPIN`], then block. `None` when every sender is gone.
 pub(crate) fn receive(jobs: &flume::Receiver<Job>) -> Option<Job> {
@@ -155,27 +247,61 @@ pub(crate) fn call<R: Send + 'static>(
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Result<R>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
-    // The caller's observer (a request measuring its receivers) follows the job to the connection
-    // thread, and hears how long the job took there.
     let observer = observe::current();
     let sent = submit(
         jobs,
-        Box::new(move |conn| {
-            let result = match observer {
-                None => f(conn),
-                Some(observer) => {
-                    let started = Instant::now();
-                    let result = observe::scope(Some(observer.clone()), || f(conn));
-                    observer.store_job(started.elapsed());
-                    result
-                }
-            };
-            let _ = reply.send(result);
-        }),
+        Job::Alone(Box::new(move |conn| {
+            let _ = reply.send(observed(observer, conn, f));
+        })),
     );
     async move {
         sent?;
         wait(answer).await
+    }
+}
+
+/// Send one autocommit write `f` to a connection thread and wait for its result, which comes once
+/// its transaction has committed (it may share that transaction with other writes: see the module
+/// documentation). Inside a pinned transaction it is an ordinary job.
+pub(crate) fn write<R: Send + 'static>(
+    jobs: &flume::Sender<Job>,
+    f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+) -> impl Future<Output = Result<R>> + Send + 'static {
+    let (reply, answer) = oneshot::channel();
+    let observer = observe::current();
+    let sent = submit(
+        jobs,
+        Job::Write(Box::new(move |conn| {
+            let result = observed(observer, conn, f);
+            Box::new(move |ended| {
+                let _ = reply.send(match (result, ended) {
+                    (Ok(_), Err(error)) => Err(error.for_grouped_write()),
+                    (result, _) => result,
+                });
+            })
+        })),
+    );
+    async move {
+        sent?;
+        wait(answer).await
+    }
+}
+
+/// Run `f`, reporting its receivers and its time to the caller's observer (a request measuring
+/// its receivers) when there is one.
+fn observed<R>(
+    observer: Option<Arc<dyn observe::Observer>>,
+    conn: &Conn,
+    f: impl FnOnce(&Conn) -> Result<R>,
+) -> Result<R> {
+    match observer {
+        None => f(conn),
+        Some(observer) => {
+            let started = Instant::now();
+            let result = observe::scope(Some(observer.clone()), || f(conn));
+            observer.store_job(started.elapsed());
+            result
+        }
     }
 }
 
@@ -189,7 +315,7 @@ pub(crate) fn pin(
     let (reply, answer) = oneshot::channel();
     let sent = submit(
         jobs,
-        Box::new(move |conn| {
+        Job::Alone(Box::new(move |conn| {
             let began = conn.begin();
             let ok = began.is_ok();
             let _ = reply.send(began);
@@ -202,7 +328,7 @@ pub(crate) fn pin(
             while conn.in_transaction() {
                 conn.rollback();
             }
-        }),
+        })),
     );
     async move {
         sent?;
@@ -213,7 +339,7 @@ pub(crate) fn pin(
 
 /// Send a job without waiting for it (a rollback from `Drop`).
 pub(crate) fn send_detached(jobs: &flume::Sender<Job>, f: impl FnOnce(&Conn) + Send + 'static) {
-    let _ = jobs.send(Box::new(f));
+    let _ = jobs.send(Job::Alone(Box::new(f)));
 }
 
 /// Wait for a reply: spin for up to [`SPIN`], then await.
