@@ -47,7 +47,12 @@ fn main() -> ExitCode {
         .model::<AuditEntry>()
         .model::<SearchEntry>()
         .model::<EmailSent>()
-        .worker(|worker| worker.retry_base(Duration::from_millis(100)))
+        // Most of a reindex is waiting on the search service: many may wait at once.
+        .worker(|worker| {
+            worker
+                .concurrency(16)
+                .retry_base(Duration::from_millis(100))
+        })
         .serve(|db, listener| async move {
             if std::env::var("BOOKSTORE_SAMPLE_DATA").as_deref() != Ok("0") {
                 shop::sample_data(&db).await?;

@@ -234,11 +234,15 @@ pub(crate) fn on_connection_thread() -> bool {
 const DEADLOCK: &str = "a store call from a connection thread (a receiver, hook or job) would wait on \
     itself: write through the connection the event lends (`event.conn()?`) instead";
 
-fn submit(jobs: &flume::Sender<Job>, job: Job) -> Result<()> {
+/// Queue `job`; returns whether it is worth spinning for the answer: not when other jobs are
+/// queued ahead of it (the answer will take longer than the spin, and a caller on an async runtime
+/// would hold its thread from the tasks that could run meanwhile).
+fn submit(jobs: &flume::Sender<Job>, job: Job) -> Result<bool> {
     if on_connection_thread() {
         return Err(Error::WouldDeadlock(DEADLOCK));
     }
-    jobs.send(job).map_err(|_| Error::Closed)
+    jobs.send(job).map_err(|_| Error::Closed)?;
+    Ok(jobs.len() <= 1)
 }
 
 /// Send `f` to a connection thread and wait for its result.
@@ -254,10 +258,7 @@ pub(crate) fn call<R: Send + 'static>(
             let _ = reply.send(observed(observer, conn, f));
         })),
     );
-    async move {
-        sent?;
-        wait(answer).await
-    }
+    async move { wait(answer, sent?).await }
 }
 
 /// Send one autocommit write `f` to a connection thread and wait for its result, which comes once
@@ -281,10 +282,7 @@ pub(crate) fn write<R: Send + 'static>(
             })
         })),
     );
-    async move {
-        sent?;
-        wait(answer).await
-    }
+    async move { wait(answer, sent?).await }
 }
 
 /// Run `f`, reporting its receivers and its time to the caller's observer (a request measuring
@@ -331,8 +329,7 @@ pub(crate) fn pin(
         })),
     );
     async move {
-        sent?;
-        wait(answer).await?;
+        wait(answer, sent?).await?;
         Ok(session)
     }
 }
@@ -342,10 +339,10 @@ pub(crate) fn send_detached(jobs: &flume::Sender<Job>, f: impl FnOnce(&Conn) + S
     let _ = jobs.send(Job::Alone(Box::new(f)));
 }
 
-/// Wait for a reply: spin for up to [`SPIN`], then await.
-async fn wait<R>(mut answer: oneshot::Receiver<Result<R>>) -> Result<R> {
+/// Wait for a reply: spin for up to [`SPIN`] when `spin`, then await.
+async fn wait<R>(mut answer: oneshot::Receiver<Result<R>>, spin: bool) -> Result<R> {
     let start = Instant::now();
-    while start.elapsed() < SPIN {
+    while spin && start.elapsed() < SPIN {
         match answer.try_recv() {
             Ok(Some(result)) => return result,
             Ok(None) => pause(start),

@@ -44,6 +44,10 @@ struct Args {
     /// Extra arguments for the bookstore this starts (e.g. `--serve-arg=--no-worker`).
     #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
     serve_args: Vec<String>,
+    /// After the load, wait until the bookstore this started has run every background task the
+    /// creations enqueued, and report how long that took.
+    #[arg(long)]
+    drain: bool,
     /// Write the result as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -63,6 +67,12 @@ struct Report {
     /// The server's task counts right after the load, when this started the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     tasks_after: Option<serde_json::Value>,
+    /// With `--drain`: seconds from the end of the load until no task was left to run, and the
+    /// task counts then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drained_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks_drained: Option<serde_json::Value>,
 }
 
 /// What one client saw while measuring.
@@ -88,13 +98,16 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let result = runtime.block_on(load(&args, &url));
-    let tasks_after = match (&server, &result) {
-        (Some(_), Ok(_)) => runtime.block_on(get_json(&url, "/api/tasks")).ok(),
-        _ => None,
-    };
-    drop(server);
     let mut report = result?;
-    report.tasks_after = tasks_after;
+    if server.is_some() {
+        report.tasks_after = runtime.block_on(get_json(&url, "/api/tasks")).ok();
+        if args.drain {
+            let (seconds, counts) = runtime.block_on(drain(&url))?;
+            report.drained_after_s = Some(seconds);
+            report.tasks_drained = Some(counts);
+        }
+    }
+    drop(server);
     print_report(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -198,6 +211,8 @@ async fn load(args: &Args, url: &str) -> anyhow::Result<Report> {
         max_ms: latencies.max() as f64 / 1_000.0,
         errors,
         tasks_after: None,
+        drained_after_s: None,
+        tasks_drained: None,
     })
 }
 
@@ -275,6 +290,34 @@ async fn first_author(url: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("{url}/api/books lists no book to take an author from"))
 }
 
+/// The longest `--drain` waits for the background tasks.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+
+/// Poll the bookstore's task counts until none is waiting or running; returns the seconds that
+/// took and the counts then.
+async fn drain(url: &str) -> anyhow::Result<(f64, serde_json::Value)> {
+    let began = Instant::now();
+    loop {
+        let tasks = get_json(url, "/api/tasks").await?;
+        let busy = tasks["counts"].as_array().is_some_and(|counts| {
+            counts.iter().any(|c| {
+                c["count"].as_i64().unwrap_or(0) > 0
+                    && matches!(
+                        c["state"].as_str(),
+                        Some("available" | "running" | "retryable")
+                    )
+            })
+        });
+        if !busy {
+            return Ok((began.elapsed().as_secs_f64(), tasks));
+        }
+        if began.elapsed() > DRAIN_LIMIT {
+            bail!("tasks still waiting after {DRAIN_LIMIT:?}: {tasks}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn get_json(url: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let authority = url.strip_prefix("http://").unwrap_or(url);
     let mut sender = connect(authority).await?;
@@ -311,5 +354,8 @@ fn print_report(report: &Report) {
     );
     if let Some(tasks) = &report.tasks_after {
         println!("\ntasks right after the load: {tasks}");
+    }
+    if let (Some(seconds), Some(tasks)) = (report.drained_after_s, &report.tasks_drained) {
+        println!("every task had run {seconds:.1} s after the load: {tasks}");
     }
 }
