@@ -1,10 +1,13 @@
 //! `herald-bench`: Herald's save path measured on this machine, row by row, in the units Django's
-//! baseline uses (`../shared/anchors/django/bench.py`), so the two can be read side by side.
+//! baseline uses (`../shared/anchors/django/bench.py`), so the two can be read side by side; then
+//! the seed's "Performance Comparison" table, measured.
 //!
 //! ```text
-//! cargo run --release -p herald-bench                 # every row, SQLite
+//! cargo run --release -p herald-bench                 # every row, SQLite, then the seed table
 //! cargo run --release -p herald-bench -- --quick      # seconds, for a smoke test
 //! cargo run --release -p herald-bench -- --only save_pre_post --only raw_insert
+//! cargo run --release -p herald-bench -- --only seed --django   # the seed table, Django beside
+//! cargo run --release -p herald-bench -- --only seed --heavy-ms 50 --heavy-work spin --clients 16
 //! cargo run --release -p herald-bench -- --postgres postgres://postgres@127.0.0.1/test
 //! cargo run --release -p herald-bench -- --json out.json
 //! ```
@@ -13,8 +16,19 @@
 //! WAL/NORMAL, as Django's script does; the table is emptied (and the WAL truncated) before each
 //! sample, outside the timing. The task rows (`tasks.rs`) measure the worker side of background
 //! receivers; two of them run a worker in a second process, this binary re-run with a hidden flag.
+//!
+//! The seed table (`seed.rs`, `--only seed`) runs the seed's four patterns (heavy `pre_save`,
+//! light `pre_save`, heavy `post_save` as a durable background task, heavy `post_save` inline)
+//! with concurrent clients for a fixed time each: save latency p50/p99, saves per second, how much
+//! of the work completed, and a verdict computed from those. With `--django` the same patterns
+//! run on Django (`django/seed.py`, in a venv under `target/herald-bench/`) beside Herald's; when
+//! that cannot run, one "Django: skipped (..)" line says why. Herald's slow-receiver warnings are
+//! counted per receiver and named under the table instead of printed one by one.
 
+mod logging;
+mod names;
 mod rows;
+mod seed;
 mod tasks;
 
 use std::path::PathBuf;
@@ -30,7 +44,7 @@ struct Args {
     /// A run of seconds: 10x fewer operations and 3 samples.
     #[arg(long)]
     quick: bool,
-    /// Run only these rows (repeatable).
+    /// Run only these rows (repeatable); `seed` is the seed's table.
     #[arg(long = "only", value_name = "NAME")]
     only: Vec<String>,
     /// Also run the rows on PostgreSQL at this URL (a schema of its own is created and dropped).
@@ -46,6 +60,8 @@ struct Args {
     /// Internal: the PostgreSQL schema of `--worker-for`.
     #[arg(long, value_name = "SCHEMA", hide = true, requires = "worker_for")]
     schema: Option<String>,
+    #[command(flatten)]
+    seed: seed::SeedArgs,
 }
 
 /// One measured row.
@@ -65,6 +81,9 @@ pub struct Row {
 struct Report {
     machine: Machine,
     rows: Vec<Row>,
+    /// The seed's "Performance Comparison" table, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<seed::Report>,
 }
 
 #[derive(Serialize)]
@@ -98,42 +117,68 @@ fn machine() -> Machine {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let logging = logging::Logging::install()?;
     if let Some(url) = &args.worker_for {
         return tasks::child(url, args.schema.as_deref());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let plan = rows::Plan::new(args.quick);
-    let mut results = Vec::new();
+    check_names(&args.only)?;
     let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
-    let unknown: Vec<&String> = args
-        .only
-        .iter()
-        .filter(|o| !rows::NAMES.contains(&o.as_str()))
-        .collect();
-    if !unknown.is_empty() {
-        anyhow::bail!(
-            "unknown row(s) {unknown:?}; the rows are: {}",
-            rows::NAMES.join(", ")
-        );
+    let mut results = Vec::new();
+    if rows::NAMES.iter().any(|name| wanted(name)) {
+        results = main_rows(&args, &wanted)?;
+        print_table(&results);
+        let slow = logging.take_slow();
+        if !slow.is_empty() {
+            println!(
+                "\nslow receivers named in warnings: {}",
+                logging::format_counts(&slow)
+            );
+        }
     }
-    results.extend(runtime.block_on(rows::sqlite(&plan, &wanted))?);
-    if let Some(url) = &args.postgres {
-        results.extend(runtime.block_on(rows::postgres(&plan, url, &wanted))?);
-    }
-    print_table(&results);
+    let seed = if wanted(names::SEED) {
+        Some(seed::run(&args.seed, args.quick, &logging)?)
+    } else {
+        None
+    };
     if let Some(path) = &args.json {
         let report = Report {
             machine: machine(),
             rows: results,
+            seed,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("\nwrote {}", path.display());
     }
     Ok(())
+}
+
+/// Every `--only` name must be a row or `seed`.
+fn check_names(only: &[String]) -> anyhow::Result<()> {
+    let known = |name: &str| name == names::SEED || rows::NAMES.contains(&name);
+    let unknown: Vec<&String> = only.iter().filter(|o| !known(o)).collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "unknown row(s) {unknown:?}; the rows are: {}, {}",
+            rows::NAMES.join(", "),
+            names::SEED
+        );
+    }
+    Ok(())
+}
+
+/// The rows of the main table that `wanted` selects: SQLite, then PostgreSQL with `--postgres`.
+fn main_rows(args: &Args, wanted: &dyn Fn(&str) -> bool) -> anyhow::Result<Vec<Row>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let plan = rows::Plan::new(args.quick);
+    let mut results = runtime.block_on(rows::sqlite(&plan, wanted))?;
+    if let Some(url) = &args.postgres {
+        results.extend(runtime.block_on(rows::postgres(&plan, url, wanted))?);
+    }
+    Ok(results)
 }
 
 fn print_table(rows: &[Row]) {

@@ -10,20 +10,7 @@ use herald::{Db, Model};
 use crate::Row;
 
 /// Every row, in the order they run.
-pub(crate) const NAMES: &[&str] = &[
-    "raw_insert",
-    "save_no_receivers",
-    "save_background",
-    "save_pre_post",
-    "update_pre_post",
-    "bulk_create_1000",
-    "atomic_1000",
-    "tasks_drain_sqlite",
-    "commit_to_start_sqlite",
-    "rescue_after_death",
-    "tasks_drain_postgres",
-    "commit_to_start_postgres",
-];
+pub(crate) use crate::names::ROWS as NAMES;
 
 /// The title and body Django's script saves.
 const TITLE: &str = "Hello Django Signals";
@@ -49,8 +36,8 @@ pub(crate) fn django_ns(name: &str) -> Option<f64> {
 pub(crate) struct Book {
     #[model(primary_key)]
     pub(crate) id: Option<i64>,
-    title: String,
-    slug: String,
+    pub(crate) title: String,
+    pub(crate) slug: String,
     body: String,
     price_cents: i64,
 }
@@ -65,7 +52,8 @@ pub(crate) fn new_book(i: usize) -> Book {
     }
 }
 
-fn slugify(title: &str) -> String {
+/// Django's `slugify` for ASCII titles: lowercase words joined by `-`.
+pub(crate) fn slugify(title: &str) -> String {
     let mut slug = String::with_capacity(title.len());
     for word in title
         .split(|c: char| !c.is_alphanumeric())

@@ -178,13 +178,14 @@ fn now_us() -> i64 {
 }
 
 /// A worker running on this runtime until stopped.
-struct Running {
+pub(crate) struct Running {
     stop: oneshot::Sender<()>,
     handle: tokio::task::JoinHandle<herald::Result<WorkerReport>>,
 }
 
 impl Running {
-    fn spawn(worker: Worker) -> Self {
+    /// Start `worker` on the current runtime.
+    pub(crate) fn spawn(worker: Worker) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(worker.run(async move {
             let _ = stopped.await;
@@ -192,7 +193,9 @@ impl Running {
         Self { stop, handle }
     }
 
-    async fn stop(self) -> anyhow::Result<WorkerReport> {
+    /// Ask it to stop and wait (within [`BOUND`]) until it has: its running tasks finish within
+    /// the worker's shutdown grace or are handed back.
+    pub(crate) async fn stop(self) -> anyhow::Result<WorkerReport> {
         let _ = self.stop.send(());
         Ok(within("the worker to stop", self.handle).await???)
     }

@@ -1,0 +1,30 @@
+//! The names `--only` accepts and the report shows, in one place the integration test reads too
+//! (`tests/quick.rs` includes this file).
+
+/// Every row of the main table, in the order they run. The `_postgres` rows run only with
+/// `--postgres`.
+pub(crate) const ROWS: &[&str] = &[
+    "raw_insert",
+    "save_no_receivers",
+    "save_background",
+    "save_pre_post",
+    "update_pre_post",
+    "bulk_create_1000",
+    "atomic_1000",
+    "tasks_drain_sqlite",
+    "commit_to_start_sqlite",
+    "rescue_after_death",
+    "tasks_drain_postgres",
+    "commit_to_start_postgres",
+];
+
+/// The `--only` name of the seed's "Performance Comparison" table.
+pub(crate) const SEED: &str = "seed";
+
+/// The seed table's patterns, in the order they run and print.
+pub(crate) const SEED_PATTERNS: &[&str] = &[
+    "heavy_pre_save_blocking",
+    "light_pre_save",
+    "heavy_post_save_background",
+    "heavy_post_save_blocking",
+];
