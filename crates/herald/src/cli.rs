@@ -7,7 +7,7 @@
 //! ```text
 //! app serve [--port N] [--database URL] [--no-worker]   migrate, bind 127.0.0.1, print the URL,
 //!                                                        serve, and run an embedded worker
-//! app worker [--database URL]                            a worker process only (for other machines)
+//! app worker [--database URL] [--name NAME]              a worker process only (for other machines)
 //! app migrate [--database URL]                           create the models' tables
 //! app receivers                                          every receiver: signal, sender, phase,
 //!                                                        priority, source location
@@ -15,8 +15,11 @@
 //! app loaddata FILE [--database URL]                     fixtures, saved with raw = true
 //! ```
 //!
-//! With no subcommand it serves (and takes `serve`'s options). Every failure is one line on stderr (`error: ...`) and exit
-//! code 1; a command line clap cannot parse is clap's message and exit code 2.
+//! With no subcommand it serves (and takes `serve`'s options). Every command takes `--schema NAME`
+//! (default: the `HERALD_SCHEMA` environment variable): on PostgreSQL it works in that schema
+//! (created if missing) instead of `public`, so that several applications, or tests, share one
+//! database; with a SQLite URL it is an error. Every failure is one line on stderr (`error: ...`)
+//! and exit code 1; a command line clap cannot parse is clap's message and exit code 2.
 //!
 //! Herald does not depend on a web framework: `serve` hands the application a bound
 //! [`tokio::net::TcpListener`] and the connected [`Db`], and the application serves its router
@@ -26,7 +29,8 @@ use std::future::Future;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures::future::BoxFuture;
 use herald_dispatch::Signals;
 
@@ -146,10 +150,7 @@ impl App {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = match Cli::try_parse_from(args) {
-            Ok(cli) => cli,
-            Err(e) => e.exit(),
-        };
+        let cli = parse(args).unwrap_or_else(|e| e.exit());
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -157,8 +158,9 @@ impl App {
             Ok(runtime) => runtime,
             Err(e) => return fail(&format!("starting the runtime: {e}")),
         };
+        let schema = Schema::chosen(cli.schema);
         let command = cli.command.unwrap_or(Command::Serve(cli.serve));
-        let result = runtime.block_on(self.dispatch(command));
+        let result = runtime.block_on(self.dispatch(command, schema.as_ref()));
         // Connections still open when the server stopped get a moment, not forever.
         runtime.shutdown_timeout(std::time::Duration::from_secs(2));
         match result {
@@ -167,13 +169,29 @@ impl App {
         }
     }
 
-    async fn connect(&self, database: Option<String>) -> Result<Db, BoxError> {
+    /// Open `database` (or the application's default), in `schema` if one was chosen.
+    async fn connect(
+        &self,
+        database: Option<String>,
+        schema: Option<&Schema>,
+    ) -> Result<Db, BoxError> {
         let url = database.unwrap_or_else(|| self.database.clone());
-        Db::open(url.clone())
-            .signals((self.signals)())
-            .connect()
-            .await
-            .map_err(|e| format!("opening {url}: {e}").into())
+        let mut open = Db::open(url.clone()).signals((self.signals)());
+        if let Some(schema) = schema {
+            if url.starts_with("sqlite:") {
+                return Err(format!(
+                    "{} `{}` is for PostgreSQL, but {url} is a SQLite database (SQLite has no schemas)",
+                    schema.from, schema.name
+                )
+                .into());
+            }
+            open = open.schema(schema.name.clone());
+        }
+        open.connect().await.map_err(|e| match e {
+            // These already name the URL, its password masked.
+            e @ (crate::Error::Url { .. } | crate::Error::Connect { .. }) => e.to_string().into(),
+            other => format!("opening {}: {other}", crate::store::db::mask(&url)).into(),
+        })
     }
 
     async fn migrate(&self, db: &Db) -> Result<(), BoxError> {
@@ -185,18 +203,27 @@ impl App {
         Ok(())
     }
 
-    async fn dispatch(&self, command: Command) -> Result<(), BoxError> {
+    async fn dispatch(&self, command: Command, schema: Option<&Schema>) -> Result<(), BoxError> {
         match command {
-            Command::Serve(args) => self.cmd_serve(args).await,
-            Command::Worker { database } => {
-                let db = self.connect(database).await?;
-                let worker = (self.worker)(Worker::new(db.clone()).autodiscover());
-                println!("{} worker: serving tasks {:?}", self.name, worker.kinds());
+            Command::Serve(args) => self.cmd_serve(args, schema).await,
+            Command::Worker { database, name } => {
+                let db = self.connect(database, schema).await?;
+                let mut worker = (self.worker)(Worker::new(db.clone()).autodiscover());
+                if let Some(name) = &name {
+                    worker = worker.name(name.clone());
+                }
+                println!(
+                    "{} worker{}: serving tasks {:?}",
+                    self.name,
+                    name.map(|n| format!(" {n}")).unwrap_or_default(),
+                    worker.kinds()
+                );
+                std::io::stdout().flush()?;
                 worker.run(ctrl_c()).await?;
                 Ok(())
             }
             Command::Migrate { database } => {
-                let db = self.connect(database).await?;
+                let db = self.connect(database, schema).await?;
                 self.migrate(&db).await?;
                 println!("migrated {} models", self.models.len());
                 Ok(())
@@ -206,33 +233,36 @@ impl App {
                 Ok(())
             }
             Command::Tasks { action, database } => {
-                let db = self.connect(database).await?;
+                let db = self.connect(database, schema).await?;
                 cmd_tasks(&db, action.unwrap_or(TaskAction::Counts)).await
             }
             Command::Loaddata { file, database } => {
                 let json = std::fs::read_to_string(&file)
                     .map_err(|e| format!("reading {}: {e}", file.display()))?;
-                let db = self.connect(database).await?;
+                let db = self.connect(database, schema).await?;
                 self.loaddata(&db, &json).await
             }
         }
     }
 
-    async fn cmd_serve(&self, args: ServeArgs) -> Result<(), BoxError> {
+    async fn cmd_serve(&self, args: ServeArgs, schema: Option<&Schema>) -> Result<(), BoxError> {
         let serve = self
             .serve
             .as_ref()
             .ok_or_else(|| format!("{} has no `serve` (App::serve was not called)", self.name))?;
-        let db = self.connect(args.database).await?;
+        let db = self.connect(args.database, schema).await?;
         self.migrate(&db).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
             .map_err(|e| format!("binding 127.0.0.1:{}: {e}", args.port))?;
         let addr = listener.local_addr()?;
         println!(
-            "{} serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on {}{}",
+            "{} serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on {}{}{}",
             self.name,
             db.url(),
+            schema
+                .map(|s| format!(" (schema {})", s.name))
+                .unwrap_or_default(),
             if args.no_worker { ", no worker" } else { "" }
         );
         std::io::stdout().flush()?;
@@ -369,6 +399,35 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The environment variable `--schema` defaults to.
+const SCHEMA_ENV: &str = "HERALD_SCHEMA";
+
+/// The PostgreSQL schema every command works in, and what chose it (for error messages).
+#[derive(Debug)]
+struct Schema {
+    name: String,
+    from: &'static str,
+}
+
+impl Schema {
+    /// `--schema` if given, else a non-empty `HERALD_SCHEMA`, else none (`public`).
+    fn chosen(flag: Option<String>) -> Option<Schema> {
+        if let Some(name) = flag {
+            return Some(Schema {
+                name,
+                from: "--schema",
+            });
+        }
+        std::env::var(SCHEMA_ENV)
+            .ok()
+            .filter(|name| !name.is_empty())
+            .map(|name| Schema {
+                name,
+                from: SCHEMA_ENV,
+            })
+    }
+}
+
 async fn ctrl_c() {
     if tokio::signal::ctrl_c().await.is_err() {
         // No signal handling available: run until killed.
@@ -376,29 +435,63 @@ async fn ctrl_c() {
     }
 }
 
+/// Parse the command line. `serve`'s options before another subcommand are an error (clap's
+/// `args_conflicts_with_subcommands` would say so too, but would also refuse the global
+/// `--schema` there).
+fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cli = Cli::command();
+    let matches = cli.try_get_matches_from_mut(args)?;
+    if let Some((command, _)) = matches.subcommand()
+        && let Some((_, option)) = SERVE_OPTIONS
+            .into_iter()
+            .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
+    {
+        return Err(cli.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "`{option}` before `{command}` is an option of `serve`; give `{command}`'s options after it"
+            ),
+        ));
+    }
+    Cli::from_arg_matches(&matches)
+}
+
 #[derive(Parser, Debug)]
-#[command(
-    about = "A Herald application's management commands",
-    args_conflicts_with_subcommands = true
-)]
+#[command(about = "A Herald application's management commands")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// With no subcommand: `serve` with these options.
     #[command(flatten)]
     serve: ServeArgs,
+    /// PostgreSQL: work in this schema (created if missing) instead of `public`. Default: the
+    /// HERALD_SCHEMA environment variable. An error with a SQLite database.
+    #[arg(long, global = true, value_name = "NAME")]
+    schema: Option<String>,
 }
+
+/// `serve`'s options: their ids (distinct from the subcommands' own `database`, which clap
+/// would otherwise merge with this one) and how they are written.
+const SERVE_OPTIONS: [(&str, &str); 3] = [
+    ("serve_port", "--port"),
+    ("serve_database", "--database"),
+    ("serve_no_worker", "--no-worker"),
+];
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
     /// The port to bind on 127.0.0.1 (0: a free one, printed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, id = "serve_port", default_value_t = 0)]
     port: u16,
     /// The database URL (`sqlite://FILE` or `postgres://...`).
-    #[arg(long)]
+    #[arg(long, id = "serve_database")]
     database: Option<String>,
     /// Do not embed a worker (run `worker` processes instead).
-    #[arg(long)]
+    #[arg(long, id = "serve_no_worker")]
     no_worker: bool,
 }
 
@@ -410,6 +503,9 @@ enum Command {
     Worker {
         #[arg(long)]
         database: Option<String>,
+        /// The name recorded on the tasks it claims (default: HOST:PID).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     /// Create the models' tables.
     Migrate {

@@ -108,6 +108,19 @@ fn a_bad_database_url_is_one_line_and_a_failure() {
 }
 
 #[test]
+fn an_unreachable_server_is_one_line_that_hides_the_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let output = run(&[
+        "migrate",
+        "--database",
+        "postgres://shop:hunter2@127.0.0.1:1/shop",
+    ]);
+    check_one_line_error(&output, "postgres://shop:***@127.0.0.1:1/shop");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn a_missing_fixture_file_is_one_line_and_a_failure() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let missing = dir.path().join("missing.json");
@@ -149,4 +162,26 @@ fn a_fixture_row_for_an_unknown_model_is_one_line_and_a_failure() {
         &database_url(&dir),
     ]);
     check_one_line_error(&output, "shop.unicorn");
+}
+
+#[test]
+fn a_schema_for_a_sqlite_database_is_one_line_and_a_failure() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    let output = run(&["migrate", "--database", &url, "--schema", "shop"]);
+    check_one_line_error(&output, "SQLite");
+    let output = Command::new(BIN)
+        .args(["tasks", "--database", &url])
+        .env("HERALD_SCHEMA", "shop")
+        .output()
+        .expect("bookstore runs");
+    check_one_line_error(&output, "HERALD_SCHEMA `shop`");
+}
+
+#[test]
+fn serve_options_before_another_command_are_refused() {
+    let output = run(&["--port", "8000", "worker"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`--port` before `worker`"), "{stderr}");
 }

@@ -63,7 +63,7 @@ fn parse_url(url: &str) -> Result<Location> {
 }
 
 /// The URL with any password replaced by `***`.
-fn mask(url: &str) -> String {
+pub(crate) fn mask(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
             let credentials = &url[start + 3..at];
@@ -205,15 +205,9 @@ impl DbBuilder {
                 (Dialect::Sqlite, reader)
             }
             Location::Postgres(url) => {
-                crate::store::listen::spawn(
-                    url.clone(),
-                    self.schema.clone(),
-                    shared.tasks_added.clone(),
-                    stop.clone(),
-                );
-                let (url, schema) = (url.clone(), self.schema.clone());
+                let (pg_url, schema) = (url.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
-                    PgBackend::connect(&url, schema.as_deref())
+                    PgBackend::connect(&pg_url, schema.as_deref())
                         .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
                 threads.extend(
@@ -227,6 +221,13 @@ impl DbBuilder {
                     )
                     .await
                     .map_err(connect_error)?,
+                );
+                // Once the server is known to answer: LISTEN for other processes' new tasks.
+                crate::store::listen::spawn(
+                    url.clone(),
+                    self.schema.clone(),
+                    shared.tasks_added.clone(),
+                    stop.clone(),
                 );
                 (Dialect::Postgres, writer.clone())
             }

@@ -317,7 +317,12 @@ impl Worker {
                     tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
                     stopping = Some(tokio::time::Instant::now() + self.grace);
                 }
-                Some(done) = running.join_next(), if !running.is_empty() => collect(done, &mut held, &mut finished),
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    collect(done, &mut held, &mut finished);
+                    if stopping.is_none() {
+                        self.linger(&mut running, &mut held, &mut finished).await;
+                    }
+                }
                 () = wake.notified(), if stopping.is_none() => {}
                 () = tokio::time::sleep(if claim_backoff.is_zero() { poll } else { claim_backoff }), if stopping.is_none() => {
                     claim_backoff = Duration::ZERO;
@@ -464,6 +469,32 @@ enum Settle {
         error: String,
         retry: Option<Duration>,
     },
+}
+
+/// After a task finishes while others still run, how long the worker waits for more to finish
+/// before it records them and claims again, in one transaction.
+const LINGER: Duration = Duration::from_millis(1);
+
+impl Worker {
+    /// Collect the attempts that finish within [`LINGER`], until a quarter of the slots are free:
+    /// one turn then records them all, instead of a transaction for each finished task (which,
+    /// under load, competes with the application's writes for SQLite's one writer). A new task's
+    /// start does not wait for this: a free slot claims as soon as a commit wakes the worker.
+    async fn linger(
+        &self,
+        running: &mut JoinSet<Finished>,
+        held: &mut HashMap<i64, u32>,
+        finished: &mut Vec<Finished>,
+    ) {
+        let enough = self.concurrency.div_ceil(4);
+        let until = tokio::time::Instant::now() + LINGER;
+        while finished.len() < enough && !running.is_empty() {
+            tokio::select! {
+                Some(done) = running.join_next() => collect(done, held, finished),
+                () = tokio::time::sleep_until(until) => break,
+            }
+        }
+    }
 }
 
 fn collect(
