@@ -96,6 +96,47 @@ async fn a_committed_save_runs_its_background_receiver_once_and_a_rolled_back_on
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_saves_enqueue_unless_the_receiver_skips_them() {
+    on_each_backend("bg_raw", |db, backend| async move {
+        db.signals()
+            .post_save::<Book>()
+            .background("reindex", TaskOptions::default())
+            .connect()
+            .keep();
+        db.signals()
+            .post_save::<Book>()
+            .background("email", TaskOptions::default().skip_raw())
+            .connect()
+            .keep();
+        let fixture = r#"[{"model": "Book", "pk": 3, "fields": {"title": "Emma", "slug": "emma", "body": "", "price_cents": 500}}]"#;
+        assert_eq!(db.load_fixture::<Book>(fixture).await.unwrap(), 1);
+        db.save(&mut book("Persuasion")).await.unwrap();
+
+        let mut kinds: Vec<(String, String)> = Vec::new();
+        for id in 1..=10 {
+            if let Some(task) = db.tasks().get(id).await.unwrap() {
+                let title = ["Emma", "Persuasion"]
+                    .into_iter()
+                    .find(|t| task.payload.contains(t))
+                    .unwrap_or_default();
+                kinds.push((task.kind, title.to_owned()));
+            }
+        }
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            [
+                ("email".to_owned(), "Persuasion".to_owned()),
+                ("reindex".to_owned(), "Emma".to_owned()),
+                ("reindex".to_owned(), "Persuasion".to_owned()),
+            ],
+            "{backend}: the fixture's raw save enqueued no email"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_background_receiver_sees_the_row_committed_from_another_connection() {
     on_each_backend("bg_sees", |db, backend| async move {
         db.signals()

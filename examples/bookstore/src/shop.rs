@@ -250,8 +250,9 @@ fn email_fail_every() -> u64 {
 }
 
 /// Background: tell the author a book of theirs was saved. Fails deterministically now and then
-/// (see [`email_fail_every`]); the worker retries it with backoff, up to 3 attempts.
-#[receiver(post_save, sender = Book, background, max_attempts = 3)]
+/// (see [`email_fail_every`]); the worker retries it with backoff, up to 3 attempts. Books loaded
+/// from a fixture (`loaddata`, raw saves) send no email (`skip_raw`).
+#[receiver(post_save, sender = Book, background, max_attempts = 3, skip_raw)]
 async fn email_author(book: Book, ctx: TaskContext) -> ReceiverResult {
     let attempt = EMAIL_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
     let every = email_fail_every();

@@ -81,14 +81,14 @@ fn migrate_then_loaddata_then_tasks() {
         stdout(&loaded)
     );
 
-    // Fixtures are saved with raw = true; the background receivers still enqueue (the book's
-    // reindex and email), and no worker ran here, so they wait.
+    // Fixtures are saved with raw = true: the book's reindex is enqueued, its email is not
+    // (`skip_raw`); no worker ran here, so the one task waits.
     let counts = run(&["tasks", "counts", "--database", &url]);
     assert!(counts.status.success(), "{counts:?}");
     let text = stdout(&counts);
     assert!(
         text.lines()
-            .any(|l| l.contains("available") && l.trim_end().ends_with(" 2")),
+            .any(|l| l.contains("available") && l.trim_end().ends_with(" 1")),
         "{text}"
     );
     let dead = run(&["tasks", "dead", "--database", &url]);

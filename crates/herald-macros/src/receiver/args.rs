@@ -18,10 +18,11 @@
 //!          | "max_attempts" "=" INT               a u32, at least 1
 //!          | "timeout_ms" "=" INT                 a u64, at least 1
 //!          | "delay_ms" "=" INT                   a u64
+//!          | "skip_raw"
 //! ```
 //!
-//! Each option may be given once. `unique`, `queue`, `max_attempts`, `timeout_ms` and `delay_ms`
-//! are the task options of a durable background receiver (`background`); `validate.rs` rejects them
+//! Each option may be given once. `unique`, `queue`, `max_attempts`, `timeout_ms`, `delay_ms` and
+//! `skip_raw` are the task options of a durable background receiver (`background`); `validate.rs` rejects them
 //! without it.
 
 use proc_macro2::Span;
@@ -137,13 +138,15 @@ pub(crate) struct TaskArgs {
     pub(crate) timeout_ms: Option<u64>,
     /// `delay_ms = N`.
     pub(crate) delay_ms: Option<u64>,
+    /// The span of `skip_raw`, when given: raw saves (fixtures) enqueue nothing.
+    pub(crate) skip_raw: Option<Span>,
     /// The key of each task option given, in the order written (for errors when `background` is
     /// missing).
     pub(crate) keys: Vec<Ident>,
 }
 
 /// The options the attribute accepts, as error messages list them.
-const OPTIONS: [&str; 12] = [
+const OPTIONS: [&str; 13] = [
     "sender",
     "priority",
     "dispatch_uid",
@@ -156,6 +159,7 @@ const OPTIONS: [&str; 12] = [
     "max_attempts",
     "timeout_ms",
     "delay_ms",
+    "skip_raw",
 ];
 
 const SIGNAL_FIRST: &str = "expected the signal first: `#[receiver(post_save, sender = Book)]`; \
@@ -343,6 +347,12 @@ impl ReceiverArgs {
                 input.parse::<Token![=]>()?;
                 let (delay, _) = parse_unsigned::<u64>(input, &key, "u64", "1_000")?;
                 set_once(&mut self.task.delay_ms, delay, &key)?;
+                self.task.keys.push(key);
+                Ok(())
+            }
+            "skip_raw" => {
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.task.skip_raw, span, &key)?;
                 self.task.keys.push(key);
                 Ok(())
             }
@@ -652,7 +662,7 @@ mod tests {
             quote!(post_save, priorty = 1),
             "unknown option `priorty` (did you mean `priority`?); expected one of `sender`, \
              `priority`, `dispatch_uid`, `name`, `on_commit`, `crate`, `background`, `unique`, \
-             `queue`, `max_attempts`, `timeout_ms` or `delay_ms`",
+             `queue`, `max_attempts`, `timeout_ms`, `delay_ms` or `skip_raw`",
         );
         fails(
             quote!(post_save, weak = false),
@@ -671,6 +681,7 @@ mod tests {
             max_attempts = 5,
             timeout_ms = 30_000,
             delay_ms = 0u64,
+            skip_raw,
             priority = 3,
             name = "reindex",
         ));
@@ -683,11 +694,19 @@ mod tests {
         assert_eq!(args.task.max_attempts, Some(5));
         assert_eq!(args.task.timeout_ms, Some(30_000));
         assert_eq!(args.task.delay_ms, Some(0));
+        assert!(args.task.skip_raw.is_some());
         assert_eq!(args.priority, Some(3));
         let keys: Vec<String> = args.task.keys.iter().map(ToString::to_string).collect();
         assert_eq!(
             keys,
-            ["unique", "queue", "max_attempts", "timeout_ms", "delay_ms"]
+            [
+                "unique",
+                "queue",
+                "max_attempts",
+                "timeout_ms",
+                "delay_ms",
+                "skip_raw"
+            ]
         );
 
         let bare = ok(quote!(post_delete, sender = Book, background));

@@ -83,6 +83,7 @@ pub(crate) fn background(
         .delay_ms
         .map(|ms| quote!(.delay(::core::time::Duration::from_millis(#ms))));
     let unique = task.unique_pk.map(|_| quote!(.unique_pk()));
+    let skip_raw = task.skip_raw.map(|_| quote!(.skip_raw()));
     let location = quote_spanned! {function.span()=>
         #dispatch::SourceLocation {
             file: ::core::file!(),
@@ -122,7 +123,8 @@ pub(crate) fn background(
                             #max_attempts
                             #timeout
                             #delay
-                            #unique,
+                            #unique
+                            #skip_raw,
                     )
                     .location(#location)
                     .connect()
@@ -470,6 +472,7 @@ mod tests {
                 max_attempts = 5,
                 timeout_ms = 30_000,
                 delay_ms = 0,
+                skip_raw,
                 priority = 3,
                 name = "reindex"
             ),
@@ -494,7 +497,8 @@ mod tests {
                                     .max_attempts(5u32)
                                     .timeout(::core::time::Duration::from_millis(30000u64))
                                     .delay(::core::time::Duration::from_millis(0u64))
-                                    .unique_pk(),
+                                    .unique_pk()
+                                    .skip_raw(),
                             )
                             .location(::herald::dispatch::SourceLocation {
                                 file: ::core::file!(),

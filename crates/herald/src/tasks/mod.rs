@@ -65,6 +65,7 @@ pub struct TaskOptions {
     timeout: Duration,
     delay: Duration,
     unique_pk: bool,
+    skip_raw: bool,
 }
 
 impl Default for TaskOptions {
@@ -76,6 +77,7 @@ impl Default for TaskOptions {
             timeout: Duration::from_secs(60),
             delay: Duration::ZERO,
             unique_pk: false,
+            skip_raw: false,
         }
     }
 }
@@ -110,6 +112,13 @@ impl TaskOptions {
     /// times between two polls runs the task once, with the newest instance. Default: off.
     pub fn unique_pk(mut self) -> Self {
         self.unique_pk = true;
+        self
+    }
+    /// Enqueue nothing for raw saves (`loaddata`, `raw = true`), as a Django receiver that returns
+    /// early when `raw` is set: fixtures do not send emails. Deletes are never raw. Default: off,
+    /// so a raw save enqueues like any other, as Django sends its signals for raw saves.
+    pub fn skip_raw(mut self) -> Self {
+        self.skip_raw = true;
         self
     }
 }
@@ -223,6 +232,9 @@ impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostSave, M> {
         let receiver = self
             .background_phase()
             .receiver(move |e: &PostSave<'_, M>| {
+                if e.raw && options.skip_raw {
+                    return Ok(());
+                }
                 e.conn()?
                     .enqueue(Task::for_instance(kind, e.instance, &options))?;
                 Ok(())
