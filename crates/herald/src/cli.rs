@@ -228,9 +228,14 @@ impl App {
                 println!("migrated {} models", self.models.len());
                 Ok(())
             }
-            Command::Receivers => {
+            Command::Receivers { from: None } => {
                 self.cmd_receivers();
                 Ok(())
+            }
+            Command::Receivers { from: Some(url) } => {
+                tokio::task::spawn_blocking(move || running_receivers(&url))
+                    .await
+                    .map_err(|e| format!("reading the running receivers: {e}"))?
             }
             Command::Tasks { action, database } => {
                 let db = self.connect(database, schema).await?;
@@ -320,8 +325,8 @@ impl App {
             );
         }
         println!(
-            "({} receivers; calls, errors and latencies are kept per process, so they are zero here: \
-             see /_herald or /metrics of the running server)",
+            "({} receivers; calls, errors and latencies are kept per process: \
+             `receivers --from URL-OF-ITS-DASHBOARD` reads them from the running application)",
             receivers.len()
         );
     }
@@ -355,6 +360,74 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// `receivers --from URL`: the running application's receivers with their statistics, read from
+/// its dashboard's `GET /api/receivers` (`HERALD_DASHBOARD_TOKEN`, when set, is sent along).
+fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
+    let url = format!("{}/api/receivers", dashboard.trim_end_matches('/'));
+    let mut request = ureq::get(&url);
+    if let Ok(token) = std::env::var("HERALD_DASHBOARD_TOKEN") {
+        request = request.header("X-Herald-Token", token);
+    }
+    let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("GET {url}: not the dashboard's JSON: {e}"))?;
+    let receivers = body["receivers"]
+        .as_array()
+        .ok_or_else(|| format!("GET {url}: no `receivers` list in the answer"))?;
+    let text = |r: &serde_json::Value, key: &str| r[key].as_str().unwrap_or("").to_owned();
+    let micros = |r: &serde_json::Value, key: &str| {
+        r[key]
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"))
+    };
+    let width = receivers
+        .iter()
+        .map(|r| text(r, "short_name").len())
+        .max()
+        .unwrap_or(0)
+        .max("receiver".len());
+    println!(
+        "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  location",
+        "receiver",
+        "signal",
+        "sender",
+        "phase",
+        "priority",
+        "calls",
+        "errors",
+        "p50 µs",
+        "p99 µs",
+        "max µs"
+    );
+    for r in receivers {
+        println!(
+            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  {}",
+            text(r, "short_name"),
+            text(r, "signal"),
+            text(r, "sender"),
+            text(r, "phase"),
+            r["priority"].as_i64().unwrap_or(0),
+            r["calls"].as_u64().unwrap_or(0),
+            r["errors"].as_u64().unwrap_or(0) + r["panics"].as_u64().unwrap_or(0),
+            micros(r, "p50_us"),
+            micros(r, "p99_us"),
+            micros(r, "max_us"),
+            text(r, "location"),
+        );
+    }
+    println!(
+        "({} receivers, as {dashboard} reports them; timing {}, slow threshold {} µs)",
+        receivers.len(),
+        body["timing"].as_str().unwrap_or("?"),
+        body["slow_threshold_us"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
 }
 
 async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
@@ -512,8 +585,14 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
-    /// List every receiver with its signal, sender, phase, priority and source location.
-    Receivers,
+    /// List every receiver with its signal, sender, phase, priority and source location; with
+    /// `--from`, as the running application reports them, with their statistics.
+    Receivers {
+        /// The running application's dashboard (e.g. http://127.0.0.1:8000/_herald): its
+        /// receivers, with calls, errors and latencies.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+    },
     /// Inspect and manage the task queue.
     Tasks {
         #[command(subcommand)]

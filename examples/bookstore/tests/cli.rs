@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{BIN, database_url};
+use common::{BIN, Server, database_url};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -49,8 +49,8 @@ fn receivers_lists_every_receiver_with_its_source_location() {
         assert!(line.contains("examples/bookstore/src/shop.rs:"), "{line}");
     }
     assert!(
-        text.contains("zero here"),
-        "says the statistics are per process"
+        text.contains("receivers --from"),
+        "says where the running application's statistics are: {text}"
     );
 }
 
@@ -184,4 +184,50 @@ fn serve_options_before_another_command_are_refused() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("`--port` before `worker`"), "{stderr}");
+}
+
+#[test]
+fn receivers_from_the_running_server_show_their_statistics() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    for title in ["The Lathe of Heaven", "Dawn"] {
+        let created = server.post_json(
+            "/api/books",
+            &serde_json::json!({ "title": title, "price_cents": 700 }),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let dashboard = format!("http://{}/_herald", server.addr);
+    let output = run(&["receivers", "--from", &dashboard]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.contains("calls"), "{text}");
+    let fill_slug = text
+        .lines()
+        .find(|l| l.starts_with("fill_slug "))
+        .unwrap_or_else(|| panic!("fill_slug listed: {text}"));
+    let columns: Vec<&str> = fill_slug.split_whitespace().collect();
+    // receiver, signal, sender, phase, priority, calls, errors, p50, p99, max, location
+    assert_eq!(
+        &columns[1..5],
+        ["pre_save", "Book", "before", "10"],
+        "{fill_slug}"
+    );
+    assert_eq!(columns[5], "2", "two saves, two calls: {fill_slug}");
+    assert_eq!(columns[6], "0", "no errors: {fill_slug}");
+    assert!(
+        columns[7].parse::<f64>().is_ok_and(|us| us > 0.0),
+        "{fill_slug}"
+    );
+    assert!(columns[10].contains("shop.rs"), "{fill_slug}");
+}
+
+#[test]
+fn receivers_from_a_wrong_url_is_one_line_and_a_failure() {
+    let port = common::free_port();
+    let output = run(&[
+        "receivers",
+        "--from",
+        &format!("http://127.0.0.1:{port}/_herald"),
+    ]);
+    check_one_line_error(&output, &format!("127.0.0.1:{port}/_herald/api/receivers"));
 }
