@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
-use common::{Book, Log, book, targets};
+use common::{Book, Log, book, targets, titles};
 use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::{Db, Model};
 
@@ -33,18 +33,6 @@ fn save(db: &Db, mut book: Book) -> impl Future<Output = herald::Result<Book>> +
         db.save(&mut book).await?;
         Ok(book)
     }
-}
-
-async fn titles(db: &Db) -> Vec<String> {
-    let mut titles: Vec<String> = db
-        .all::<Book>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|b| b.title)
-        .collect();
-    titles.sort();
-    titles
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Audit, Book, Log, book, on_each_backend};
+use common::{Audit, Book, Log, book, on_each_backend, titles};
 use herald::dispatch::{Error as ReceiverError, PostSave};
 use herald::{Db, DbErrorKind, Error, EventConn, Value};
 
@@ -114,14 +114,7 @@ async fn savepoints_ok_failed_ok_run_the_hooks_of_the_two_ok_ones_only() {
         }
         tx.commit().await.unwrap();
         assert_eq!(log.take(), ["first", "third"], "{backend}");
-        let titles: Vec<String> = db
-            .all::<Book>()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.title)
-            .collect();
-        assert_eq!(titles, ["first", "third"]);
+        assert_eq!(titles(&db).await, ["first", "third"]);
     })
     .await;
 }

@@ -250,15 +250,11 @@ pub(crate) fn call<R: Send + 'static>(
     jobs: &flume::Sender<Job>,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Result<R>> + Send + 'static {
-    let (reply, answer) = oneshot::channel();
-    let observer = observe::current();
-    let sent = submit(
-        jobs,
+    ask(jobs, |reply, observer| {
         Job::Alone(Box::new(move |conn| {
             let _ = reply.send(observed(observer, conn, f));
-        })),
-    );
-    async move { wait(answer, sent?).await }
+        }))
+    })
 }
 
 /// Send one autocommit write `f` to a connection thread and wait for its result, which comes once
@@ -268,10 +264,7 @@ pub(crate) fn write<R: Send + 'static>(
     jobs: &flume::Sender<Job>,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Result<R>> + Send + 'static {
-    let (reply, answer) = oneshot::channel();
-    let observer = observe::current();
-    let sent = submit(
-        jobs,
+    ask(jobs, |reply, observer| {
         Job::Write(Box::new(move |conn| {
             let result = observed(observer, conn, f);
             Box::new(move |ended| {
@@ -280,8 +273,18 @@ pub(crate) fn write<R: Send + 'static>(
                     (result, _) => result,
                 });
             })
-        })),
-    );
+        }))
+    })
+}
+
+/// Queue the job `make` builds around the reply channel and the caller's observer (captured
+/// here, on the caller's thread), and wait for the reply.
+fn ask<R: Send + 'static>(
+    jobs: &flume::Sender<Job>,
+    make: impl FnOnce(oneshot::Sender<Result<R>>, Option<Arc<dyn observe::Observer>>) -> Job,
+) -> impl Future<Output = Result<R>> + Send + 'static {
+    let (reply, answer) = oneshot::channel();
+    let sent = submit(jobs, make(reply, observe::current()));
     async move { wait(answer, sent?).await }
 }
 

@@ -66,6 +66,19 @@ pub fn book(title: &str) -> Book {
     }
 }
 
+/// The titles of every stored book, sorted.
+pub async fn titles(db: &Db) -> Vec<String> {
+    let mut titles: Vec<String> = db
+        .all::<Book>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.title)
+        .collect();
+    titles.sort();
+    titles
+}
+
 /// What receivers saw, in order.
 #[derive(Clone, Default, Debug)]
 pub struct Log(Arc<Mutex<Vec<String>>>);
