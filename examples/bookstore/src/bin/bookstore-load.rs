@@ -4,13 +4,15 @@
 //! cargo run --release -p bookstore --bin bookstore-load                  # starts its own bookstore
 //! cargo run --release -p bookstore --bin bookstore-load -- --url http://127.0.0.1:8000
 //! cargo run --release -p bookstore --bin bookstore-load -- --clients 64 --seconds 10 --json out.json
+//! cargo run --release -p bookstore --bin bookstore-load -- --database postgres://postgres@127.0.0.1/test \
+//!     --serve-arg=--schema=load --drain
 //! ```
 //!
 //! Each client holds one HTTP/1.1 keep-alive connection and sends `POST /api/books` one after the
 //! other, timing each from the first byte sent to the whole response read. Without `--url` it
-//! starts `bookstore serve` (the binary beside this one) on a fresh SQLite file in a temporary
-//! folder, with its embedded worker and every receiver, and stops it at the end; after the load it
-//! reports how far the background tasks the creations enqueued have got.
+//! starts `bookstore serve` (the binary beside this one) on `--database`, by default a fresh SQLite
+//! file in a temporary folder, with its embedded worker and every receiver, and stops it at the
+//! end; after the load it reports how far the background tasks the creations enqueued have got.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -41,6 +43,10 @@ struct Args {
     /// How long to send before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// The database of the bookstore this starts (default: a fresh SQLite file in a temporary
+    /// folder). A PostgreSQL one wants a schema of its own: `--serve-arg=--schema=NAME`.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Extra arguments for the bookstore this starts (e.g. `--serve-arg=--no-worker`).
     #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
     serve_args: Vec<String>,
@@ -92,7 +98,11 @@ fn main() -> anyhow::Result<()> {
     let url = match &args.url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
-            let (child, url) = start_bookstore(folder.path(), &args.serve_args)?;
+            let database = args
+                .database
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", folder.path().join("load.db").display()));
+            let (child, url) = start_bookstore(&database, &args.serve_args)?;
             server = Some(ServerGuard(child));
             url
         }
@@ -126,8 +136,8 @@ impl Drop for ServerGuard {
     }
 }
 
-/// Start `bookstore serve` on a free port and a fresh SQLite file; returns once it prints its URL.
-fn start_bookstore(folder: &std::path::Path, extra: &[String]) -> anyhow::Result<(Child, String)> {
+/// Start `bookstore serve` on a free port and `database`; returns once it prints its URL.
+fn start_bookstore(database: &str, extra: &[String]) -> anyhow::Result<(Child, String)> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let bookstore = exe.with_file_name(format!("bookstore{}", std::env::consts::EXE_SUFFIX));
     if !bookstore.exists() {
@@ -136,9 +146,8 @@ fn start_bookstore(folder: &std::path::Path, extra: &[String]) -> anyhow::Result
             bookstore.display()
         );
     }
-    let database = format!("sqlite://{}", folder.join("load.db").display());
     let mut child = Command::new(&bookstore)
-        .args(["serve", "--database", &database])
+        .args(["serve", "--database", database])
         .args(extra)
         .env("BOOKSTORE_EMAIL_FAIL_EVERY", "0")
         .stdin(Stdio::null())
