@@ -190,3 +190,48 @@ async fn without_group_commit_each_queued_write_commits_alone() {
     assert!(bad.contains("FOREIGN KEY"), "{bad}");
     assert_eq!(titles(&db).await, ["first", "last"]);
 }
+
+/// Records the names of the receivers it hears.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl herald::dispatch::observe::Observer for Heard {
+    fn receiver(
+        &self,
+        receiver: &herald::dispatch::ReceiverInfo,
+        _sender: &'static str,
+        _elapsed: std::time::Duration,
+        _failed: bool,
+        _slow: bool,
+    ) {
+        self.0.lock().unwrap().push(receiver.name().to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_queued_write_reports_its_on_commit_receivers_to_its_own_observer() {
+    use herald::dispatch::PostSave;
+    use herald::dispatch::observe;
+    use std::sync::Arc;
+
+    let target = targets("group_observers").into_iter().next().unwrap();
+    let db = target.open().await;
+    let _on_commit = db
+        .signals()
+        .post_save::<Book>()
+        .on_commit()
+        .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+        .name("after_commit")
+        .connect();
+    let (first, second) = (Arc::new(Heard::default()), Arc::new(Heard::default()));
+    let tx = db.begin().await.unwrap();
+    let a = queued(observe::observed(first.clone(), save(&db, book("a"))));
+    let b = queued(observe::observed(second.clone(), save(&db, book("b"))));
+    tx.commit().await.unwrap();
+    a.await.unwrap();
+    b.await.unwrap();
+    // The on_commit receivers ran after the shared COMMIT, once each job had returned; each was
+    // still reported to the request (observer) whose write registered it.
+    assert_eq!(*first.0.lock().unwrap(), ["after_commit"]);
+    assert_eq!(*second.0.lock().unwrap(), ["after_commit"]);
+}
