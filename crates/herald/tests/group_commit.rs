@@ -39,65 +39,62 @@ fn save(db: &Db, mut book: Book) -> impl Future<Output = herald::Result<Book>> +
 async fn queued_writes_keep_their_own_outcome_and_hooks() {
     let target = targets("group_outcomes").into_iter().next().unwrap();
     let db = target.open().await;
-    let backend = target.name;
-    {
-        let log = Log::default();
-        let _price = db
-            .signals()
-            .pre_save::<Book>()
-            .connect(|e: &mut PreSave<'_, Book>| {
-                if e.instance.price_cents < 0 {
-                    return Err(ReceiverError::msg("negative price"));
-                }
-                Ok(())
-            });
-        let _commit = log.on_commit(&db, |e| format!("committed {}", e.instance.title));
-        let _in_tx = log.post_save(&db, |e| format!("in tx {}", e.instance.title));
 
-        let tx = db.begin().await.unwrap();
-        let mut pending = Vec::new();
-        for title in ["a", "b", "vetoed", "c"] {
-            let mut b = book(title);
-            if title == "vetoed" {
-                b.price_cents = -1;
+    let log = Log::default();
+    let _price = db
+        .signals()
+        .pre_save::<Book>()
+        .connect(|e: &mut PreSave<'_, Book>| {
+            if e.instance.price_cents < 0 {
+                return Err(ReceiverError::msg("negative price"));
             }
-            pending.push(queued(save(&db, b)));
-        }
-        tx.commit().await.unwrap();
-        let mut results = Vec::new();
-        for future in pending {
-            results.push(future.await);
-        }
+            Ok(())
+        });
+    let _commit = log.on_commit(&db, |e| format!("committed {}", e.instance.title));
+    let _in_tx = log.post_save(&db, |e| format!("in tx {}", e.instance.title));
 
-        let vetoed = results[2].as_ref().unwrap_err();
-        assert!(
-            vetoed.as_receiver().is_some(),
-            "{backend}: the veto is the receiver's error: {vetoed}"
-        );
-        let keys: Vec<i64> = [0, 1, 3]
-            .iter()
-            .map(|&i| results[i].as_ref().unwrap().id.unwrap())
-            .collect();
-        assert!(
-            keys.windows(2).all(|w| w[0] < w[1]),
-            "{backend}: keys in queue order: {keys:?}"
-        );
-        assert_eq!(titles(&db).await, ["a", "b", "c"], "{backend}");
-        let mut seen = log.take();
-        seen.sort();
-        assert_eq!(
-            seen,
-            [
-                "committed a",
-                "committed b",
-                "committed c",
-                "in tx a",
-                "in tx b",
-                "in tx c"
-            ],
-            "{backend}: the vetoed write ran no post_save and no on_commit"
-        );
+    let tx = db.begin().await.unwrap();
+    let mut pending = Vec::new();
+    for title in ["a", "b", "vetoed", "c"] {
+        let mut b = book(title);
+        if title == "vetoed" {
+            b.price_cents = -1;
+        }
+        pending.push(queued(save(&db, b)));
     }
+    tx.commit().await.unwrap();
+    let mut results = Vec::new();
+    for future in pending {
+        results.push(future.await);
+    }
+
+    let vetoed = results[2].as_ref().unwrap_err();
+    assert!(
+        vetoed.as_receiver().is_some(),
+        "the veto is the receiver's error: {vetoed}"
+    );
+    let keys: Vec<i64> = [0, 1, 3]
+        .iter()
+        .map(|&i| results[i].as_ref().unwrap().id.unwrap())
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "keys in queue order: {keys:?}"
+    );
+    assert_eq!(titles(&db).await, ["a", "b", "c"]);
+    // Every write ran before the one COMMIT they shared, and the on_commit receivers after it, in
+    // queue order; the vetoed write ran no post_save and no on_commit.
+    assert_eq!(
+        log.take(),
+        [
+            "in tx a",
+            "in tx b",
+            "in tx c",
+            "committed a",
+            "committed b",
+            "committed c"
+        ]
+    );
 }
 
 /// A table with a deferred foreign key: a bad row is refused at COMMIT, not at INSERT.
