@@ -13,7 +13,7 @@ use crate::model::{Dialect, Model};
 use crate::store::backend::Backend;
 use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved, Shared};
 use crate::store::ops::{self, Save};
-use crate::store::pool::{self, Job, Open, call};
+use crate::store::pool::{self, Job, Open, Serving, call};
 use crate::store::postgres::PgBackend;
 use crate::store::sqlite::{SqliteBackend, SqliteOptions};
 use crate::store::tx::{Link, Tx};
@@ -178,7 +178,9 @@ impl DbBuilder {
                         open,
                         shared.clone(),
                         writer_jobs,
-                        self.group_commit,
+                        Serving::SoleWriter {
+                            group_commit: self.group_commit,
+                        },
                     )
                     .await
                     .map_err(connect_error)?,
@@ -195,7 +197,7 @@ impl DbBuilder {
                             open,
                             shared.clone(),
                             reader_jobs,
-                            false,
+                            Serving::Pooled,
                         )
                         .await
                         .map_err(connect_error)?,
@@ -217,7 +219,7 @@ impl DbBuilder {
                         open,
                         shared.clone(),
                         writer_jobs,
-                        false,
+                        Serving::Pooled,
                     )
                     .await
                     .map_err(connect_error)?,

@@ -58,15 +58,25 @@ thread_local! {
 pub(crate) type Open =
     Arc<dyn Fn() -> std::result::Result<Box<dyn Backend>, DbError> + Send + Sync>;
 
+/// How a connection thread serves its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Serving {
+    /// SQLite's one writer: every write of the database waits while a job runs, so a job that holds
+    /// it for longer than the slow threshold is reported (`herald::writer`). `group_commit` lets
+    /// queued [`Job::Write`]s share a commit.
+    SoleWriter { group_commit: bool },
+    /// One of several connections (SQLite's readers, PostgreSQL's pool).
+    Pooled,
+}
+
 /// Start `count` threads serving `jobs`, each with its own connection; returns once all are open.
-/// `group` lets queued [`Job::Write`]s share a commit (SQLite's writer).
 pub(crate) async fn spawn(
     name: &str,
     count: usize,
     open: Open,
     shared: Arc<Shared>,
     jobs: flume::Receiver<Job>,
-    group: bool,
+    serving: Serving,
 ) -> std::result::Result<Vec<JoinHandle<()>>, DbError> {
     let mut handles = Vec::with_capacity(count);
     let mut ready = Vec::with_capacity(count);
@@ -79,7 +89,7 @@ pub(crate) async fn spawn(
             .spawn(move || match open() {
                 Ok(backend) => {
                     let _ = opened.send(Ok(()));
-                    serve(Conn::new(backend, shared), &jobs, &open, group);
+                    serve(Conn::new(backend, shared), &jobs, &open, serving);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -108,8 +118,10 @@ pub(crate) async fn spawn(
     Ok(handles)
 }
 
-fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, group: bool) {
+fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving) {
     ON_CONNECTION_THREAD.with(|on| on.set(true));
+    let group = serving == Serving::SoleWriter { group_commit: true };
+    let mut holds = (serving != Serving::Pooled).then(Holds::default);
     let mut next = receive(jobs);
     while let Some(job) = next.take() {
         if !conn.backend_alive() {
@@ -120,6 +132,7 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, group: bool) 
                 }
             }
         }
+        let started = holds.is_some().then(Instant::now);
         next = match job {
             Job::Write(write) if group && !jobs.is_empty() => write_group(write, &conn, jobs),
             job => {
@@ -127,9 +140,59 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, group: bool) 
                 None
             }
         };
+        if let (Some(holds), Some(started)) = (&mut holds, started) {
+            holds.ended(
+                started.elapsed(),
+                conn.signals().slow_threshold(),
+                jobs.len(),
+            );
+        }
         if next.is_none() {
             next = receive(jobs);
         }
+    }
+}
+
+/// The sole writer's long holds, reported at most once a second.
+#[derive(Default)]
+struct Holds {
+    reported: Option<Instant>,
+    /// Long holds since the last report, and the longest of them.
+    unreported: u64,
+    longest: Duration,
+}
+
+impl Holds {
+    /// A job held the writer for `held`: report it when that is at least `threshold`.
+    fn ended(&mut self, held: Duration, threshold: Duration, waiting: usize) {
+        if held < threshold {
+            return;
+        }
+        self.unreported += 1;
+        self.longest = self.longest.max(held);
+        if self
+            .reported
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::warn!(
+            target: "herald::writer",
+            held_ms = held.as_secs_f64() * 1e3,
+            waiting,
+            long_holds = self.unreported,
+            longest_ms = self.longest.as_secs_f64() * 1e3,
+            "SQLite's writer was held for {:.1} ms by one job (a write and its receivers, or a \
+             transaction), and every write of this database waited meanwhile ({waiting} queued now; \
+             {} such jobs since the last report, the longest {:.1} ms): move heavy work out of \
+             pre_save and in-transaction post_save receivers, into background receivers",
+            held.as_secs_f64() * 1e3,
+            self.unreported,
+            self.longest.as_secs_f64() * 1e3,
+        );
+        self.reported = Some(Instant::now());
+        self.unreported = 0;
+        self.longest = Duration::ZERO;
     }
 }
 
