@@ -184,7 +184,7 @@ impl Holds {
             longest_ms = self.longest.as_secs_f64() * 1e3,
             "SQLite's writer was held for {:.1} ms by one job (a write and its receivers, or a \
              transaction), and every write of this database waited meanwhile ({waiting} queued now; \
-             {} such jobs since the last report, the longest {:.1} ms): move heavy work out of \
+             long holds since the last report: {}, the longest {:.1} ms): move heavy work out of \
              pre_save and in-transaction post_save receivers, into background receivers",
             held.as_secs_f64() * 1e3,
             self.unreported,
