@@ -11,6 +11,7 @@ pub(crate) struct Options {
     pub(crate) location: SourceLocation,
     pub(crate) priority: i32,
     pub(crate) dispatch_uid: Option<Cow<'static, str>>,
+    pub(crate) blocking: bool,
 }
 
 /// A receiver about to be connected, with its options. Made by a signal's `receiver(..)`; nothing is
@@ -33,6 +34,7 @@ impl<'s> ReceiverBuilder<'s> {
                 location,
                 priority: 0,
                 dispatch_uid: None,
+                blocking: false,
             },
             attach,
         }
@@ -59,6 +61,17 @@ impl<'s> ReceiverBuilder<'s> {
         self
     }
 
+    /// Declare a synchronous receiver as one that blocks its thread (file or network IO, a lock
+    /// held elsewhere, heavy computation). An async send (the store's caller-side phases) runs it
+    /// through the registry's blocking runner, which the store sets to
+    /// `tokio::task::block_in_place` on a multi-threaded runtime, so that it does not stall the other
+    /// tasks of the runtime's few worker threads. Default: not blocking (a plain call). Async
+    /// receivers ignore it: they await instead of blocking.
+    pub fn blocking(mut self) -> Self {
+        self.options.blocking = true;
+        self
+    }
+
     /// Where the receiver was written. Default: where `receiver(..)` was called.
     pub fn location(mut self, location: SourceLocation) -> Self {
         self.options.location = location;
@@ -79,6 +92,7 @@ impl fmt::Debug for ReceiverBuilder<'_> {
             .field("name", &self.options.name)
             .field("priority", &self.options.priority)
             .field("dispatch_uid", &self.options.dispatch_uid)
+            .field("blocking", &self.options.blocking)
             .finish_non_exhaustive()
     }
 }

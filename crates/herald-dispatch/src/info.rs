@@ -5,27 +5,38 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// When a receiver runs relative to the write that sent its signal.
+/// Where and when a receiver runs relative to the write that sent its signal: part of its
+/// declaration. The default, for every model signal, is [`Phase::Caller`].
+///
+/// | phase | runs on | when | holds a connection | an error |
+/// | --- | --- | --- | --- | --- |
+/// | `Caller` | the task that called the write | `pre_*`: before the write's job is sent; `post_*`: after its answer came back | no | `pre_*`: vetoes the write; `post_*`: reported, the write is kept (inside a `Tx`, the caller decides) |
+/// | `InTransaction` | the write's connection | inside the write's transaction | yes (`e.conn()`) | rolls the write back |
+/// | `OnCommit` | the task that called the write | after the outermost COMMIT | no | logged and counted, never unwinds the write |
+/// | `Background` | a worker | after the commit, from a task row written in the write's transaction | no | retried, then kept as dead |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Phase {
-    /// Before the write (`pre_save`, `pre_delete`), inside its transaction. May change the instance;
-    /// an error vetoes the write.
-    Before,
-    /// After the write, inside its transaction (`post_save`, `post_delete`, and custom signals).
-    /// An error rolls the write back.
+    /// On the caller's task, outside the transaction: a slow receiver delays only its own write.
+    /// `pre_save` receivers may change the instance; an error from a `pre_*` receiver vetoes the
+    /// write. Async receivers are awaited in the caller's async context.
+    Caller,
+    /// On the write's connection, inside its transaction: what the receiver writes through
+    /// `e.conn()` commits or rolls back with the write, and an error rolls the write back. The only
+    /// receivers that hold a connection: a slow one delays every write waiting for it.
     InTransaction,
-    /// After the outermost transaction commits. A failure is logged and counted, never unwinds the write.
+    /// On the caller's task, after the outermost transaction commits; never for a rollback. A
+    /// failure is logged and counted, never unwinds the write.
     OnCommit,
     /// In a worker, after commit, from a durable task row written in the write's transaction.
     Background,
 }
 
 impl Phase {
-    /// The phase's name as logs and metrics show it.
+    /// The phase's name as logs, metrics and listings show it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Phase::Before => "before",
+            Phase::Caller => "caller",
             Phase::InTransaction => "in_transaction",
             Phase::OnCommit => "on_commit",
             Phase::Background => "background",
@@ -103,6 +114,7 @@ pub struct ReceiverInfo {
     pub(crate) phase: Phase,
     pub(crate) dispatch_uid: Option<Cow<'static, str>>,
     pub(crate) is_async: bool,
+    pub(crate) blocking: bool,
 }
 
 impl ReceiverInfo {
@@ -141,6 +153,11 @@ impl ReceiverInfo {
     /// Whether it is an async receiver.
     pub fn is_async(&self) -> bool {
         self.is_async
+    }
+    /// Whether it was declared `blocking`: a synchronous receiver that blocks its thread (file or
+    /// network IO, heavy work), which a caller-side send runs off the async runtime's workers.
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
     }
     /// The name in the form Server-Timing and metric labels use: the last path segment, with
     /// characters outside `[A-Za-z0-9_]` replaced by `_`.

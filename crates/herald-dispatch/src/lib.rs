@@ -43,6 +43,7 @@
 mod connect;
 mod cow;
 mod error;
+mod handler;
 mod info;
 mod model;
 pub mod mute;
@@ -57,16 +58,18 @@ mod tagged;
 
 pub use connect::{Connection, ReceiverBuilder};
 pub use error::{Cause, DispatchError, Error, Result};
+pub use handler::{AsyncReceiverMut, AsyncReceiverRef};
 pub use info::{Phase, ReceiverId, ReceiverInfo, SourceLocation};
 pub use model::{
-    AsyncReceiver, DEFAULT_ALIAS, Listen, ModelKind, ModelSignal, OnPostDelete, OnPostSave,
+    AsyncReceiver, DEFAULT_ALIAS, Lent, Listen, ModelKind, ModelSignal, OnPostDelete, OnPostSave,
     OnPreDelete, OnPreSave, PostDelete, PostSave, PreDelete, PreSave, SyncReceiver,
 };
 pub use mute::{Mute, mute_thread, muted, muted_by};
-pub use receiver::{DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
+pub use receiver::{BlockingRunner, DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
 pub use sender::{AnyModel, MAX_SENDERS, Sender, SenderKey};
 pub use signal::Signal;
 pub use signals::{Signals, SignalsBuilder, StaticReceiver};
+pub use slot::ReceiverFuture;
 pub use stats::{Latency, StatsSnapshot};
 
 /// `PostSave` for every sender, as `post_save_any()` receivers get it.

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::connect::{Connection, ReceiverBuilder};
-use crate::error::{DispatchError, Result};
+use crate::error::{Cause, DispatchError, Result};
+use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
 use crate::info::{Phase, SourceLocation};
-use crate::receiver::Receiver;
+use crate::receiver::{Config, Receiver, ReceiverCore};
 use crate::sender::{AnyModel, Sender};
 use crate::signals::{Inner, SLOTS, SenderSlots, SlotAt, default_name, new_entry};
 use crate::slot::{Callable, Entry, ReceiverFuture, Step, Walk};
@@ -26,11 +27,12 @@ pub struct PreSave<'e, M: ?Sized> {
     pub using: &'e str,
     /// Django's `update_fields`: the fields being written, or `None` for all of them.
     pub update_fields: Option<&'e [&'e str]>,
-    store: Option<&'e dyn Any>,
+    store: Option<&'e Lent>,
 }
 
-/// Sent after an instance is written, inside the write's transaction (or after the commit, for
-/// `on_commit` receivers).
+/// Sent after an instance is written: on the caller's task once the write's answer came back (the
+/// default), inside the write's transaction (`in_transaction` receivers), or after the outermost
+/// commit (`on_commit` receivers).
 #[non_exhaustive]
 #[derive(Debug)]
 pub struct PostSave<'e, M: ?Sized> {
@@ -44,7 +46,7 @@ pub struct PostSave<'e, M: ?Sized> {
     pub using: &'e str,
     /// The fields written, or `None` for all of them.
     pub update_fields: Option<&'e [&'e str]>,
-    store: Option<&'e dyn Any>,
+    store: Option<&'e Lent>,
 }
 
 /// Sent before an instance is deleted; its primary key is still set.
@@ -55,7 +57,7 @@ pub struct PreDelete<'e, M: ?Sized> {
     pub instance: &'e M,
     /// The database alias.
     pub using: &'e str,
-    store: Option<&'e dyn Any>,
+    store: Option<&'e Lent>,
 }
 
 /// Sent after an instance is deleted; its primary key is still set on the instance.
@@ -66,8 +68,13 @@ pub struct PostDelete<'e, M: ?Sized> {
     pub instance: &'e M,
     /// The database alias.
     pub using: &'e str,
-    store: Option<&'e dyn Any>,
+    store: Option<&'e Lent>,
 }
+
+/// What a store lends receivers through an event (its connection, for `in_transaction`
+/// receivers). `Send + Sync`, so that an event, and the future of a receiver borrowing it, is
+/// `Send`.
+pub type Lent = dyn Any + Send + Sync;
 
 /// The alias `using` defaults to.
 pub const DEFAULT_ALIAS: &str = "default";
@@ -83,7 +90,7 @@ macro_rules! event_common {
 
             /// Lend receivers a handle of the store's (the transaction they run in); receivers get
             /// it back with [`store`](Self::store).
-            pub fn with_store(mut self, store: &'e dyn Any) -> Self {
+            pub fn with_store(mut self, store: &'e Lent) -> Self {
                 self.store = Some(store);
                 self
             }
@@ -183,8 +190,6 @@ pub trait ModelKind: sealed::Sealed + Send + Sync + 'static {
     const NAME: &'static str;
     #[doc(hidden)]
     const INDEX: usize;
-    #[doc(hidden)]
-    const DEFAULT_PHASE: Phase;
     /// The event receivers get.
     type Event<'e, M: ?Sized + 'e>;
     #[doc(hidden)]
@@ -194,7 +199,7 @@ pub trait ModelKind: sealed::Sealed + Send + Sync + 'static {
 }
 
 macro_rules! kind {
-    ($(#[$doc:meta])* $kind:ident, $event:ident, $name:literal, $index:literal, $phase:expr, |$e:ident| $erase:expr) => {
+    ($(#[$doc:meta])* $kind:ident, $event:ident, $name:literal, $index:literal, |$e:ident| $erase:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $kind;
@@ -202,7 +207,6 @@ macro_rules! kind {
         impl ModelKind for $kind {
             const NAME: &'static str = $name;
             const INDEX: usize = $index;
-            const DEFAULT_PHASE: Phase = $phase;
             type Event<'e, M: ?Sized + 'e> = $event<'e, M>;
             fn erase<'a, M: AnyModel>($e: &'a mut $event<'_, M>) -> $event<'a, dyn AnyModel> {
                 $erase
@@ -216,30 +220,42 @@ macro_rules! kind {
 
 kind!(
     /// The `pre_save` signal.
-    OnPreSave, PreSave, "pre_save", 0, Phase::Before,
+    OnPreSave, PreSave, "pre_save", 0,
     |e| PreSave { instance: &mut *e.instance, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
 );
 kind!(
     /// The `post_save` signal.
-    OnPostSave, PostSave, "post_save", 1, Phase::InTransaction,
-    |e| PostSave { instance: e.instance, created: e.created, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
+    OnPostSave, PostSave, "post_save", 1,
+    |e| PostSave { instance: &*e.instance, created: e.created, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
 );
 kind!(
     /// The `pre_delete` signal.
-    OnPreDelete, PreDelete, "pre_delete", 2, Phase::Before,
-    |e| PreDelete { instance: e.instance, using: e.using, store: e.store }
+    OnPreDelete, PreDelete, "pre_delete", 2,
+    |e| PreDelete { instance: &*e.instance, using: e.using, store: e.store }
 );
 kind!(
     /// The `post_delete` signal.
-    OnPostDelete, PostDelete, "post_delete", 3, Phase::InTransaction,
-    |e| PostDelete { instance: e.instance, using: e.using, store: e.store }
+    OnPostDelete, PostDelete, "post_delete", 3,
+    |e| PostDelete { instance: &*e.instance, using: e.using, store: e.store }
 );
 
-const _: () = assert!(4 * 2 == SLOTS);
+/// Slots per signal: caller-side, in the transaction (with background), on commit.
+const PHASE_SLOTS: usize = 3;
+const _: () = assert!(4 * PHASE_SLOTS == SLOTS);
+
+/// The slot a phase's receivers live in. Background receivers share the in-transaction slot: they
+/// write their task rows inside the write's transaction.
+const fn phase_slot(phase: Phase) -> usize {
+    match phase {
+        Phase::Caller => 0,
+        Phase::InTransaction | Phase::Background => 1,
+        Phase::OnCommit => 2,
+    }
+}
 
 /// What a model signal can be connected for: one model type (`M: Sender`), or every sender
 /// (`dyn AnyModel`).
-pub trait Listen: 'static {
+pub trait Listen: Send + Sync + 'static {
     /// The sender name receivers show (`"Book"`, or `"*"` for every sender).
     const NAME: &'static str;
     #[doc(hidden)]
@@ -293,7 +309,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
     pub(crate) fn new(inner: &'s Arc<Inner>) -> Self {
         Self {
             inner,
-            phase: K::DEFAULT_PHASE,
+            phase: Phase::Caller,
             _kind: PhantomData,
         }
     }
@@ -302,7 +318,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
     fn at(&self) -> SlotAt {
         SlotAt {
             sender: M::index(),
-            slot: K::INDEX * 2 + usize::from(self.phase == Phase::OnCommit),
+            slot: K::INDEX * PHASE_SLOTS + phase_slot(self.phase),
         }
     }
 
@@ -358,7 +374,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
 }
 
 macro_rules! connect_api {
-    ($kind:ident, $event:ident, $($mutability:tt)*) => {
+    ($kind:ident, $event:ident, $async_fn:ident, $wrap:ident, $($mutability:tt)*) => {
         impl<'s, M: ?Sized + Listen> ModelSignal<'s, $kind, M> {
             /// Connect a receiver with the default options; see [`receiver`](Self::receiver).
             #[track_caller]
@@ -369,7 +385,7 @@ macro_rules! connect_api {
                 self.receiver(receiver).connect()
             }
 
-            /// A receiver to connect with options (name, priority, dispatch_uid).
+            /// A receiver to connect with options (name, priority, dispatch_uid, blocking).
             #[track_caller]
             pub fn receiver<F>(&self, receiver: F) -> ReceiverBuilder<'s>
             where
@@ -379,64 +395,125 @@ macro_rules! connect_api {
                 self.builder::<F>(Callable::Sync(call), SourceLocation::caller())
             }
 
-            /// Connect an async receiver with the default options; see [`receiver_async`](Self::receiver_async).
+            /// Connect an async receiver (an `async fn`, or an async closure that captures
+            /// nothing) with the default options; see [`receiver_async`](Self::receiver_async).
             #[track_caller]
             pub fn connect_async<F>(&self, receiver: F) -> Connection
             where
-                F: for<'a, 'e> AsyncFn(&'a $($mutability)* $event<'e, M>) -> Result
-                    + Clone + Send + Sync + 'static,
+                F: for<'a> $async_fn<'a, $event<'a, M>>,
             {
                 self.receiver_async(receiver).connect()
             }
 
-            /// An async receiver (an `async fn` or async closure) to connect with options. It runs
-            /// in the same order as the synchronous ones, awaited before the next receiver starts.
+            /// An async receiver (an `async fn`, or an async closure that captures nothing) to
+            /// connect with options. It runs in the same order as the synchronous ones, awaited
+            /// before the next receiver starts. Its future must be `Send` (a compile error says
+            /// which value is not); a closure that captures state uses
+            /// [`receiver_boxed`](Self::receiver_boxed).
             #[track_caller]
             pub fn receiver_async<F>(&self, receiver: F) -> ReceiverBuilder<'s>
             where
-                F: for<'a, 'e> AsyncFn(&'a $($mutability)* $event<'e, M>) -> Result
-                    + Clone + Send + Sync + 'static,
+                F: for<'a> $async_fn<'a, $event<'a, M>>,
             {
-                let call: Box<AsyncReceiver<$kind, M>> = Box::new(move |e: &mut $event<'_, M>| {
-                    let receiver = receiver.clone();
-                    Box::pin(async move { receiver(e).await })
-                });
+                let call: Box<AsyncReceiver<$kind, M>> = $wrap!(receiver, |r, e| r.call(e));
+                self.builder::<F>(Callable::Async(call), SourceLocation::caller())
+            }
+
+            /// Connect an async receiver written as a closure returning a boxed future
+            /// (`move |e| Box::pin(async move { .. })`): the form for closures that capture state.
+            #[track_caller]
+            pub fn connect_boxed<F>(&self, receiver: F) -> Connection
+            where
+                F: for<'a> Fn(&'a $($mutability)* $event<'a, M>) -> ReceiverFuture<'a> + Send + Sync + 'static,
+            {
+                self.receiver_boxed(receiver).connect()
+            }
+
+            /// [`receiver_async`](Self::receiver_async) for a closure returning a boxed future.
+            #[track_caller]
+            pub fn receiver_boxed<F>(&self, receiver: F) -> ReceiverBuilder<'s>
+            where
+                F: for<'a> Fn(&'a $($mutability)* $event<'a, M>) -> ReceiverFuture<'a> + Send + Sync + 'static,
+            {
+                let call: Box<AsyncReceiver<$kind, M>> = $wrap!(receiver, |r, e| r(e));
                 self.builder::<F>(Callable::Async(call), SourceLocation::caller())
             }
         }
     };
 }
 
-connect_api!(OnPreSave, PreSave, mut);
-connect_api!(OnPostSave, PostSave,);
-connect_api!(OnPreDelete, PreDelete,);
-connect_api!(OnPostDelete, PostDelete,);
-
-impl<M: ?Sized + Listen> ModelSignal<'_, OnPostSave, M> {
-    /// The receivers that run after the outermost transaction commits instead of inside it.
-    pub fn on_commit(mut self) -> Self {
-        self.phase = Phase::OnCommit;
-        self
-    }
+/// An async receiver taking `&'a Event<'a, M>`: the stored call lends it the event as it is (a
+/// shared reference to a covariant event shortens to one lifetime).
+macro_rules! wrap_ref {
+    ($receiver:ident, |$r:ident, $e:ident| $call:expr) => {
+        Box::new(move |$e: &mut _| {
+            let $r = &$receiver;
+            let $e = &*$e;
+            $call
+        })
+    };
 }
 
-impl<M: ?Sized + Listen> ModelSignal<'_, OnPostDelete, M> {
-    /// The receivers that run after the outermost transaction commits instead of inside it.
-    pub fn on_commit(mut self) -> Self {
-        self.phase = Phase::OnCommit;
-        self
-    }
+/// An async receiver taking `&'a mut PreSave<'a, M>`: `&mut` is invariant, so the stored call
+/// moves a reborrow of the event into a future of its own and lends the receiver that, holding the
+/// receiver by `Arc` for the future's life.
+macro_rules! wrap_mut {
+    ($receiver:ident, |$r:ident, $e:ident| $call:expr) => {{
+        let $receiver = Arc::new($receiver);
+        Box::new(move |event: &mut PreSave<'_, M>| {
+            let $r = $receiver.clone();
+            Box::pin(async move {
+                let mut event = PreSave {
+                    instance: &mut *event.instance,
+                    raw: event.raw,
+                    using: event.using,
+                    update_fields: event.update_fields,
+                    store: event.store,
+                };
+                let $e = &mut event;
+                $call.await
+            })
+        })
+    }};
 }
+
+connect_api!(OnPreSave, PreSave, AsyncReceiverMut, wrap_mut, mut);
+connect_api!(OnPostSave, PostSave, AsyncReceiverRef, wrap_ref,);
+connect_api!(OnPreDelete, PreDelete, AsyncReceiverRef, wrap_ref,);
+connect_api!(OnPostDelete, PostDelete, AsyncReceiverRef, wrap_ref,);
 
 impl<K: ModelKind, M: ?Sized + Listen> ModelSignal<'_, K, M> {
-    /// The receivers that hand work to a durable background task: they run inside the transaction
-    /// with the in-transaction receivers (so the task row commits or rolls back with the write), and
-    /// are listed with [`Phase::Background`].
-    pub fn background_phase(mut self) -> Self {
-        self.phase = Phase::Background;
+    /// The receivers that run on the write's connection, inside its transaction, instead of on the
+    /// caller's task: what they write through `e.conn()` commits or rolls back with the write, and
+    /// an error rolls the write back. They are the only receivers that hold a connection, so a slow
+    /// one delays every write waiting for that connection (on SQLite, every write).
+    pub fn in_transaction(mut self) -> Self {
+        self.phase = Phase::InTransaction;
         self
     }
 }
+
+macro_rules! after_write_phases {
+    ($($kind:ident),*) => {$(
+        impl<M: ?Sized + Listen> ModelSignal<'_, $kind, M> {
+            /// The receivers that run on the caller's task after the outermost transaction commits
+            /// (never for a rollback), instead of right after the write.
+            pub fn on_commit(mut self) -> Self {
+                self.phase = Phase::OnCommit;
+                self
+            }
+
+            /// The receivers that hand work to a durable background task: they run inside the
+            /// write's transaction with the in-transaction receivers (so the task row commits or
+            /// rolls back with the write), and are listed with [`Phase::Background`].
+            pub fn background_phase(mut self) -> Self {
+                self.phase = Phase::Background;
+                self
+            }
+        }
+    )*};
+}
+after_write_phases!(OnPostSave, OnPostDelete);
 
 type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
 /// A sender's own receivers and the every-sender receivers of one signal and phase.
@@ -463,9 +540,11 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         (!own.is_empty() || !every.is_empty()).then_some((own, every))
     }
 
-    /// Run the receivers in order; stop at the first failure and return it. With no receivers
-    /// connected anywhere this is one relaxed atomic load; with receivers for other senders or other
-    /// signals only, a few more loads (the interest bits), no hashing.
+    /// Run the receivers in order, on this thread; stop at the first failure and return it. With no
+    /// receivers connected anywhere this is one relaxed atomic load; with receivers for other
+    /// senders or other signals only, a few more loads (the interest bits), no hashing. An async
+    /// receiver is driven to completion here by a minimal executor (the store enters the caller's
+    /// async runtime first); a receiver declared `blocking` is called directly.
     #[inline(always)]
     pub fn send(&self, event: &mut K::Event<'_, M>) -> std::result::Result<(), DispatchError> {
         if self.inner.live.load(Relaxed) == 0 {
@@ -519,27 +598,7 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         errors
     }
 
-    /// [`send`](Self::send), awaiting async receivers instead of blocking on them.
-    pub async fn send_async(
-        &self,
-        event: &mut K::Event<'_, M>,
-    ) -> std::result::Result<(), DispatchError> {
-        let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0 {
-            self.dispatch_async(event, false, &mut errors).await;
-        }
-        errors.pop().map_or(Ok(()), Err)
-    }
-
-    /// [`send_robust`](Self::send_robust), awaiting async receivers.
-    pub async fn send_async_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
-        let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0 {
-            self.dispatch_async(event, true, &mut errors).await;
-        }
-        errors
-    }
-
+    /// The walk of a synchronous send: each receiver in dispatch order, on this thread.
     #[inline]
     fn walk(
         &self,
@@ -554,77 +613,165 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
             let (core, failed) = match step {
                 Step::Own(entry) => (
                     &entry.core,
-                    entry.core.call(config, M::NAME, || match &entry.call {
-                        Callable::Sync(f) => f(event),
-                        Callable::Async(f) => futures::executor::block_on(f(event)),
-                    }),
+                    entry
+                        .core
+                        .call(config, M::NAME, || call::<K, M>(&entry.call, event)),
                 ),
                 Step::Every(entry) => (
                     &entry.core,
                     entry.core.call(config, M::NAME, || {
-                        let mut erased = K::erase(event);
-                        match &entry.call {
-                            Callable::Sync(f) => f(&mut erased),
-                            Callable::Async(f) => futures::executor::block_on(f(&mut erased)),
-                        }
+                        call::<K, dyn AnyModel>(&entry.call, &mut K::erase(event))
                     }),
                 ),
             };
             if let Some(cause) = failed {
-                let key = K::instance(event).pk_string();
-                errors.push(DispatchError::new(core.info.clone(), M::NAME, key, cause));
+                errors.push(failure::<K, M>(core, event, cause));
                 if !robust {
                     return;
                 }
             }
         }
     }
+}
 
-    async fn dispatch_async(
+/// The async sends, written once and instantiated for each signal: the walk's future holds the
+/// event across `.await`s, and the compiler proves such a future `Send` only for a concrete event
+/// type (not for the generic `K::Event<'_, M>`).
+macro_rules! async_sends {
+    ($($kind:ident, $event:ident);*) => {$(
+        impl<M: Sender> ModelSignal<'_, $kind, M> {
+    /// [`send`](Self::send) from async code: async receivers are awaited (in the caller's async
+    /// context), and a synchronous receiver declared `blocking` runs through the registry's
+    /// blocking runner. The future is `Send` when the event is.
+    pub async fn send_async(
         &self,
-        event: &mut K::Event<'_, M>,
+        event: &mut $event<'_, M>,
+    ) -> std::result::Result<(), DispatchError> {
+        let mut errors = Vec::new();
+        if self.inner.live.load(Relaxed) != 0
+            && let Some((own, every)) = self.lists()
+        {
+            self.walk_async(own, every, event, false, &mut errors).await;
+        }
+        errors.pop().map_or(Ok(()), Err)
+    }
+
+    /// [`send_robust`](Self::send_robust) from async code, as [`send_async`](Self::send_async).
+    pub async fn send_async_robust(&self, event: &mut $event<'_, M>) -> Vec<DispatchError> {
+        let mut errors = Vec::new();
+        if self.inner.live.load(Relaxed) != 0
+            && let Some((own, every)) = self.lists()
+        {
+            self.walk_async(own, every, event, true, &mut errors).await;
+        }
+        errors
+    }
+
+    /// The walk of an async send: the same order, awaiting async receivers.
+    async fn walk_async(
+        &self,
+        own: &[Arc<ModelEntry<$kind, M>>],
+        every: &[Arc<AnyEntry<$kind>>],
+        event: &mut $event<'_, M>,
         robust: bool,
         errors: &mut Vec<DispatchError>,
     ) {
-        let Some((own, every)) = self.lists() else {
-            return;
-        };
         let config = &self.inner.config;
         for step in Walk::new(own, every) {
             let (core, failed) = match step {
-                Step::Own(entry) => (
-                    &entry.core,
-                    entry
-                        .core
-                        .call_async(config, M::NAME, async {
-                            match &entry.call {
-                                Callable::Sync(f) => f(event),
-                                Callable::Async(f) => f(event).await,
-                            }
-                        })
-                        .await,
-                ),
-                Step::Every(entry) => (
-                    &entry.core,
-                    entry
-                        .core
-                        .call_async(config, M::NAME, async {
-                            let mut erased = K::erase(event);
-                            match &entry.call {
-                                Callable::Sync(f) => f(&mut erased),
-                                Callable::Async(f) => f(&mut erased).await,
-                            }
-                        })
-                        .await,
-                ),
+                Step::Own(entry) => {
+                    let started = start::<$kind, M>(&entry.core, &entry.call, config, M::NAME, event);
+                    (
+                        &entry.core,
+                        call_async(&entry.core, config, M::NAME, started).await,
+                    )
+                }
+                Step::Every(entry) => {
+                    let mut erased = $kind::erase(event);
+                    let started = start::<$kind, dyn AnyModel>(
+                        &entry.core,
+                        &entry.call,
+                        config,
+                        M::NAME,
+                        &mut erased,
+                    );
+                    (
+                        &entry.core,
+                        call_async(&entry.core, config, M::NAME, started).await,
+                    )
+                }
             };
             if let Some(cause) = failed {
-                let key = K::instance(event).pk_string();
-                errors.push(DispatchError::new(core.info.clone(), M::NAME, key, cause));
+                errors.push(failure::<$kind, M>(core, event, cause));
                 if !robust {
                     return;
                 }
             }
         }
     }
+        }
+    )*};
+}
+async_sends!(OnPreSave, PreSave; OnPostSave, PostSave; OnPreDelete, PreDelete; OnPostDelete, PostDelete);
+
+/// Call one receiver synchronously: an async one is driven to completion on this thread.
+#[inline(always)]
+fn call<K: ModelKind, N: ?Sized + 'static>(
+    call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
+    event: &mut K::Event<'_, N>,
+) -> Result {
+    match call {
+        Callable::Sync(f) => f(event),
+        Callable::Async(f) => futures::executor::block_on(f(event)),
+    }
+}
+
+/// What starting a receiver from an async send gave: its outcome (a synchronous receiver ran to
+/// the end), or the future of an async one to await.
+enum Started<'a> {
+    Done(Option<Cause>),
+    Pending(ReceiverFuture<'a>),
+}
+
+/// Start one receiver from an async send: a synchronous one runs here (a blocking one through the
+/// blocking runner), an async one is returned to be awaited. Kept synchronous so that the awaiting
+/// walk holds no receiver type across an `.await` (which would defeat the compiler's proof that
+/// the walk's future is `Send`).
+fn start<'a, K: ModelKind, N: ?Sized + 'static>(
+    core: &ReceiverCore,
+    call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
+    config: &Config,
+    sender: &'static str,
+    event: &'a mut K::Event<'_, N>,
+) -> Started<'a> {
+    Started::Done(match call {
+        Callable::Sync(f) if core.info.blocking => {
+            core.call(config, sender, || config.run_blocking(|| f(event)))
+        }
+        Callable::Sync(f) => core.call(config, sender, || f(event)),
+        Callable::Async(f) => return Started::Pending(f(event)),
+    })
+}
+
+/// Run one receiver from an async send. `None`: it succeeded (or was muted).
+async fn call_async(
+    core: &ReceiverCore,
+    config: &Config,
+    sender: &'static str,
+    started: Started<'_>,
+) -> Option<Cause> {
+    match started {
+        Started::Done(outcome) => outcome,
+        Started::Pending(future) => core.call_async(config, sender, future).await,
+    }
+}
+
+#[cold]
+fn failure<K: ModelKind, M: Sender>(
+    core: &ReceiverCore,
+    event: &K::Event<'_, M>,
+    cause: Cause,
+) -> DispatchError {
+    let key = K::instance(event).pk_string();
+    DispatchError::new(core.info.clone(), M::NAME, key, cause)
 }

@@ -141,6 +141,40 @@ impl std::fmt::Debug for LiveScope {
     }
 }
 
+/// The mutes in force in the current scope, captured so that work done elsewhere on this scope's
+/// behalf (a store job on a connection thread) is muted the same way; see [`scope`].
+#[derive(Clone, Debug, Default)]
+pub struct Mutes(Vec<Mute>);
+
+impl Mutes {
+    /// Whether no mute is in force.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The mutes in force here, or `None` when there are none (one relaxed load when no mute scope is
+/// alive anywhere).
+#[inline]
+pub fn current() -> Option<Mutes> {
+    if LIVE_SCOPES.load(Relaxed) == 0 {
+        return None;
+    }
+    let rules = ACTIVE.with(|active| active.borrow().clone());
+    (!rules.is_empty()).then_some(Mutes(rules))
+}
+
+/// Run `f` with `mutes` (captured with [`current`] in another scope) in force on this thread.
+pub fn scope<R>(mutes: Option<&Mutes>, f: impl FnOnce() -> R) -> R {
+    let Some(mutes) = mutes.filter(|m| !m.is_empty()) else {
+        return f();
+    };
+    let _live = LiveScope::new();
+    // Each one pops the top rule when dropped: as many pops as pushes.
+    let _pushed: Vec<Pushed> = mutes.0.iter().cloned().map(Pushed::push).collect();
+    f()
+}
+
 /// Mute `rule` on the current thread until the guard drops. For async code use [`muted_by`], which
 /// follows the task instead of the thread.
 pub fn mute_thread(rule: Mute) -> MuteGuard {

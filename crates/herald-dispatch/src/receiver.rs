@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -32,11 +32,18 @@ pub enum Timing {
 /// thousand times what the write itself costs on SQLite.
 pub const DEFAULT_SLOW_THRESHOLD: Duration = Duration::from_millis(10);
 
+/// How an async send runs a synchronous receiver declared
+/// [`blocking`](crate::ReceiverBuilder::blocking): it must call the closure it is given exactly
+/// once, on the current thread, and return when it has. The store sets one that uses
+/// `tokio::task::block_in_place` on a multi-threaded runtime.
+pub type BlockingRunner = fn(&mut dyn FnMut());
+
 /// Settings read on every call; atomics, so they can change while the program runs.
 #[derive(Debug)]
 pub(crate) struct Config {
     timing: AtomicBool,
     slow_ns: AtomicU64,
+    blocking: OnceLock<BlockingRunner>,
 }
 
 impl Config {
@@ -44,6 +51,7 @@ impl Config {
         let config = Self {
             timing: AtomicBool::new(true),
             slow_ns: AtomicU64::new(0),
+            blocking: OnceLock::new(),
         };
         config.set_timing(timing);
         config.set_slow_threshold(slow);
@@ -69,6 +77,31 @@ impl Config {
 
     pub(crate) fn slow_threshold(&self) -> Duration {
         Duration::from_nanos(self.slow_ns.load(Relaxed))
+    }
+
+    /// Set the blocking runner, once; false if one was already set.
+    pub(crate) fn set_blocking_runner(&self, runner: BlockingRunner) -> bool {
+        self.blocking.set(runner).is_ok()
+    }
+
+    /// Run `f` (a receiver declared blocking) through the blocking runner, or directly when none
+    /// is set.
+    pub(crate) fn run_blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        let Some(runner) = self.blocking.get() else {
+            return f();
+        };
+        let mut f = Some(f);
+        let mut out = None;
+        runner(&mut || {
+            if let Some(f) = f.take() {
+                out = Some(f());
+            }
+        });
+        match out {
+            Some(out) => out,
+            // A runner that did not call the closure broke its contract; run it here instead.
+            None => (f.take().expect("not taken: the runner did not call it"))(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::connect::{Connection, ReceiverBuilder};
 use crate::error::{DispatchError, Result};
+use crate::handler::AsyncReceiverRef;
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
 use crate::signals::{default_name, new_entry};
@@ -28,7 +29,8 @@ struct Shared<E: ?Sized + 'static> {
 }
 
 /// A signal with any event type `E`, standalone like Django's `Signal()`; cheap to clone (a shared
-/// handle). Receivers get `&E` and run in priority, then registration, order, on the sending thread.
+/// handle). Receivers get `&E` and run in priority, then registration, order, on the sending thread
+/// (or task, for `send_async`).
 /// Put one in a `static` with `LazyLock` for a program-wide signal, or build one per test.
 pub struct Signal<E: ?Sized + 'static> {
     shared: Arc<Shared<E>>,
@@ -95,26 +97,37 @@ impl<E: ?Sized + 'static> Signal<E> {
         self.builder::<F>(Callable::Sync(call), SourceLocation::caller())
     }
 
-    /// Connect an async receiver with the default options.
+    /// Connect an async receiver (an `async fn`, or an async closure that captures nothing) with
+    /// the default options.
     #[track_caller]
     pub fn connect_async<F>(&self, receiver: F) -> Connection
     where
-        F: for<'a> AsyncFn(&'a E) -> Result + Clone + Send + Sync + 'static,
+        F: for<'a> AsyncReceiverRef<'a, E>,
     {
         self.receiver_async(receiver).connect()
     }
 
     /// An async receiver to connect with options; awaited in its turn, before the next receiver.
+    /// Its future must be `Send`.
     #[track_caller]
     pub fn receiver_async<F>(&self, receiver: F) -> ReceiverBuilder<'_>
     where
-        F: for<'a> AsyncFn(&'a E) -> Result + Clone + Send + Sync + 'static,
+        F: for<'a> AsyncReceiverRef<'a, E>,
     {
-        let call: Box<AsyncReceiver<E>> = Box::new(move |e: &E| {
-            let receiver = receiver.clone();
-            Box::pin(async move { receiver(e).await })
-        });
+        let call: Box<AsyncReceiver<E>> = Box::new(move |e| receiver.call(e));
         self.builder::<F>(Callable::Async(call), SourceLocation::caller())
+    }
+
+    /// Connect an async receiver written as a closure returning a boxed future (the form for
+    /// closures that capture state).
+    #[track_caller]
+    pub fn connect_boxed<F>(&self, receiver: F) -> Connection
+    where
+        F: for<'a> Fn(&'a E) -> ReceiverFuture<'a> + Send + Sync + 'static,
+    {
+        let call: Box<AsyncReceiver<E>> = Box::new(receiver);
+        self.builder::<F>(Callable::Async(call), SourceLocation::caller())
+            .connect()
     }
 
     fn builder<F: 'static>(
@@ -126,13 +139,8 @@ impl<E: ?Sized + 'static> Signal<E> {
             default_name::<F>(),
             location,
             Box::new(move |options| {
-                let entry: SignalEntry<E> = new_entry::<_, _, F>(
-                    options,
-                    self.shared.name,
-                    NO_SENDER,
-                    Phase::InTransaction,
-                    call,
-                );
+                let entry: SignalEntry<E> =
+                    new_entry::<_, _, F>(options, self.shared.name, NO_SENDER, Phase::Caller, call);
                 self.attach(entry)
             }),
         )
@@ -265,15 +273,14 @@ impl<E: ?Sized + 'static> Signal<E> {
         let config = &self.shared.config;
         for step in self.walk() {
             let (Step::Own(entry) | Step::Every(entry)) = step;
-            let failed = entry
-                .core
-                .call_async(config, NO_SENDER, async {
-                    match &entry.call {
-                        Callable::Sync(f) => f(event),
-                        Callable::Async(f) => f(event).await,
-                    }
-                })
-                .await;
+            let core = &entry.core;
+            let failed = match &entry.call {
+                Callable::Sync(f) if core.info.blocking => {
+                    core.call(config, NO_SENDER, || config.run_blocking(|| f(event)))
+                }
+                Callable::Sync(f) => core.call(config, NO_SENDER, || f(event)),
+                Callable::Async(f) => core.call_async(config, NO_SENDER, f(event)).await,
+            };
             if let Some(cause) = failed {
                 errors.push(DispatchError::new(
                     entry.core.info.clone(),

@@ -12,9 +12,9 @@ use crate::sender::{AnyModel, MAX_SENDERS, Sender};
 use crate::slot::{Entry, Refused, Slot, identity_of};
 use crate::tagged::Tagged;
 
-/// Slots per sender: four model signals, each with its in-transaction (or before) phase and its
-/// on-commit phase.
-pub(crate) const SLOTS: usize = 8;
+/// Slots per sender: four model signals, each with its caller-side, in-transaction (with
+/// background) and on-commit phases.
+pub(crate) const SLOTS: usize = 12;
 const CHUNK: usize = 64;
 const CHUNKS: usize = MAX_SENDERS / CHUNK;
 
@@ -247,9 +247,15 @@ inventory::collect!(StaticReceiver);
 /// receiver and returns every error. A receiver that panics is caught at the receiver and reported
 /// as an error naming it; the panic never unwinds through the dispatcher.
 ///
+/// # Phases: where a receiver runs
+/// Every receiver is connected in a [`Phase`]: on the caller's task (the default), in the write's
+/// transaction (`.in_transaction()`), after the commit (`.on_commit()`) or as a durable background
+/// task. The store decides when each phase is sent; see [`Phase`] for the contract of each.
+///
 /// # Threads
-/// Receivers run on the thread that sends. An async receiver reached by a synchronous `send` is
-/// driven to completion there by a minimal executor; `send_async` awaits it instead. Either way,
+/// Receivers run on the thread (or task) that sends. An async receiver reached by a synchronous
+/// `send` is driven to completion there by a minimal executor; `send_async` awaits it instead, and
+/// runs a synchronous receiver declared `blocking` through the blocking runner. Either way,
 /// receivers run one at a time, in order, never concurrently with each other.
 ///
 /// # Changing receivers during a send
@@ -271,13 +277,15 @@ impl Signals {
         Self::builder().build()
     }
 
-    /// `pre_save` for `M`: runs before the write, may change the instance; an error vetoes the write.
+    /// `pre_save` for `M`: runs before the write (on the caller's task, or `.in_transaction()`),
+    /// may change the instance; an error vetoes the write.
     pub fn pre_save<M: Sender>(&self) -> ModelSignal<'_, OnPreSave, M> {
         ModelSignal::new(&self.inner)
     }
 
-    /// `post_save` for `M`: runs after the write, in its transaction; an error rolls it back.
-    /// `.on_commit()` for the receivers that run after the commit instead.
+    /// `post_save` for `M`: runs after the write, on the caller's task once the write's answer is
+    /// back; `.in_transaction()` for receivers that must be atomic with the write (an error rolls it
+    /// back), `.on_commit()` for the ones that run after the commit.
     pub fn post_save<M: Sender>(&self) -> ModelSignal<'_, OnPostSave, M> {
         ModelSignal::new(&self.inner)
     }
@@ -360,6 +368,13 @@ impl Signals {
     pub fn slow_threshold(&self) -> Duration {
         self.inner.config.slow_threshold()
     }
+
+    /// Set how async sends run synchronous receivers declared
+    /// [`blocking`](crate::ReceiverBuilder::blocking), once for the registry's life (a store does
+    /// it when it opens); false if a runner was already set. Without one they are called directly.
+    pub fn set_blocking_runner(&self, runner: crate::BlockingRunner) -> bool {
+        self.inner.config.set_blocking_runner(runner)
+    }
 }
 
 impl Default for Signals {
@@ -397,6 +412,7 @@ pub(crate) fn new_entry<S: ?Sized, A: ?Sized, F: 'static>(
         phase,
         dispatch_uid: options.dispatch_uid,
         is_async,
+        blocking: options.blocking,
     };
     Entry {
         core: Arc::new(ReceiverCore::new(info)),

@@ -5,7 +5,7 @@ use std::any::{Any, TypeId};
 use std::cmp::Reverse;
 use std::sync::Arc;
 
-use futures::future::LocalBoxFuture;
+use futures::future::BoxFuture;
 
 use crate::cow::CowList;
 use crate::error::Result;
@@ -159,6 +159,6 @@ impl<'l, S1: ?Sized, A1: ?Sized, S2: ?Sized, A2: ?Sized> Iterator for Walk<'l, S
     }
 }
 
-/// The future an async receiver returns, boxed; not `Send`, because receivers run on the thread
-/// that sends (see the crate docs).
-pub(crate) type ReceiverFuture<'a> = LocalBoxFuture<'a, Result>;
+/// The future an async receiver returns, boxed. `Send`, so that a caller awaiting its receivers
+/// (a write in an axum handler, in `tokio::spawn`) stays `Send`.
+pub type ReceiverFuture<'a> = BoxFuture<'a, Result>;

@@ -530,13 +530,14 @@ fn mixed_sync_and_async_receivers_run_in_one_order() {
         .post_save::<Book>()
         .connect(recorder(&log, "sync-1"));
     let seen = log.clone();
-    let _b = signals
-        .post_save::<Book>()
-        .connect_async(async move |e: &PostSave<'_, Book>| {
+    let _b = signals.post_save::<Book>().connect_boxed(move |e| {
+        let seen = seen.clone();
+        Box::pin(async move {
             tokio::task::yield_now().await;
             seen.push(format!("async-{}", e.instance.id.unwrap()));
             Ok(())
-        });
+        })
+    });
     let _c = signals
         .post_save::<Book>()
         .connect(recorder(&log, "sync-2"));
@@ -609,7 +610,7 @@ fn receivers_are_listed_with_name_location_signal_sender_priority_and_phase() {
         (first.signal(), first.sender(), first.priority()),
         ("post_save", "Book", 0)
     );
-    assert_eq!(first.phase(), Phase::InTransaction);
+    assert_eq!(first.phase(), Phase::Caller);
     assert!(
         first.location().file.ends_with("tests/dispatch.rs"),
         "{}",
@@ -626,7 +627,106 @@ fn receivers_are_listed_with_name_location_signal_sender_priority_and_phase() {
         ),
         ("audit", "pre_save", "*", 3)
     );
-    assert_eq!(second.phase(), Phase::Before);
+    assert_eq!(second.phase(), Phase::Caller);
+}
+
+#[test]
+fn each_phase_is_a_receiver_list_of_its_own() {
+    let signals = Signals::new();
+    let log = Log::default();
+    let _caller = signals
+        .post_save::<Book>()
+        .connect(recorder(&log, "caller"));
+    let _in_tx = signals
+        .post_save::<Book>()
+        .in_transaction()
+        .connect(recorder(&log, "in_transaction"));
+    let _pre_in_tx = signals
+        .pre_save::<Book>()
+        .in_transaction()
+        .connect(|_e: &mut PreSave<'_, Book>| Ok(()));
+    let b = book(1, "Dune");
+
+    signals
+        .post_save::<Book>()
+        .in_transaction()
+        .send(&mut PostSave::new(&b, true))
+        .unwrap();
+    assert_eq!(log.take(), ["in_transaction"]);
+    post_save(&signals, &b).unwrap();
+    assert_eq!(log.take(), ["caller"]);
+    assert!(!signals.post_save::<Book>().on_commit().has_receivers());
+
+    let phases: Vec<(&str, Phase)> = signals
+        .receivers()
+        .iter()
+        .map(|r| (r.info().signal(), r.info().phase()))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("post_save", Phase::Caller),
+            ("post_save", Phase::InTransaction),
+            ("pre_save", Phase::InTransaction)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_send_runs_blocking_receivers_through_the_blocking_runner() {
+    static RAN_THROUGH_RUNNER: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+    fn runner(f: &mut dyn FnMut()) {
+        RAN_THROUGH_RUNNER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::task::block_in_place(f);
+    }
+    let signals = Signals::new();
+    assert!(signals.set_blocking_runner(runner));
+    let log = Log::default();
+    let _plain = signals.post_save::<Book>().connect(recorder(&log, "plain"));
+    let _blocking = signals
+        .post_save::<Book>()
+        .receiver(recorder(&log, "blocking"))
+        .blocking()
+        .connect();
+    let b = book(1, "Dune");
+
+    signals
+        .post_save::<Book>()
+        .send_async(&mut PostSave::new(&b, true))
+        .await
+        .unwrap();
+
+    assert_eq!(log.take(), ["plain", "blocking"]);
+    assert_eq!(
+        RAN_THROUGH_RUNNER.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the receiver declared blocking goes through the runner"
+    );
+    assert!(signals.receivers().iter().any(|r| r.info().is_blocking()));
+}
+
+#[tokio::test]
+async fn an_async_pre_save_receiver_changes_the_instance_and_the_send_is_a_send_future() {
+    async fn fill_slug(e: &mut PreSave<'_, Book>) -> herald_dispatch::Result {
+        tokio::task::yield_now().await;
+        e.instance.slug = e.instance.title.to_lowercase();
+        Ok(())
+    }
+    fn send_future<F: std::future::Future + Send>(f: F) -> F {
+        f
+    }
+    let signals = Signals::new();
+    let _slug = signals.pre_save::<Book>().connect_async(fill_slug);
+    let mut b = book(1, "Dune");
+    send_future(
+        signals
+            .pre_save::<Book>()
+            .send_async(&mut PreSave::new(&mut b)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.slug, "dune");
 }
 
 #[test]
