@@ -99,10 +99,22 @@ pub enum Error {
         /// The driver's error.
         source: DbError,
     },
-    /// A receiver failed: a `pre_save` veto (nothing was written) or an in-transaction `post_save`
-    /// failure (the write was rolled back). The error names the receiver, the model and the key.
+    /// A receiver failed before the write was kept: a `pre_*` veto (nothing was written), an
+    /// `in_transaction` failure (the write was rolled back), or a caller-side `post_*` failure of
+    /// a write made on the connection inside a transaction. The error names the receiver, the
+    /// model and the key.
     #[error("{0}")]
     Receiver(#[from] DispatchError),
+    /// A caller-side `post_save` or `post_delete` receiver failed after its write succeeded. The
+    /// write stands: `committed` (an autocommit write: it is kept; do not retry it), or in the
+    /// open transaction (the caller decides whether to roll back).
+    #[error("{error}; the write itself succeeded and {}", kept(*committed))]
+    AfterWrite {
+        /// The receiver's failure, naming the receiver, the model and the key.
+        error: DispatchError,
+        /// True when the write was already committed.
+        committed: bool,
+    },
     /// A constraint refused the write; nothing of it was kept.
     #[error("{op} {target} violates a {kind} constraint: {source}", kind = constraint_name(source.kind))]
     Constraint {
@@ -157,10 +169,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// Saves nested inside receivers went deeper than the limit: a receiver saves the instance it
-    /// was called for, again and again.
+    /// Writes nested inside receivers went deeper than the limit: a receiver writes the instance
+    /// it was called for, again and again.
     #[error(
-        "saving {target} nested {depth} saves deep (the limit): a receiver probably saves the instance it was called for, again and again"
+        "writing {target} nested {depth} writes deep (the limit): a receiver probably writes the instance it was called for, again and again"
     )]
     Recursion {
         /// The model and key.
@@ -187,9 +199,19 @@ pub enum Error {
     /// transaction was rolled back.
     #[error("a store operation panicked; its transaction was rolled back (see the log)")]
     Panicked,
-    /// `event.conn()` on an event that no store write sent.
-    #[error("this event was not sent by a store write, so it lends no connection")]
+    /// `event.conn()` from a receiver that does not run inside the write's transaction.
+    #[error(
+        "`e.conn()` is lent only to receivers declared `in_transaction` (they run on the write's connection, inside its transaction); declare this receiver with `#[receiver(.., in_transaction)]` or connect it with `.in_transaction()`"
+    )]
     NoConnection,
+}
+
+fn kept(committed: bool) -> &'static str {
+    if committed {
+        "was committed: it is kept (do not retry it)"
+    } else {
+        "stands in the open transaction (roll the transaction back to undo it)"
+    }
 }
 
 fn constraint_name(kind: DbErrorKind) -> &'static str {
@@ -222,7 +244,7 @@ impl Error {
     /// The receiver failure inside, if this is one.
     pub fn as_receiver(&self) -> Option<&DispatchError> {
         match self {
-            Error::Receiver(e) => Some(e),
+            Error::Receiver(e) | Error::AfterWrite { error: e, .. } => Some(e),
             _ => None,
         }
     }

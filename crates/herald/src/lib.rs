@@ -47,6 +47,7 @@ pub use model::{Column, DialectSql, Model, Statements, from_json};
 pub use store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved};
 pub use store::db::{Db, DbBuilder, Quiet};
 pub use store::event::EventConn;
+pub use store::ops::Store;
 pub use store::tx::Tx;
 pub use value::{Field, SqlType, Value};
 
@@ -58,7 +59,7 @@ pub type ReceiverResult = herald_dispatch::Result<()>;
 /// The names most programs use.
 pub mod prelude {
     pub use crate::receiver;
-    pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Tx};
+    pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Store, Tx};
     pub use herald_dispatch::{
         AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostDeleteAny, PostSave,
         PostSaveAny, PreDelete, PreDeleteAny, PreSave, PreSaveAny, Sender, Signal, Signals, Timing,

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{BOUND, Book, book, targets, until, within};
 use herald::dispatch::{Error as ReceiverError, Signals};
+use herald::Store;
 use herald::tasks::{Background, Task, TaskContext, TaskCount, TaskOptions, Worker};
 use herald::{Db, SqlType, Value};
 use serde_json::json;

@@ -12,6 +12,7 @@ use std::task::{Context, Waker};
 
 use common::{Book, Log, book, targets, titles};
 use herald::dispatch::{Error as ReceiverError, PreSave};
+use herald::Store;
 use herald::{Db, Model};
 
 type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -41,9 +42,11 @@ async fn queued_writes_keep_their_own_outcome_and_hooks() {
     let db = target.open().await;
 
     let log = Log::default();
+    // In the transaction, so that the veto happens inside the group, in the write's savepoint.
     let _price = db
         .signals()
         .pre_save::<Book>()
+        .in_transaction()
         .connect(|e: &mut PreSave<'_, Book>| {
             if e.instance.price_cents < 0 {
                 return Err(ReceiverError::msg("negative price"));
@@ -51,7 +54,7 @@ async fn queued_writes_keep_their_own_outcome_and_hooks() {
             Ok(())
         });
     let _commit = log.on_commit(&db, |e| format!("committed {}", e.instance.title));
-    let _in_tx = log.post_save(&db, |e| format!("in tx {}", e.instance.title));
+    let _in_tx = log.in_transaction(&db, |e| format!("in tx {}", e.instance.title));
 
     let tx = db.begin().await.unwrap();
     let mut pending = Vec::new();

@@ -7,6 +7,7 @@ use common::{Audit, Book, Edition, Everything, Log, book, on_each_backend};
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
 };
+use herald::Store;
 use herald::{Db, Error, EventConn};
 
 fn slugify(title: &str) -> String {
@@ -237,6 +238,7 @@ async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
         let _audit = db
             .signals()
             .post_save_any()
+            .in_transaction()
             .connect(|e: &PostSave<'_, dyn AnyModel>| {
                 if e.instance.model_name() == "Audit" {
                     return Ok(());
@@ -253,6 +255,7 @@ async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
         let _fail = db
             .signals()
             .post_save::<Book>()
+            .in_transaction()
             .receiver(|e: &PostSave<'_, Book>| {
                 if e.instance.title == "bad" {
                     Err(ReceiverError::msg("no"))

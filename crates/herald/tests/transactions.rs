@@ -6,15 +6,13 @@ mod common;
 
 use common::{Audit, Book, Log, book, on_each_backend, titles};
 use herald::dispatch::{Error as ReceiverError, PostSave};
+use herald::Store;
 use herald::{Db, DbErrorKind, Error, EventConn, Value};
 
-/// A hook that records `label` (and checks the row count through the database it runs on).
-fn hook(
-    log: &Log,
-    label: &'static str,
-) -> impl FnOnce(&herald::Conn) -> herald::ReceiverResult + Send + 'static {
+/// A hook that records `label`.
+fn hook(log: &Log, label: &'static str) -> impl FnOnce() -> herald::ReceiverResult + Send + 'static {
     let log = log.clone();
-    move |_conn| {
+    move || {
         log.push(label);
         Ok(())
     }
@@ -124,10 +122,10 @@ async fn a_failing_hook_does_not_stop_the_others_or_the_next_transactions_hooks(
     on_each_backend("hook_fails", |db, _backend| async move {
         let log = Log::default();
         let tx = db.begin().await.unwrap();
-        tx.on_commit("fails", |_conn| Err(ReceiverError::msg("mail server down")))
+        tx.on_commit("fails", || Err(ReceiverError::msg("mail server down")))
             .await
             .unwrap();
-        tx.on_commit("panics", |_conn| panic!("hook bug"))
+        tx.on_commit("panics", || panic!("hook bug"))
             .await
             .unwrap();
         tx.on_commit("after", hook(&log, "after")).await.unwrap();
@@ -145,20 +143,23 @@ async fn a_failing_hook_does_not_stop_the_others_or_the_next_transactions_hooks(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hook_may_use_the_database() {
+async fn an_async_hook_may_use_the_database_after_the_commit() {
     on_each_backend("hook_db", |db, backend| async move {
         let tx = db.begin().await.unwrap();
         let mut b = book("Dune");
         tx.save(&mut b).await.unwrap();
         let id = b.id.unwrap();
-        tx.on_commit("audit", move |conn| {
-            let stored: Book = conn.get(id)?.expect("committed");
-            conn.save(&mut Audit {
-                id: None,
-                model: "Book".into(),
-                key: id.to_string(),
-                action: format!("committed {}", stored.title),
-            })?;
+        let after = db.clone();
+        tx.on_commit_async("audit", move || async move {
+            let stored: Book = after.get(id).await?.expect("committed");
+            after
+                .save(&mut Audit {
+                    id: None,
+                    model: "Book".into(),
+                    key: id.to_string(),
+                    action: format!("committed {}", stored.title),
+                })
+                .await?;
             Ok(())
         })
         .await
@@ -177,6 +178,7 @@ async fn a_receiver_that_saves_its_instance_again_and_again_stops_at_the_depth_l
         let _again = db
             .signals()
             .post_save::<Book>()
+            .in_transaction()
             .connect(|e: &PostSave<'_, Book>| {
                 let mut copy = e.instance.clone();
                 copy.price_cents += 1;
@@ -186,7 +188,7 @@ async fn a_receiver_that_saves_its_instance_again_and_again_stops_at_the_depth_l
         let error = db.save(&mut book("Dune")).await.unwrap_err();
         let text = error.to_string();
         assert!(
-            text.contains("saving Book (pk 1) nested 32 saves deep (the limit)"),
+            text.contains("writing Book (pk 1) nested 32 writes deep (the limit)"),
             "{backend}: {text}"
         );
         assert_eq!(
@@ -292,10 +294,13 @@ use herald::dispatch::PreSave;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_calls_from_a_receiver_are_refused_instead_of_deadlocking() {
     on_each_backend("deadlock", |db, _backend| async move {
+        // An in_transaction receiver runs on the connection: a store call from there would wait
+        // for that same connection.
         let inner = db.clone();
         let _r = db
             .signals()
             .post_save::<Book>()
+            .in_transaction()
             .connect(move |_e: &PostSave<'_, Book>| {
                 let attempt = futures::executor::block_on(inner.get::<Book>(1));
                 match attempt {
@@ -407,6 +412,7 @@ async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_
     let _doom = db
         .signals()
         .pre_save::<Book>()
+        .in_transaction()
         .connect(move |e: &mut PreSave<'_, Book>| {
             if e.instance.title == "doomed" {
                 let rows =
@@ -457,7 +463,7 @@ async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_observer_around_a_save_hears_the_receivers_that_ran_on_the_connection_thread() {
+async fn an_observer_around_a_save_hears_its_receivers_wherever_they_run() {
     use herald::dispatch::ReceiverInfo;
     use herald::dispatch::observe::{self, Observer};
     use std::sync::{Arc, Mutex};
@@ -492,11 +498,25 @@ async fn an_observer_around_a_save_hears_the_receivers_that_ran_on_the_connectio
             .receiver(|_e: &mut PreSave<'_, Book>| Ok(()))
             .name("fill_slug")
             .connect();
+        let _audit = db
+            .signals()
+            .post_save::<Book>()
+            .in_transaction()
+            .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+            .name("audit")
+            .connect();
         let _post = db
             .signals()
             .post_save::<Book>()
             .receiver(|_e: &PostSave<'_, Book>| Ok(()))
-            .name("audit")
+            .name("notify")
+            .connect();
+        let _commit = db
+            .signals()
+            .post_save::<Book>()
+            .on_commit()
+            .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+            .name("invalidate")
             .connect();
         let heard = Arc::new(Heard::default());
         let saving = {
@@ -507,7 +527,12 @@ async fn an_observer_around_a_save_hears_the_receivers_that_ran_on_the_connectio
         db.save(&mut book("unobserved")).await.unwrap();
         assert_eq!(
             *heard.0.lock().unwrap(),
-            ["pre_save fill_slug Book", "post_save audit Book"],
+            [
+                "pre_save fill_slug Book",
+                "post_save audit Book",
+                "post_save notify Book",
+                "post_save invalidate Book"
+            ],
             "{backend}"
         );
         assert_eq!(*heard.1.lock().unwrap(), 1, "one store job");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{Book, book, targets};
 use herald::dispatch::PreSave;
+use herald::Store;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
@@ -58,9 +59,11 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
     let _heavy = db
         .signals()
         .pre_save::<Book>()
+        .in_transaction()
         .connect(|e: &mut PreSave<'_, Book>| {
             if e.instance.title == "heavy" {
-                // Heavy work inside the save's unit of work, as the seed's blocking pattern.
+                // Heavy work inside the write's transaction, on the connection: it holds the
+                // writer (a caller-side receiver would delay only its own save).
                 std::thread::sleep(Duration::from_millis(30));
             }
             Ok(())

@@ -11,6 +11,8 @@
 //!          | "dispatch_uid" "=" STRING
 //!          | "name" "=" STRING                    not empty
 //!          | "on_commit"
+//!          | "in_transaction"
+//!          | "blocking"
 //!          | "crate" "=" Path
 //!          | "background"
 //!          | "unique" "=" "\"pk\""
@@ -116,6 +118,11 @@ pub(crate) struct ReceiverArgs {
     pub(crate) name: Option<LitStr>,
     /// The span of `on_commit`, when given.
     pub(crate) on_commit: Option<Span>,
+    /// The span of `in_transaction`, when given: the receiver runs on the write's connection,
+    /// inside its transaction, and may use `e.conn()`.
+    pub(crate) in_transaction: Option<Span>,
+    /// The span of `blocking`, when given: a synchronous receiver that blocks its thread.
+    pub(crate) blocking: Option<Span>,
     /// `crate = path`: where `herald-dispatch` is (`None`: `::herald::dispatch`); for a background
     /// receiver, where `herald` is (`None`: `::herald`).
     pub(crate) krate: Option<Path>,
@@ -146,12 +153,14 @@ pub(crate) struct TaskArgs {
 }
 
 /// The options the attribute accepts, as error messages list them.
-const OPTIONS: [&str; 13] = [
+const OPTIONS: [&str; 15] = [
     "sender",
     "priority",
     "dispatch_uid",
     "name",
     "on_commit",
+    "in_transaction",
+    "blocking",
     "crate",
     "background",
     "unique",
@@ -179,6 +188,8 @@ impl Parse for ReceiverArgs {
             dispatch_uid: None,
             name: None,
             on_commit: None,
+            in_transaction: None,
+            blocking: None,
             krate: None,
             background: None,
             task: TaskArgs::default(),
@@ -271,6 +282,14 @@ impl ReceiverArgs {
             "on_commit" => {
                 let span = parse_flag(input, &key)?;
                 set_once(&mut self.on_commit, span, &key)
+            }
+            "in_transaction" => {
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.in_transaction, span, &key)
+            }
+            "blocking" => {
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.blocking, span, &key)
             }
             "crate" => {
                 input.parse::<Token![=]>()?;
@@ -661,8 +680,9 @@ mod tests {
         fails(
             quote!(post_save, priorty = 1),
             "unknown option `priorty` (did you mean `priority`?); expected one of `sender`, \
-             `priority`, `dispatch_uid`, `name`, `on_commit`, `crate`, `background`, `unique`, \
-             `queue`, `max_attempts`, `timeout_ms`, `delay_ms` or `skip_raw`",
+             `priority`, `dispatch_uid`, `name`, `on_commit`, `in_transaction`, `blocking`, \
+             `crate`, `background`, `unique`, `queue`, `max_attempts`, `timeout_ms`, `delay_ms` \
+             or `skip_raw`",
         );
         fails(
             quote!(post_save, weak = false),

@@ -194,6 +194,8 @@ fn registration(
         }
     };
     let on_commit = args.on_commit.map(|_| quote!(.on_commit()));
+    let in_transaction = args.in_transaction.map(|_| quote!(.in_transaction()));
+    let blocking = args.blocking.map(|_| quote!(.blocking()));
     let connect = if checked.is_async {
         quote!(receiver_async)
     } else {
@@ -229,10 +231,12 @@ fn registration(
                 signals
                     .#handle
                     #on_commit
+                    #in_transaction
                     .#connect(__herald_receiver)
                     .name(#name)
                     #priority
                     #dispatch_uid
+                    #blocking
                     .location(#location)
                     .connect()
             }

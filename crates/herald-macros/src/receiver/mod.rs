@@ -23,5 +23,6 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         return Ok(expand::background(&args, &checked, item));
     }
     let checked = validate::check(&args, &function.sig)?;
+    validate::check_connection_use(&args, &function)?;
     Ok(expand::expand(&args, &checked, item))
 }

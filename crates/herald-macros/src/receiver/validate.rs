@@ -66,6 +66,7 @@ impl Errors {
 pub(crate) fn check<'f>(args: &ReceiverArgs, sig: &'f Signature) -> syn::Result<Checked<'f>> {
     let mut errors = Errors::default();
     check_on_commit(args, &mut errors);
+    check_placement(args, sig, &mut errors);
     check_task_options(args, &mut errors);
     check_qualifiers(sig, &mut errors);
     check_generics(args, sig, &mut errors);
@@ -110,9 +111,89 @@ fn check_on_commit(args: &ReceiverArgs, errors: &mut Errors) {
             span,
             format!(
                 "`on_commit` applies to `post_save` and `post_delete` only, not `{first}`: \
-                 receivers of `pre_save` and `pre_delete` run before the write, inside its transaction"
+                 receivers of `pre_save` and `pre_delete` run before the write"
             ),
         ));
+    }
+}
+
+/// `in_transaction` and `blocking`: where the receiver runs, and how.
+fn check_placement(args: &ReceiverArgs, sig: &Signature, errors: &mut Errors) {
+    if let (Some(in_tx), Some(_)) = (args.in_transaction, args.on_commit) {
+        errors.push(syn::Error::new(
+            in_tx,
+            "`in_transaction` and `on_commit` exclude each other: an `in_transaction` receiver \
+             runs inside the write's transaction, an `on_commit` one after it commits",
+        ));
+    }
+    let Some(blocking) = args.blocking else {
+        return;
+    };
+    if sig.asyncness.is_some() {
+        errors.push(syn::Error::new(
+            blocking,
+            "`blocking` applies to synchronous receivers (it runs them through \
+             `block_in_place`); an async receiver awaits instead of blocking: remove `blocking`",
+        ));
+    }
+    if args.in_transaction.is_some() {
+        errors.push(syn::Error::new(
+            blocking,
+            "`blocking` applies to receivers that run on the caller's task; an \
+             `in_transaction` receiver runs on the write's connection, where anything slow holds \
+             that connection (on SQLite, every write): move the slow work out of the transaction",
+        ));
+    }
+}
+
+/// `e.conn()` in a receiver that does not run in the write's transaction: an error at the call,
+/// since only `in_transaction` receivers are lent the connection.
+pub(crate) fn check_connection_use(args: &ReceiverArgs, function: &syn::ItemFn) -> syn::Result<()> {
+    if args.in_transaction.is_some() || args.background.is_some() {
+        return Ok(());
+    }
+    let Some(FnArg::Typed(first)) = function.sig.inputs.first() else {
+        return Ok(());
+    };
+    let syn::Pat::Ident(event) = &*first.pat else {
+        return Ok(());
+    };
+    let mut finder = ConnCalls {
+        event: &event.ident,
+        found: Vec::new(),
+    };
+    syn::visit::Visit::visit_block(&mut finder, &function.block);
+    let mut errors = Errors::default();
+    for call in finder.found {
+        errors.push(syn::Error::new(
+            call,
+            format!(
+                "`{}.conn()` is lent only to receivers that run inside the write's transaction: \
+                 add `in_transaction` (`#[receiver({}, .., in_transaction)]`), or write through a \
+                 `Db` after the write instead",
+                event.ident,
+                args.signals.list[0].0.name()
+            ),
+        ));
+    }
+    errors.finish(())
+}
+
+/// Finds `event.conn()` calls in a function body.
+struct ConnCalls<'a> {
+    event: &'a syn::Ident,
+    found: Vec<proc_macro2::Span>,
+}
+
+impl<'ast> syn::visit::Visit<'ast> for ConnCalls<'_> {
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if call.method == "conn"
+            && call.args.is_empty()
+            && matches!(&*call.receiver, syn::Expr::Path(p) if p.path.is_ident(self.event))
+        {
+            self.found.push(call.method.span());
+        }
+        syn::visit::visit_expr_method_call(self, call);
     }
 }
 
@@ -445,6 +526,20 @@ fn check_background_options(args: &ReceiverArgs, errors: &mut Errors) {
             on_commit,
             "`on_commit` does not apply to a background receiver: its task already runs after \
              the commit, in a worker",
+        ));
+    }
+    if let Some(in_tx) = args.in_transaction {
+        errors.push(syn::Error::new(
+            in_tx,
+            "`in_transaction` does not apply to a background receiver: its task row is already \
+             written in the write's transaction, and the task runs in a worker after the commit",
+        ));
+    }
+    if let Some(blocking) = args.blocking {
+        errors.push(syn::Error::new(
+            blocking,
+            "`blocking` does not apply to a background receiver: its task runs in a worker, not \
+             on the caller's task",
         ));
     }
     if let Some(uid) = &args.dispatch_uid {

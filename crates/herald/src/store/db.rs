@@ -1,5 +1,5 @@
-//! The async API: [`Db`] (autocommit writes, reads) and [`Tx`] (a transaction, with nested
-//! savepoints). Every call is one job on a connection thread (see `pool.rs`).
+//! [`Db`]: opening a database (SQLite or PostgreSQL) and its connection threads; its operations
+//! are the [`Store`] ones, autocommit, and [`Quiet`] is the same without signals.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,15 +9,15 @@ use std::time::Duration;
 use herald_dispatch::Signals;
 
 use crate::error::{DbError, Error, Result};
-use crate::model::{Dialect, Model};
+use crate::model::Dialect;
 use crate::store::backend::Backend;
-use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Saved, Shared};
-use crate::store::ops::{self, Save};
-use crate::store::pool::{self, Job, Open, Serving, call};
+use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Shared};
+use crate::store::lifecycle::{self, Route};
+use crate::store::ops::{Sealed, Store};
+use crate::store::pool::{self, Job, Open, Serving};
 use crate::store::postgres::PgBackend;
 use crate::store::sqlite::{SqliteBackend, SqliteOptions};
-use crate::store::tx::{Link, Tx};
-use crate::value::Value;
+use crate::store::tx::Tx;
 
 /// Where a database is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,8 +150,11 @@ impl DbBuilder {
     /// Open the connections and apply Herald's migrations.
     pub async fn connect(self) -> Result<Db> {
         let location = parse_url(&self.url)?;
+        let signals = self.signals.unwrap_or_default();
+        // Receivers declared `blocking` run through `block_in_place` on the caller's runtime.
+        signals.set_blocking_runner(lifecycle::block_in_place);
         let shared = Arc::new(Shared {
-            signals: self.signals.unwrap_or_default(),
+            signals,
             alias: self.alias.into(),
             recursion_limit: self.recursion_limit,
             tasks_added: Arc::new(tokio::sync::Notify::new()),
@@ -339,142 +342,27 @@ impl Db {
         self.inner.dialect == Dialect::Postgres
     }
 
-    /// Run `f` on the writing connection, in autocommit mode (use [`Conn::atomic`] for a
-    /// transaction). For work the typed methods do not cover.
-    pub async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        call(&self.inner.writer, f).await
-    }
-
     /// Run `f` on a reading connection (SQLite: a read-only one; PostgreSQL: any).
     pub async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        call(&self.inner.reader, f).await
-    }
-
-    /// Save `instance` with its signals (see [`Conn::save`]); the instance gets its key and what
-    /// `pre_save` receivers changed.
-    pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        ops::save(&self.inner.writer, instance, Save::default()).await
-    }
-
-    /// Save only `fields` (Django's `update_fields`; see [`Conn::save_fields`]).
-    pub async fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
-        ops::save(&self.inner.writer, instance, Save::fields(fields)).await
-    }
-
-    /// Delete `instance`'s row with its signals (see [`Conn::delete`]).
-    pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        ops::with(&self.inner.writer, instance, |conn, m| conn.delete(m)).await
-    }
-
-    /// The row with this key, or `None`.
-    pub async fn get<M: Model>(&self, key: impl Into<Value>) -> Result<Option<M>> {
-        let key = key.into();
-        self.read(move |conn| conn.get::<M>(key)).await
-    }
-
-    /// Every row of `M`, in key order.
-    pub async fn all<M: Model>(&self) -> Result<Vec<M>> {
-        self.read(|conn| conn.all::<M>()).await
-    }
-
-    /// Insert every instance in one transaction, signals for each (see [`Conn::bulk_create`]).
-    pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        ops::bulk(&self.inner.writer, instances, |conn, all| {
-            conn.bulk_create(all)
-        })
-        .await
-    }
-
-    /// Update `fields` of every instance in one transaction, signals for each.
-    pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
-        let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-        ops::bulk(&self.inner.writer, instances, move |conn, all| {
-            conn.bulk_update(all, &fields.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-        .await
-    }
-
-    /// Delete every instance in one transaction, signals for each; returns how many rows went.
-    pub async fn delete_many<M: Model>(&self, instances: &[M]) -> Result<u64> {
-        let copies = instances.to_vec();
-        self.run(move |conn| conn.delete_many(&copies)).await
-    }
-
-    /// Run one statement with bound parameters (autocommit).
-    pub async fn execute(&self, sql: impl Into<String>, params: Vec<Value>) -> Result<u64> {
-        let sql = sql.into();
-        self.run(move |conn| conn.execute(&sql, &params)).await
-    }
-
-    /// Create `M`'s table if it does not exist.
-    pub async fn create_table<M: Model>(&self) -> Result<()> {
-        self.run(|conn| conn.create_table::<M>()).await
-    }
-
-    /// Load fixture rows (Django's JSON format: `[{"model": "Book", "pk": 1, "fields": {..}}]`)
-    /// for `M`, each saved with `raw = true`, all in one transaction. Rows for other models are an
-    /// error. Returns how many rows were saved.
-    pub async fn load_fixture<M: Model>(&self, json: &str) -> Result<usize> {
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(json).map_err(|e| Error::Fixture {
-                what: "file".to_owned(),
-                reason: format!("not a JSON list of rows: {e}"),
-            })?;
-        self.run(move |conn| {
-            conn.atomic(|conn| {
-                for (i, row) in rows.iter().enumerate() {
-                    let what = format!("row {}", i + 1);
-                    let model = row
-                        .get("model")
-                        .and_then(|m| m.as_str())
-                        .unwrap_or_default();
-                    if !model.eq_ignore_ascii_case(M::NAME)
-                        && !model.ends_with(&format!(".{}", M::NAME.to_lowercase()))
-                    {
-                        return Err(Error::Fixture {
-                            what,
-                            reason: format!("model `{model}` is not {}", M::NAME),
-                        });
-                    }
-                    let empty = serde_json::Map::new();
-                    let fields = match row.get("fields") {
-                        None => &empty,
-                        Some(serde_json::Value::Object(fields)) => fields,
-                        Some(_) => {
-                            return Err(Error::Fixture {
-                                what,
-                                reason: "`fields` must be an object".to_owned(),
-                            });
-                        }
-                    };
-                    conn.load_json::<M>(row.get("pk"), fields)?;
-                }
-                Ok(rows.len())
-            })
-        })
-        .await
+        lifecycle::read(self.route(), f).await
     }
 
     /// Begin a transaction on its own connection (SQLite: the writer, which it holds until it
     /// ends, so other writes wait). Commit with [`Tx::commit`]; dropping it rolls it back.
     pub async fn begin(&self) -> Result<Tx<'static>> {
-        let jobs = pool::pin(&self.inner.writer).await?;
-        Ok(Tx {
-            link: Link::Own(jobs),
-            finished: false,
-        })
+        Tx::begin_on(self.route()).await
     }
 
     /// The same operations without any signal: for fixtures, migrations and data repair, named so
     /// that it shows in review.
     pub fn without_signals(&self) -> Quiet<'_> {
-        Quiet { db: self }
+        Quiet::new(Route {
+            quiet: true,
+            ..self.route()
+        })
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -498,52 +386,37 @@ impl Db {
     }
 }
 
-/// [`Db`] without signals: every write skips every receiver. From [`Db::without_signals`].
-#[derive(Debug)]
-pub struct Quiet<'a> {
-    db: &'a Db,
+impl Store for Db {}
+
+impl Sealed for Db {
+    fn route(&self) -> Route<'_> {
+        Route {
+            writes: &self.inner.writer,
+            reads: &self.inner.reader,
+            shared: &self.inner.shared,
+            in_tx: false,
+            quiet: false,
+        }
+    }
 }
 
-impl Quiet<'_> {
-    /// Save without signals.
-    pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        ops::save(&self.db.inner.writer, instance, Save::quiet()).await
-    }
+/// A [`Db`] or a [`Tx`] without signals: every write skips every receiver, of every phase. From
+/// `without_signals()`; its operations are the [`Store`] ones.
+#[derive(Debug)]
+pub struct Quiet<'a> {
+    route: Route<'a>,
+}
 
-    /// Delete without signals.
-    pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        ops::with(&self.db.inner.writer, instance, |conn, m| {
-            conn.delete_with(m, true)
-        })
-        .await
+impl<'a> Quiet<'a> {
+    pub(crate) fn new(route: Route<'a>) -> Self {
+        Self { route }
     }
+}
 
-    /// Insert many without signals.
-    pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        ops::bulk(&self.db.inner.writer, instances, |conn, all| {
-            conn.bulk_create_with(all, true)
-        })
-        .await
-    }
+impl Store for Quiet<'_> {}
 
-    /// Update many without signals.
-    pub async fn bulk_update<M: Model>(&self, instances: &mut [M], fields: &[&str]) -> Result<()> {
-        let fields: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-        ops::bulk(&self.db.inner.writer, instances, move |conn, all| {
-            conn.bulk_update_with(
-                all,
-                &fields.iter().map(String::as_str).collect::<Vec<_>>(),
-                true,
-            )
-        })
-        .await
-    }
-
-    /// Delete many without signals.
-    pub async fn delete_many<M: Model>(&self, instances: &[M]) -> Result<u64> {
-        let copies = instances.to_vec();
-        self.db
-            .run(move |conn| conn.delete_many_with(&copies, true))
-            .await
+impl Sealed for Quiet<'_> {
+    fn route(&self) -> Route<'_> {
+        self.route
     }
 }

@@ -1,7 +1,10 @@
 //! Connection threads: each owns one connection and runs the jobs sent to it, one at a time.
 //!
-//! A job is a closure over [`Conn`]; a whole save (receivers and statements) is one job, so it
-//! crosses to the connection's thread once however many receivers it has. A transaction pins a
+//! A job is a closure over [`Conn`]; the connection's part of a write (its statements, its
+//! `in_transaction` receivers, its task rows, its COMMIT) is one job, so a write crosses to the
+//! connection's thread once however many receivers it has. A job carries its caller's context
+//! ([`JobContext`]: observer, mutes, nesting depth, async runtime) and answers with its result and
+//! the hooks that fired while it ran ([`Answer`]), which the caller runs. A transaction pins a
 //! thread: its first job opens the transaction and then serves the transaction's own channel
 //! until the transaction ends.
 //!
@@ -11,12 +14,13 @@
 //! Group commit (SQLite's one writer): single autocommit writes ([`Job::Write`]: `save`,
 //! `save_fields`, `delete`) that are queued behind one another share one transaction, up to
 //! [`GROUP`] of them, instead of paying for a commit each. Each keeps its own semantics: a write
-//! with receivers runs in a savepoint of its own (a veto or failure undoes only it), its
-//! `on_commit` receivers run after the shared COMMIT, and its caller hears back only after that
-//! COMMIT, with an error if the COMMIT failed. A write that finds the queue empty commits alone, so
-//! a lone caller waits for nothing.
+//! with `in_transaction` receivers runs in a savepoint of its own (a failure undoes only it), its
+//! caller hears back only after the shared COMMIT, with its own hooks (its `on_commit` receivers)
+//! or an error if the COMMIT failed. A write that finds the queue empty commits alone, so a lone
+//! caller waits for nothing.
 
 use std::cell::Cell;
+use std::sync::atomic::Ordering::Relaxed;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -24,11 +28,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use herald_dispatch::observe;
+use herald_dispatch::{mute, observe};
 
 use crate::error::{DbError, Error, Result};
 use crate::store::backend::Backend;
 use crate::store::conn::{Conn, Shared};
+use crate::store::hooks::{self, Hook, HookKind};
 
 /// A unit of work for a connection thread.
 pub(crate) enum Job {
@@ -126,7 +131,7 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, serving: Serv
     while let Some(job) = next.take() {
         if !conn.backend_alive() {
             match open() {
-                Ok(backend) => conn = Conn::new(backend, conn.shared()),
+                Ok(backend) => conn = Conn::new(backend, conn.shared().clone()),
                 Err(error) => {
                     tracing::warn!(target: "herald::store", %error, "reconnecting failed")
                 }
@@ -182,10 +187,11 @@ impl Holds {
             waiting,
             long_holds = self.unreported,
             longest_ms = self.longest.as_secs_f64() * 1e3,
-            "SQLite's writer was held for {:.1} ms by one job (a write and its receivers, or a \
-             transaction), and every write of this database waited meanwhile ({waiting} queued now; \
-             long holds since the last report: {}, the longest {:.1} ms): move heavy work out of \
-             pre_save and in-transaction post_save receivers, into background receivers",
+            "SQLite's writer was held for {:.1} ms by one job (a write and its in_transaction \
+             receivers, or a transaction), and every write of this database waited meanwhile \
+             ({waiting} queued now; long holds since the last report: {}, the longest {:.1} ms): \
+             move heavy work out of in_transaction receivers and transactions, to caller-side \
+             receivers (which delay only their own write) or background receivers",
             held.as_secs_f64() * 1e3,
             self.unreported,
             self.longest.as_secs_f64() * 1e3,
@@ -208,10 +214,17 @@ pub(crate) fn run(job: Job, conn: &Conn) {
     }));
     if outcome.is_err() {
         tracing::error!(target: "herald::store", "a store job panicked; its transaction was rolled back");
-        while conn.in_transaction() {
-            conn.rollback();
-        }
+        abandon(conn);
     }
+}
+
+/// Roll back whatever is open and run the rollback hooks that fire, here: no caller is waiting
+/// for them (its job panicked, or its transaction was dropped).
+pub(crate) fn abandon(conn: &Conn) {
+    while conn.in_transaction() {
+        conn.rollback();
+    }
+    hooks::run_blocking(conn.take_fired());
 }
 
 /// Group commit: run `first` and the writes queued behind it (up to [`GROUP`]) in one
@@ -224,6 +237,7 @@ fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Opti
         run(Job::Write(first), conn);
         return None;
     }
+    conn.grouped.store(true, Relaxed);
     let mut finishes: Vec<Finish> = Vec::with_capacity(GROUP);
     let mut leftover = None;
     let mut write = first;
@@ -234,9 +248,8 @@ fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Opti
                 // A panic outside the receivers may have left a statement half done at the
                 // group's level: nothing of the group is kept, and every caller is told.
                 tracing::error!(target: "herald::store", writes = finishes.len() + 1, "a store write panicked inside a group commit; the group was rolled back");
-                while conn.in_transaction() {
-                    conn.rollback();
-                }
+                conn.grouped.store(false, Relaxed);
+                abandon(conn);
                 let error = Error::Panicked;
                 for finish in finishes {
                     finish(Err(&error));
@@ -256,7 +269,10 @@ fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Opti
             Err(_) => break,
         }
     }
+    conn.grouped.store(false, Relaxed);
     let committed = conn.commit();
+    // Each write took its own hooks; what fired at the shared end is the writes' business only.
+    drop(conn.take_fired());
     for finish in finishes {
         finish(committed.as_ref().map(|_| ()));
     }
@@ -308,63 +324,118 @@ fn submit(jobs: &flume::Sender<Job>, job: Job) -> Result<bool> {
     Ok(jobs.len() <= 1)
 }
 
-/// Send `f` to a connection thread and wait for its result.
+/// What a job carries from its caller to the connection: the caller's observer (a request
+/// measuring its receivers), mutes, nesting depth, and async runtime (so that `in_transaction`
+/// async receivers can use its timers and IO). Captured on the caller's thread.
+pub(crate) struct JobContext {
+    observer: Option<Arc<dyn observe::Observer>>,
+    mutes: Option<mute::Mutes>,
+    depth: usize,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl JobContext {
+    /// The caller's context; its runtime only when the job will run receivers (`receivers`),
+    /// since a handle is a shared counter that every job would otherwise touch.
+    pub(crate) fn capture(depth: usize, receivers: bool) -> Self {
+        Self {
+            observer: observe::current(),
+            mutes: mute::current(),
+            depth,
+            runtime: if receivers {
+                tokio::runtime::Handle::try_current().ok()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// Run `f` on `conn` in this context, reporting its time to the caller's observer.
+    fn run<R>(self, conn: &Conn, f: impl FnOnce(&Conn) -> Result<R>) -> Result<R> {
+        let _runtime = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+        conn.save_depth.store(self.depth, Relaxed);
+        let result = mute::scope(self.mutes.as_ref(), || match &self.observer {
+            None => f(conn),
+            Some(observer) => {
+                let started = Instant::now();
+                let result = observe::scope(Some(observer.clone()), || f(conn));
+                observer.store_job(started.elapsed());
+                result
+            }
+        });
+        conn.save_depth.store(0, Relaxed);
+        result
+    }
+}
+
+/// A job's answer: its result, and the hooks that fired while it ran (commit hooks after a
+/// COMMIT, rollback hooks after a rollback), for the caller to run in order.
+pub(crate) struct Answer<R> {
+    pub(crate) result: Result<R>,
+    pub(crate) hooks: Vec<Hook>,
+}
+
+/// Send `f` to a connection thread and wait for its answer.
 pub(crate) fn call<R: Send + 'static>(
     jobs: &flume::Sender<Job>,
+    context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
-) -> impl Future<Output = Result<R>> + Send + 'static {
-    ask(jobs, |reply, observer| {
+) -> impl Future<Output = Answer<R>> + Send + 'static {
+    ask(jobs, |reply| {
         Job::Alone(Box::new(move |conn| {
-            let _ = reply.send(observed(observer, conn, f));
+            let result = context.run(conn, f);
+            let hooks = conn.take_fired();
+            let _ = reply.send(Answer { result, hooks });
         }))
     })
 }
 
-/// Send one autocommit write `f` to a connection thread and wait for its result, which comes once
+/// Send one autocommit write `f` to a connection thread and wait for its answer, which comes once
 /// its transaction has committed (it may share that transaction with other writes: see the module
 /// documentation). Inside a pinned transaction it is an ordinary job.
 pub(crate) fn write<R: Send + 'static>(
     jobs: &flume::Sender<Job>,
+    context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
-) -> impl Future<Output = Result<R>> + Send + 'static {
-    ask(jobs, |reply, observer| {
+) -> impl Future<Output = Answer<R>> + Send + 'static {
+    ask(jobs, |reply| {
         Job::Write(Box::new(move |conn| {
-            let result = observed(observer, conn, f);
+            let mark = conn.pending_hooks();
+            let result = context.run(conn, f);
+            let mut hooks = conn.take_fired();
+            // In a group, what this write registered waits for the shared COMMIT: it is this
+            // write's, and goes back with its answer.
+            let pending = if conn.grouped.load(Relaxed) {
+                conn.take_pending_since(mark)
+            } else {
+                Vec::new()
+            };
             Box::new(move |ended| {
-                let _ = reply.send(match (result, ended) {
-                    (Ok(_), Err(error)) => Err(error.for_grouped_write()),
-                    (result, _) => result,
-                });
+                let (result, ending) = match (result, ended) {
+                    (Ok(_), Err(error)) => (Err(error.for_grouped_write()), HookKind::Rollback),
+                    (result, _) => (result, HookKind::Commit),
+                };
+                hooks.extend(pending.into_iter().filter(|h| h.kind == ending));
+                let _ = reply.send(Answer { result, hooks });
             })
         }))
     })
 }
 
-/// Queue the job `make` builds around the reply channel and the caller's observer (captured
-/// here, on the caller's thread), and wait for the reply.
+/// Queue the job `make` builds around the reply channel, and wait for the reply.
 fn ask<R: Send + 'static>(
     jobs: &flume::Sender<Job>,
-    make: impl FnOnce(oneshot::Sender<Result<R>>, Option<Arc<dyn observe::Observer>>) -> Job,
-) -> impl Future<Output = Result<R>> + Send + 'static {
+    make: impl FnOnce(oneshot::Sender<Answer<R>>) -> Job,
+) -> impl Future<Output = Answer<R>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
-    let sent = submit(jobs, make(reply, observe::current()));
-    async move { wait(answer, sent?).await }
-}
-
-/// Run `f`, reporting its receivers and its time to the caller's observer (a request measuring
-/// its receivers) when there is one.
-fn observed<R>(
-    observer: Option<Arc<dyn observe::Observer>>,
-    conn: &Conn,
-    f: impl FnOnce(&Conn) -> Result<R>,
-) -> Result<R> {
-    match observer {
-        None => f(conn),
-        Some(observer) => {
-            let started = Instant::now();
-            let result = observe::scope(Some(observer.clone()), || f(conn));
-            observer.store_job(started.elapsed());
-            result
+    let sent = submit(jobs, make(reply));
+    async move {
+        match sent {
+            Ok(spin) => wait(answer, spin).await,
+            Err(error) => Answer {
+                result: Err(error),
+                hooks: Vec::new(),
+            },
         }
     }
 }
@@ -376,44 +447,51 @@ pub(crate) fn pin(
     jobs: &flume::Sender<Job>,
 ) -> impl Future<Output = Result<flume::Sender<Job>>> + Send + 'static {
     let (session, session_jobs) = flume::unbounded::<Job>();
-    let (reply, answer) = oneshot::channel();
-    let sent = submit(
-        jobs,
+    let began = ask(jobs, move |reply| {
         Job::Alone(Box::new(move |conn| {
-            let began = conn.begin();
-            let ok = began.is_ok();
-            let _ = reply.send(began);
+            let result = conn.begin();
+            let ok = result.is_ok();
+            let _ = reply.send(Answer {
+                result,
+                hooks: Vec::new(),
+            });
             if !ok {
                 return;
             }
             while let Some(job) = receive(&session_jobs) {
                 run(job, conn);
             }
-            while conn.in_transaction() {
-                conn.rollback();
-            }
-        })),
-    );
+            abandon(conn);
+        }))
+    });
     async move {
-        wait(answer, sent?).await?;
+        began.await.result?;
         Ok(session)
     }
 }
 
-/// Send a job without waiting for it (a rollback from `Drop`).
+/// Send a job without waiting for it (a rollback from `Drop`): the hooks it fires run on the
+/// connection.
 pub(crate) fn send_detached(jobs: &flume::Sender<Job>, f: impl FnOnce(&Conn) + Send + 'static) {
-    let _ = jobs.send(Job::Alone(Box::new(f)));
+    let _ = jobs.send(Job::Alone(Box::new(move |conn| {
+        f(conn);
+        hooks::run_blocking(conn.take_fired());
+    })));
 }
 
-/// Wait for a reply: spin for up to [`SPIN`] when `spin`, then await.
-async fn wait<R>(mut answer: oneshot::Receiver<Result<R>>, spin: bool) -> Result<R> {
+/// Wait for an answer: spin for up to [`SPIN`] when `spin`, then await.
+async fn wait<R>(mut answer: oneshot::Receiver<Answer<R>>, spin: bool) -> Answer<R> {
+    let dropped = || Answer {
+        result: Err(Error::Panicked),
+        hooks: Vec::new(),
+    };
     let start = Instant::now();
     while spin && start.elapsed() < SPIN {
         match answer.try_recv() {
-            Ok(Some(result)) => return result,
+            Ok(Some(answer)) => return answer,
             Ok(None) => pause(start),
-            Err(oneshot::Canceled) => return Err(Error::Panicked),
+            Err(oneshot::Canceled) => return dropped(),
         }
     }
-    answer.await.map_err(|oneshot::Canceled| Error::Panicked)?
+    answer.await.unwrap_or_else(|oneshot::Canceled| dropped())
 }

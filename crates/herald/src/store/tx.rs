@@ -1,12 +1,15 @@
 //! [`Tx`]: a transaction pinned to one connection, with nested savepoints.
 
+use std::sync::Arc;
+
 use crate::ReceiverResult;
 use crate::error::Result;
-use crate::model::Model;
-use crate::store::conn::{Conn, Saved};
-use crate::store::ops::{self, Save};
-use crate::store::pool::{self, Job, call};
-use crate::value::Value;
+use crate::store::conn::Shared;
+use crate::store::db::Quiet;
+use crate::store::hooks;
+use crate::store::lifecycle::Route;
+use crate::store::ops::{Sealed, Store};
+use crate::store::pool::{self, Job, JobContext};
 
 /// How a `Tx` reaches its connection.
 pub(crate) enum Link<'a> {
@@ -16,16 +19,21 @@ pub(crate) enum Link<'a> {
     Nested(&'a flume::Sender<Job>),
 }
 
-/// A transaction, or a savepoint inside one ([`Tx::begin`]).
+/// A transaction, or a savepoint inside one ([`Tx::begin`]). Its model operations are the
+/// [`Store`] ones, run inside it.
 ///
-/// Every call runs on the transaction's connection. [`commit`](Tx::commit) makes the work
-/// permanent (for the outermost transaction: then runs the on-commit hooks, in order, before it
-/// returns); [`rollback`](Tx::rollback), or dropping the `Tx` without committing, undoes it and
-/// drops the hooks registered in it. A savepoint borrows its parent mutably, so the parent cannot
-/// be used until the savepoint ends.
+/// Every call runs on the transaction's connection, which it holds until it ends (SQLite: the one
+/// writer, so every other write of the database waits meanwhile). Caller-side receivers of its
+/// writes run on the calling task as they happen; `on_commit` receivers and hooks wait for the
+/// outermost commit. [`commit`](Tx::commit) makes the work permanent (the outermost transaction
+/// then runs its `on_commit` receivers and hooks, in order, on the calling task, before it
+/// returns); [`rollback`](Tx::rollback), or dropping the `Tx` without committing, undoes it, drops
+/// the hooks registered in it and runs its rollback hooks. A savepoint borrows its parent
+/// mutably, so the parent cannot be used until the savepoint ends.
 #[must_use = "a transaction that is dropped rolls back"]
 pub struct Tx<'a> {
     pub(crate) link: Link<'a>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) finished: bool,
 }
 
@@ -42,6 +50,33 @@ impl std::fmt::Debug for Tx<'_> {
     }
 }
 
+impl Store for Tx<'_> {}
+
+impl Sealed for Tx<'_> {
+    fn route(&self) -> Route<'_> {
+        let jobs = self.jobs();
+        Route {
+            writes: jobs,
+            reads: jobs,
+            shared: &self.shared,
+            in_tx: true,
+            quiet: false,
+        }
+    }
+}
+
+impl Tx<'static> {
+    /// Open a transaction on the route's connection for writes.
+    pub(crate) async fn begin_on(route: Route<'_>) -> Result<Tx<'static>> {
+        let jobs = pool::pin(route.writes).await?;
+        Ok(Tx {
+            link: Link::Own(jobs),
+            shared: route.shared.clone(),
+            finished: false,
+        })
+    }
+}
+
 impl Tx<'_> {
     fn jobs(&self) -> &flume::Sender<Job> {
         match &self.link {
@@ -50,45 +85,12 @@ impl Tx<'_> {
         }
     }
 
-    /// Run `f` on the transaction's connection.
-    pub async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        call(self.jobs(), f).await
-    }
-
-    /// Save `instance` with its signals, inside this transaction (its `on_commit` receivers wait
-    /// for the outermost commit).
-    pub async fn save<M: Model>(&self, instance: &mut M) -> Result<Saved> {
-        ops::save(self.jobs(), instance, Save::default()).await
-    }
-
-    /// Save only `fields`, inside this transaction.
-    pub async fn save_fields<M: Model>(&self, instance: &mut M, fields: &[&str]) -> Result<Saved> {
-        ops::save(self.jobs(), instance, Save::fields(fields)).await
-    }
-
-    /// Delete `instance`'s row with its signals, inside this transaction.
-    pub async fn delete<M: Model>(&self, instance: &M) -> Result<bool> {
-        ops::with(self.jobs(), instance, |conn, m| conn.delete(m)).await
-    }
-
-    /// The row with this key, as this transaction sees it.
-    pub async fn get<M: Model>(&self, key: impl Into<Value>) -> Result<Option<M>> {
-        let key = key.into();
-        self.run(move |conn| conn.get::<M>(key)).await
-    }
-
-    /// Insert every instance, signals for each, inside this transaction.
-    pub async fn bulk_create<M: Model>(&self, instances: &mut [M]) -> Result<()> {
-        ops::bulk(self.jobs(), instances, |conn, all| conn.bulk_create(all)).await
-    }
-
-    /// Run one statement with bound parameters, inside this transaction.
-    pub async fn execute(&self, sql: impl Into<String>, params: Vec<Value>) -> Result<u64> {
-        let sql = sql.into();
-        self.run(move |conn| conn.execute(&sql, &params)).await
+    /// The same operations without any signal, inside this transaction.
+    pub fn without_signals(&self) -> Quiet<'_> {
+        Quiet::new(Route {
+            quiet: true,
+            ..self.route()
+        })
     }
 
     /// Add a task in this transaction: written just before the outermost commit, with the
@@ -97,12 +99,13 @@ impl Tx<'_> {
         self.run(move |conn| conn.enqueue(task)).await
     }
 
-    /// Run `hook` after the outermost transaction commits; dropped if this transaction or
-    /// savepoint rolls back. A failure is logged and counted; it never unwinds the commit.
+    /// Run `hook` on this task after the outermost transaction commits; dropped if this
+    /// transaction or savepoint rolls back. A failure is logged and counted; it never unwinds the
+    /// commit.
     pub async fn on_commit(
         &self,
         name: &'static str,
-        hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static,
+        hook: impl FnOnce() -> ReceiverResult + Send + 'static,
     ) -> Result<()> {
         self.run(move |conn| {
             conn.on_commit(name, hook);
@@ -111,11 +114,29 @@ impl Tx<'_> {
         .await
     }
 
-    /// Run `hook` if this transaction or savepoint rolls back.
+    /// [`on_commit`](Self::on_commit) for async work: `hook` starts a future awaited here after the
+    /// outermost commit (for example a write through a `Db` the hook captured).
+    pub async fn on_commit_async<F>(
+        &self,
+        name: &'static str,
+        hook: impl FnOnce() -> F + Send + 'static,
+    ) -> Result<()>
+    where
+        F: std::future::Future<Output = ReceiverResult> + Send + 'static,
+    {
+        self.run(move |conn| {
+            conn.on_commit_async(name, hook);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Run `hook` if this transaction or savepoint rolls back (on this task when the rollback is
+    /// awaited; on the connection when the `Tx` is dropped).
     pub async fn on_rollback(
         &self,
         name: &'static str,
-        hook: impl FnOnce(&Conn) -> ReceiverResult + Send + 'static,
+        hook: impl FnOnce() -> ReceiverResult + Send + 'static,
     ) -> Result<()> {
         self.run(move |conn| {
             conn.on_rollback(name, hook);
@@ -129,25 +150,42 @@ impl Tx<'_> {
         self.run(|conn| conn.begin()).await?;
         Ok(Tx {
             link: Link::Nested(self.jobs()),
+            shared: self.shared.clone(),
             finished: false,
         })
     }
 
-    /// Commit: the outermost transaction commits and then runs its on-commit hooks, in order; a
+    /// Commit: the outermost transaction commits, releases its connection, then runs its
+    /// `on_commit` receivers and hooks, in order, here (so they may write through the `Db`); a
     /// savepoint is released into its parent.
     pub async fn commit(mut self) -> Result<()> {
         self.finished = true;
-        self.run(|conn| conn.commit()).await
+        let answer = pool::call(self.jobs(), JobContext::capture(0, true), |conn| conn.commit()).await;
+        self.release();
+        hooks::run(answer.hooks).await;
+        answer.result
     }
 
-    /// Roll back: the work and the commit hooks registered in it are dropped; its rollback hooks run.
+    /// Roll back: the work and the commit hooks registered in it are dropped; the connection is
+    /// released, and its rollback hooks run here.
     pub async fn rollback(mut self) -> Result<()> {
         self.finished = true;
-        self.run(|conn| {
+        let answer = pool::call(self.jobs(), JobContext::capture(0, true), |conn| {
             conn.rollback();
             Ok(())
         })
-        .await
+        .await;
+        self.release();
+        hooks::run(answer.hooks).await;
+        answer.result
+    }
+
+    /// End the outermost transaction's hold on its connection (its session ends once its jobs are
+    /// done). A savepoint holds nothing of its own.
+    fn release(&mut self) {
+        if let Link::Own(jobs) = &mut self.link {
+            *jobs = flume::unbounded().0;
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::error::Result;
 use crate::model::{Model, from_json};
 use crate::store::conn::Conn;
 use crate::store::db::Db;
+use crate::store::ops::Store;
 use crate::tasks::queue::{self, Claimed};
 use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
 

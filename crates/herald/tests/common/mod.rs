@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use herald::dispatch::{Connection, PostSave, PreSave};
+use herald::Store;
 use herald::{Db, Model};
 
 #[derive(Model, Clone, Debug, PartialEq)]
@@ -84,7 +85,8 @@ pub async fn titles(db: &Db) -> Vec<String> {
 pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
-    /// Connect a `pre_save` receiver for `Book` that logs what `describe` says of each event.
+    /// Connect a caller-side `pre_save` receiver for `Book` that logs what `describe` says of each
+    /// event.
     pub fn pre_save(
         &self,
         db: &Db,
@@ -99,7 +101,23 @@ impl Log {
             })
     }
 
-    /// Connect an in-transaction `post_save` receiver for `Book` that logs `describe(event)`.
+    /// Connect an `in_transaction` `post_save` receiver for `Book` that logs `describe(event)`.
+    pub fn in_transaction(
+        &self,
+        db: &Db,
+        describe: impl Fn(&PostSave<'_, Book>) -> String + Send + Sync + 'static,
+    ) -> Connection {
+        let log = self.clone();
+        db.signals()
+            .post_save::<Book>()
+            .in_transaction()
+            .connect(move |e: &PostSave<'_, Book>| {
+                log.push(describe(e));
+                Ok(())
+            })
+    }
+
+    /// Connect a caller-side `post_save` receiver for `Book` that logs `describe(event)`.
     pub fn post_save(
         &self,
         db: &Db,

@@ -1,0 +1,348 @@
+//! The statements of one model's rows, with no signal: read, insert or update, insert many, update
+//! fields, delete by key. The lifecycle (`lifecycle.rs`) sends the signals around them.
+//!
+//! Every value is a bound parameter; table and column names come from the derive, which checked
+//! them at compile time.
+
+use std::sync::Arc;
+
+use crate::error::{DbError, DbErrorKind, Error, Result, Target};
+use crate::model::{Dialect, Model, placeholder, quote};
+use crate::store::conn::{Conn, lock};
+use crate::value::{SqlType, Value};
+
+pub(crate) fn target<M: Model>(instance: &M) -> Target {
+    Target {
+        model: M::NAME,
+        key: instance.pk_string(),
+    }
+}
+
+/// The row with this key, or `None`.
+pub(crate) fn get<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>> {
+    let sql = &M::statements().get(conn.dialect()).select;
+    let target = Target {
+        model: M::NAME,
+        key: Some(key.to_string()),
+    };
+    let rows = conn
+        .backend()
+        .query(sql, std::slice::from_ref(&key), &column_types::<M>());
+    let rows = rows.map_err(|e| Error::write("reading", target.clone(), e))?;
+    rows.into_iter()
+        .next()
+        .map(|row| decode::<M>(row, &target))
+        .transpose()
+}
+
+/// Every row of `M`'s table, in key order.
+pub(crate) fn all<M: Model>(conn: &Conn) -> Result<Vec<M>> {
+    let sql = format!(
+        "{} ORDER BY {}",
+        M::statements().get(conn.dialect()).select_all,
+        quote(M::COLUMNS[M::PK].name)
+    );
+    let target = Target {
+        model: M::NAME,
+        key: None,
+    };
+    let rows = conn.backend().query(&sql, &[], &column_types::<M>());
+    let rows = rows.map_err(|e| Error::write("listing", target.clone(), e))?;
+    rows.into_iter()
+        .map(|row| decode::<M>(row, &target))
+        .collect()
+}
+
+/// INSERT or UPDATE one row (only `fields`, when given); true when it inserted. An instance with
+/// no key is inserted and gets the key the database assigned; one whose UPDATE matches nothing is
+/// inserted with its key (Django's rule), unless only some fields were asked for
+/// ([`Error::NotFound`]).
+pub(crate) fn write_row<M: Model>(
+    conn: &Conn,
+    instance: &mut M,
+    fields: Option<&[&str]>,
+) -> Result<bool> {
+    let sql = M::statements().get(conn.dialect());
+    let fail = |source: DbError, instance: &M| Error::write("saving", target(instance), source);
+    let Some(key) = instance.pk_value() else {
+        if !M::AUTO_PK {
+            return Err(Error::Database {
+                op: "saving",
+                target: target(instance),
+                source: DbError::new(
+                    DbErrorKind::Other,
+                    "the primary key is not set, and the database does not assign this model's keys",
+                ),
+            });
+        }
+        let params: Vec<Value> = non_pk_values(instance);
+        let rows = conn
+            .backend()
+            .query(&sql.insert_auto, &params, &[SqlType::Int]);
+        let rows = rows.map_err(|e| fail(e, instance))?;
+        let key = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .ok_or_else(|| {
+                fail(
+                    DbError::new(DbErrorKind::Other, "INSERT returned no key"),
+                    instance,
+                )
+            })?;
+        instance.set_pk_value(key).map_err(|reason| {
+            fail(
+                DbError::new(
+                    DbErrorKind::Other,
+                    format!("the returned key does not fit: {reason}"),
+                ),
+                instance,
+            )
+        })?;
+        return Ok(true);
+    };
+    let changed = match fields {
+        Some(fields) => {
+            let mut params = field_values(instance, fields);
+            params.push(key);
+            let update = update_fields_sql::<M>(conn.dialect(), fields);
+            conn.backend().execute(&update, &params)
+        }
+        None => {
+            let mut params = non_pk_values(instance);
+            params.push(key);
+            conn.backend().execute(&sql.update, &params)
+        }
+    };
+    if changed.map_err(|e| fail(e, instance))? > 0 {
+        return Ok(false);
+    }
+    if fields.is_some() {
+        return Err(Error::NotFound {
+            target: target(instance),
+        });
+    }
+    let params: Vec<Value> = (0..M::COLUMNS.len()).map(|i| instance.value(i)).collect();
+    let inserted = conn.backend().execute(&sql.insert, &params);
+    inserted.map_err(|e| fail(e, instance))?;
+    Ok(true)
+}
+
+/// UPDATE `fields` of rows that exist, one statement each; a row that is gone is
+/// [`Error::NotFound`].
+pub(crate) fn update_rows<M: Model>(conn: &Conn, instances: &[M], fields: &[&str]) -> Result<()> {
+    let sql = update_fields_sql::<M>(conn.dialect(), fields);
+    for instance in instances {
+        let Some(key) = instance.pk_value() else {
+            return Err(Error::NotFound {
+                target: target(instance),
+            });
+        };
+        let mut params = field_values(instance, fields);
+        params.push(key);
+        let changed = conn.backend().execute(&sql, &params);
+        if changed.map_err(|e| Error::write("bulk-updating", target(instance), e))? == 0 {
+            return Err(Error::NotFound {
+                target: target(instance),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// DELETE the row of `instance`; true if there was one.
+pub(crate) fn delete_row<M: Model>(conn: &Conn, instance: &M) -> Result<bool> {
+    let Some(key) = instance.pk_value() else {
+        return Err(Error::NotFound {
+            target: target(instance),
+        });
+    };
+    let sql = &M::statements().get(conn.dialect()).delete;
+    let deleted = conn.backend().execute(sql, std::slice::from_ref(&key));
+    Ok(deleted.map_err(|e| Error::write("deleting", target(instance), e))? > 0)
+}
+
+/// DELETE the rows of `instances` with as few statements as the database allows; returns how many
+/// went. Every instance must have its key.
+pub(crate) fn delete_rows<M: Model>(conn: &Conn, instances: &[M]) -> Result<u64> {
+    let mut keys = Vec::with_capacity(instances.len());
+    for instance in instances {
+        let Some(key) = instance.pk_value() else {
+            return Err(Error::NotFound {
+                target: target(instance),
+            });
+        };
+        keys.push(key);
+    }
+    let mut deleted = 0;
+    for chunk in keys.chunks(1000) {
+        let list = (1..=chunk.len())
+            .map(|i| placeholder(conn.dialect(), i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "DELETE FROM {} WHERE {} IN ({list})",
+            quote(M::TABLE),
+            quote(M::COLUMNS[M::PK].name)
+        );
+        let changed = conn.backend().execute(&sql, chunk);
+        deleted += changed.map_err(|e| Error::write("deleting", target(&instances[0]), e))?;
+    }
+    Ok(deleted)
+}
+
+/// INSERT every instance with as few statements as the database allows; instances without a key
+/// get the keys the database assigned, in order.
+pub(crate) fn insert_many<M: Model>(conn: &Conn, instances: &mut [M]) -> Result<()> {
+    let auto: Vec<usize> = (0..instances.len())
+        .filter(|i| M::AUTO_PK && instances[*i].pk_value().is_none())
+        .collect();
+    let keyed: Vec<usize> = (0..instances.len())
+        .filter(|i| !(M::AUTO_PK && instances[*i].pk_value().is_none()))
+        .collect();
+    let columns_auto: Vec<usize> = (0..M::COLUMNS.len()).filter(|c| *c != M::PK).collect();
+    let columns_all: Vec<usize> = (0..M::COLUMNS.len()).collect();
+    let dialect = conn.dialect();
+    let limit = match dialect {
+        Dialect::Sqlite => 32_766,
+        Dialect::Postgres => 65_535,
+    };
+    for (rows, columns, returning) in [(&auto, &columns_auto, true), (&keyed, &columns_all, false)] {
+        let per_statement = (limit / columns.len().max(1)).clamp(1, 1000);
+        for chunk in rows.chunks(per_statement) {
+            let sql: Arc<str> = lock(&conn.insert_many)
+                .entry((std::any::TypeId::of::<M>(), chunk.len(), returning))
+                .or_insert_with(|| {
+                    insert_many_sql::<M>(dialect, columns, chunk.len(), returning).into()
+                })
+                .clone();
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|i| columns.iter().map(|c| instances[*i].value(*c)))
+                .collect();
+            let first = &instances[chunk[0]];
+            let fail = |e| Error::write("bulk-creating", target(first), e);
+            if !returning {
+                let inserted = conn.backend().execute(&sql, &params);
+                inserted.map_err(fail)?;
+                continue;
+            }
+            let keys = conn.backend().query(&sql, &params, &[SqlType::Int]);
+            let keys = keys.map_err(fail)?;
+            if keys.len() != chunk.len() {
+                return Err(fail(DbError::new(
+                    DbErrorKind::Other,
+                    "INSERT returned a different number of keys",
+                )));
+            }
+            for (i, key) in chunk.iter().zip(keys) {
+                let key = key.into_iter().next().unwrap_or(Value::Null);
+                instances[*i].set_pk_value(key).map_err(|reason| {
+                    Error::write(
+                        "bulk-creating",
+                        target(&instances[*i]),
+                        DbError::new(DbErrorKind::Other, reason),
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An unknown name in `fields` is [`Error::UnknownField`], naming the model's fields.
+pub(crate) fn check_fields<M: Model>(fields: &[&str]) -> Result<()> {
+    for field in fields {
+        if M::column_index(field).is_none() {
+            return Err(Error::UnknownField {
+                model: M::NAME,
+                field: (*field).to_owned(),
+                known: M::COLUMNS
+                    .iter()
+                    .map(|c| c.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn field_values<M: Model>(instance: &M, fields: &[&str]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| instance.value(M::column_index(f).expect("fields were checked")))
+        .collect()
+}
+
+fn non_pk_values<M: Model>(instance: &M) -> Vec<Value> {
+    (0..M::COLUMNS.len())
+        .filter(|i| *i != M::PK)
+        .map(|i| instance.value(i))
+        .collect()
+}
+
+fn column_types<M: Model>() -> Vec<SqlType> {
+    M::COLUMNS.iter().map(|c| c.sql_type).collect()
+}
+
+fn decode<M: Model>(row: Vec<Value>, target: &Target) -> Result<M> {
+    let key = row.get(M::PK).map(ToString::to_string);
+    M::from_values(row).map_err(|(column, reason)| Error::Decode {
+        target: Target {
+            model: target.model,
+            key: key.or_else(|| target.key.clone()),
+        },
+        column: M::COLUMNS[column].name,
+        reason,
+    })
+}
+
+fn update_fields_sql<M: Model>(dialect: Dialect, fields: &[&str]) -> String {
+    let sets = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{} = {}", quote(f), placeholder(dialect, i + 1)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE {} SET {sets} WHERE {} = {}",
+        quote(M::TABLE),
+        quote(M::COLUMNS[M::PK].name),
+        placeholder(dialect, fields.len() + 1)
+    )
+}
+
+fn insert_many_sql<M: Model>(
+    dialect: Dialect,
+    columns: &[usize],
+    rows: usize,
+    returning: bool,
+) -> String {
+    let names = columns
+        .iter()
+        .map(|c| quote(M::COLUMNS[*c].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut n = 0;
+    let tuples = (0..rows)
+        .map(|_| {
+            let row = columns
+                .iter()
+                .map(|_| {
+                    n += 1;
+                    placeholder(dialect, n)
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = format!("INSERT INTO {} ({names}) VALUES {tuples}", quote(M::TABLE));
+    if returning {
+        sql.push_str(" RETURNING ");
+        sql.push_str(&quote(M::COLUMNS[M::PK].name));
+    }
+    sql
+}
