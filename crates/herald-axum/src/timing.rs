@@ -2,9 +2,10 @@
 //! and in store jobs, as a header that the browser's DevTools show under the request's Timing tab.
 //!
 //! How it measures: for each request the layer installs an [`Observer`] (a task-scoped sink, see
-//! [`herald::dispatch::observe`]) around the inner service's future. The store carries it to its
-//! connection thread with each job, so every timed receiver call the request causes — `pre_save`,
-//! in-transaction `post_save`, `on_commit`, the enqueueing of background receivers — and every
+//! [`herald::dispatch::observe`]) around the inner service's future. Caller-side and `on_commit`
+//! receivers run in that future; the store carries the observer to its connection with each job,
+//! so every timed receiver call the request causes — caller-side `pre_save` and `post_save`,
+//! `in_transaction` receivers, `on_commit`, the enqueueing of background receivers — and every
 //! store job reports to it. Nothing is recorded twice: the observer hears the same `Instant`
 //! readings the dispatcher records in its statistics.
 //!
@@ -44,7 +45,7 @@ pub const DEFAULT_SLOWEST: usize = 5;
 ///
 /// - one entry per phase, with the receivers' summed time in it (milliseconds): `pre_save`,
 ///   `post_save`, `pre_delete`, `post_delete` and custom signals' names for receivers that run
-///   before or inside the transaction, `on_commit` for those after it, `background` for the
+///   on the caller or inside the transaction, `on_commit` for those after it, `background` for the
 ///   enqueueing of background receivers;
 /// - `recv_<short name>` for the [`slowest`](Self::slowest) receivers of the request (their summed
 ///   time, the full name in `desc`), and for **every receiver that was slow** (slower than the
@@ -328,7 +329,7 @@ fn millis(d: Duration) -> f64 {
 /// The header entry a receiver's time is summed into.
 fn phase_metric(signal: &'static str, phase: Phase) -> Cow<'static, str> {
     match phase {
-        Phase::Before | Phase::InTransaction => metric_name(signal),
+        Phase::Caller | Phase::InTransaction => metric_name(signal),
         Phase::OnCommit => Cow::Borrowed("on_commit"),
         Phase::Background => Cow::Borrowed("background"),
         other => Cow::Borrowed(other.as_str()),

@@ -17,6 +17,7 @@ use common::{book, connect_fill_slug, connect_on_commit, connect_slow, fresh_db,
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
 use herald::Db;
+use herald::Store;
 use herald::dispatch::Signals;
 use herald::tasks::{Task, TaskOptions, Worker};
 use herald_axum::{DashboardOptions, dashboard};

@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{Answer, call, connect_fill_slug, fresh_db, get, request};
+use herald::Store;
 use herald::dispatch::Signals;
 use herald::{Db, Value};
 use herald_axum::{DashboardOptions, dashboard, metrics_router};

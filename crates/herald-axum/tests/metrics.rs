@@ -12,6 +12,7 @@ use common::{
     value,
 };
 use herald::Db;
+use herald::Store;
 use herald::dispatch::{PostSave, Signals};
 use herald::tasks::{Task, Worker};
 use herald_axum::metrics_router;
@@ -38,7 +39,7 @@ const FILL_SLUG: &[(&str, &str)] = &[
     ("receiver", "shop::fill_slug"),
     ("signal", "pre_save"),
     ("sender", "Book"),
-    ("phase", "before"),
+    ("phase", "caller"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

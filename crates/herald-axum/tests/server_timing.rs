@@ -16,6 +16,7 @@ use common::{
     fresh_db, get as get_page, parse_server_timing, request,
 };
 use herald::Db;
+use herald::Store;
 use herald::dispatch::Signals;
 use herald_axum::{SERVER_TIMING, ServerTimingLayer};
 

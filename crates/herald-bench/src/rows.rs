@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use herald::Store;
 use herald::dispatch::{PostSave, PreSave, Signals};
 use herald::tasks::{Background, TaskOptions};
 use herald::{Db, Model};

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use herald::Db;
+use herald::Store;
 use herald::dispatch::{Error as ReceiverError, PostSave, PreSave, Signals};
 use herald::tasks::{Background, TaskContext, TaskOptions, Worker};
 use indicatif::{ProgressBar, ProgressStyle};

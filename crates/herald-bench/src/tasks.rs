@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use herald::Db;
+use herald::Store;
 use herald::dispatch::Error as ReceiverError;
 use herald::tasks::{Background, Task, TaskContext, TaskOptions, Worker, WorkerReport};
 use serde_json::json;

@@ -226,17 +226,17 @@ kind!(
 kind!(
     /// The `post_save` signal.
     OnPostSave, PostSave, "post_save", 1,
-    |e| PostSave { instance: &*e.instance, created: e.created, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
+    |e| PostSave { instance: e.instance, created: e.created, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
 );
 kind!(
     /// The `pre_delete` signal.
     OnPreDelete, PreDelete, "pre_delete", 2,
-    |e| PreDelete { instance: &*e.instance, using: e.using, store: e.store }
+    |e| PreDelete { instance: e.instance, using: e.using, store: e.store }
 );
 kind!(
     /// The `post_delete` signal.
     OnPostDelete, PostDelete, "post_delete", 3,
-    |e| PostDelete { instance: &*e.instance, using: e.using, store: e.store }
+    |e| PostDelete { instance: e.instance, using: e.using, store: e.store }
 );
 
 /// Slots per signal: caller-side, in the transaction (with background), on commit.

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use herald::Store;
 use herald::dispatch::{Error as ReceiverError, Phase, Signals};
 use herald::tasks::{TaskContext, TaskRow, Worker, WorkerReport};
 use herald::{Db, Model, ReceiverResult, SqlType, Value, receiver};

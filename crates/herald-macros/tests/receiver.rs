@@ -140,6 +140,20 @@ fn shelf_changed(event: &impl ShelfEvent) -> Result {
     Ok(())
 }
 
+/// Atomic with the write: runs on the connection, inside the transaction.
+#[receiver(post_save, sender = Shelf, in_transaction, crate = herald_dispatch)]
+fn shelf_in_transaction(event: &PostSave<'_, Shelf>) -> Result {
+    log(format!("in_transaction:{}", event.instance.id));
+    Ok(())
+}
+
+/// A synchronous receiver that blocks its thread.
+#[receiver(pre_save, sender = Shelf, blocking, crate = herald_dispatch)]
+fn shelf_blocking(event: &mut PreSave<'_, Shelf>) -> Result {
+    log(format!("blocking:{}", event.instance.id));
+    Ok(())
+}
+
 mod nested {
     use herald_dispatch::{AnyModel, PostDelete, Result};
     use herald_macros::receiver;
@@ -253,6 +267,33 @@ fn a_list_receiver_gets_each_signal_with_its_own_event() {
 }
 
 #[test]
+fn in_transaction_and_blocking_receivers_are_declared_where_they_run() {
+    let signals = discovered();
+    let mut shelf = Shelf { id: 4 };
+    signals
+        .post_save::<Shelf>()
+        .in_transaction()
+        .send(&mut PostSave::new(&shelf, true))
+        .unwrap();
+    assert_eq!(
+        take_log(),
+        ["in_transaction:4"],
+        "only the in_transaction receiver is in that phase"
+    );
+    signals
+        .pre_save::<Shelf>()
+        .send(&mut PreSave::new(&mut shelf))
+        .unwrap();
+    assert_eq!(take_log(), ["blocking:4"]);
+    let blocking = signals
+        .receivers()
+        .into_iter()
+        .find(|r| r.info().name().ends_with("shelf_blocking"))
+        .unwrap();
+    assert!(blocking.info().is_blocking());
+}
+
+#[test]
 fn receivers_are_not_connected_without_autodiscover() {
     let signals = Signals::new();
     assert!(signals.receivers().is_empty());
@@ -300,7 +341,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("slugify"),
             "pre_save",
             "Book",
-            Phase::Before,
+            Phase::Caller,
             10,
             None,
             false,
@@ -309,7 +350,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             "slug is set".to_owned(),
             "pre_save",
             "Book",
-            Phase::Before,
+            Phase::Caller,
             -1,
             None,
             true,
@@ -327,7 +368,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("audit_every_save"),
             "post_save",
             "*",
-            Phase::InTransaction,
+            Phase::Caller,
             5,
             None,
             false,
@@ -336,7 +377,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("touched"),
             "pre_save",
             "Book",
-            Phase::Before,
+            Phase::Caller,
             20,
             None,
             true,
@@ -345,7 +386,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("touched"),
             "pre_delete",
             "Book",
-            Phase::Before,
+            Phase::Caller,
             20,
             None,
             true,
@@ -354,7 +395,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("shelf_changed"),
             "post_save",
             "Shelf",
-            Phase::InTransaction,
+            Phase::Caller,
             0,
             None,
             false,
@@ -363,7 +404,25 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("shelf_changed"),
             "post_delete",
             "Shelf",
+            Phase::Caller,
+            0,
+            None,
+            false,
+        ),
+        (
+            path("shelf_in_transaction"),
+            "post_save",
+            "Shelf",
             Phase::InTransaction,
+            0,
+            None,
+            false,
+        ),
+        (
+            path("shelf_blocking"),
+            "pre_save",
+            "Shelf",
+            Phase::Caller,
             0,
             None,
             false,
@@ -372,7 +431,7 @@ fn the_registry_lists_each_declared_receiver_once_per_signal() {
             path("nested::forget_every_deleted"),
             "post_delete",
             "*",
-            Phase::InTransaction,
+            Phase::Caller,
             -10,
             None,
             false,

@@ -35,7 +35,7 @@ use futures::future::BoxFuture;
 use herald_dispatch::Signals;
 
 use crate::tasks::Worker;
-use crate::{Db, Model};
+use crate::{Db, Model, Store};
 
 /// The error type of the application's hooks: anything that displays as one line.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{BOUND, Book, book, targets, until, within};
-use herald::dispatch::{Error as ReceiverError, Signals};
 use herald::Store;
+use herald::dispatch::{Error as ReceiverError, Signals};
 use herald::tasks::{Background, Task, TaskContext, TaskCount, TaskOptions, Worker};
 use herald::{Db, SqlType, Value};
 use serde_json::json;

@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::task::{Context, Waker};
 
 use common::{Book, Log, book, targets, titles};
-use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::Store;
+use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::{Db, Model};
 
 type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -43,16 +43,16 @@ async fn queued_writes_keep_their_own_outcome_and_hooks() {
 
     let log = Log::default();
     // In the transaction, so that the veto happens inside the group, in the write's savepoint.
-    let _price = db
-        .signals()
-        .pre_save::<Book>()
-        .in_transaction()
-        .connect(|e: &mut PreSave<'_, Book>| {
-            if e.instance.price_cents < 0 {
-                return Err(ReceiverError::msg("negative price"));
-            }
-            Ok(())
-        });
+    let _price =
+        db.signals()
+            .pre_save::<Book>()
+            .in_transaction()
+            .connect(|e: &mut PreSave<'_, Book>| {
+                if e.instance.price_cents < 0 {
+                    return Err(ReceiverError::msg("negative price"));
+                }
+                Ok(())
+            });
     let _commit = log.on_commit(&db, |e| format!("committed {}", e.instance.title));
     let _in_tx = log.in_transaction(&db, |e| format!("in tx {}", e.instance.title));
 

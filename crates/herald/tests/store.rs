@@ -4,10 +4,10 @@
 mod common;
 
 use common::{Audit, Book, Edition, Everything, Log, book, on_each_backend};
+use herald::Store;
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
 };
-use herald::Store;
 use herald::{Db, Error, EventConn};
 
 fn slugify(title: &str) -> String {
@@ -235,11 +235,8 @@ async fn a_vetoing_pre_save_writes_nothing_and_names_the_receiver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
     on_each_backend("post_fails", |db, backend| async move {
-        let _audit = db
-            .signals()
-            .post_save_any()
-            .in_transaction()
-            .connect(|e: &PostSave<'_, dyn AnyModel>| {
+        let _audit = db.signals().post_save_any().in_transaction().connect(
+            |e: &PostSave<'_, dyn AnyModel>| {
                 if e.instance.model_name() == "Audit" {
                     return Ok(());
                 }
@@ -251,7 +248,8 @@ async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
                 };
                 e.conn()?.save(&mut row)?;
                 Ok(())
-            });
+            },
+        );
         let _fail = db
             .signals()
             .post_save::<Book>()

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Book, book, on_each_backend, until, within};
-use herald::dispatch::Error as ReceiverError;
 use herald::Store;
+use herald::dispatch::Error as ReceiverError;
 use herald::tasks::{Background, Task, TaskContext, TaskOptions, Worker};
 use herald::{Db, Value};
 use tokio::sync::{mpsc, oneshot};

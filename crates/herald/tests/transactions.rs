@@ -5,12 +5,15 @@
 mod common;
 
 use common::{Audit, Book, Log, book, on_each_backend, titles};
-use herald::dispatch::{Error as ReceiverError, PostSave};
 use herald::Store;
+use herald::dispatch::{Error as ReceiverError, PostSave};
 use herald::{Db, DbErrorKind, Error, EventConn, Value};
 
 /// A hook that records `label`.
-fn hook(log: &Log, label: &'static str) -> impl FnOnce() -> herald::ReceiverResult + Send + 'static {
+fn hook(
+    log: &Log,
+    label: &'static str,
+) -> impl FnOnce() -> herald::ReceiverResult + Send + 'static {
     let log = log.clone();
     move || {
         log.push(label);
@@ -125,9 +128,7 @@ async fn a_failing_hook_does_not_stop_the_others_or_the_next_transactions_hooks(
         tx.on_commit("fails", || Err(ReceiverError::msg("mail server down")))
             .await
             .unwrap();
-        tx.on_commit("panics", || panic!("hook bug"))
-            .await
-            .unwrap();
+        tx.on_commit("panics", || panic!("hook bug")).await.unwrap();
         tx.on_commit("after", hook(&log, "after")).await.unwrap();
         tx.save(&mut book("kept")).await.unwrap();
         tx.commit().await.unwrap();
@@ -175,16 +176,16 @@ async fn an_async_hook_may_use_the_database_after_the_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_saves_its_instance_again_and_again_stops_at_the_depth_limit() {
     on_each_backend("recursion", |db, backend| async move {
-        let _again = db
-            .signals()
-            .post_save::<Book>()
-            .in_transaction()
-            .connect(|e: &PostSave<'_, Book>| {
-                let mut copy = e.instance.clone();
-                copy.price_cents += 1;
-                e.conn()?.save(&mut copy)?;
-                Ok(())
-            });
+        let _again =
+            db.signals()
+                .post_save::<Book>()
+                .in_transaction()
+                .connect(|e: &PostSave<'_, Book>| {
+                    let mut copy = e.instance.clone();
+                    copy.price_cents += 1;
+                    e.conn()?.save(&mut copy)?;
+                    Ok(())
+                });
         let error = db.save(&mut book("Dune")).await.unwrap_err();
         let text = error.to_string();
         assert!(
@@ -297,17 +298,15 @@ async fn store_calls_from_a_receiver_are_refused_instead_of_deadlocking() {
         // An in_transaction receiver runs on the connection: a store call from there would wait
         // for that same connection.
         let inner = db.clone();
-        let _r = db
-            .signals()
-            .post_save::<Book>()
-            .in_transaction()
-            .connect(move |_e: &PostSave<'_, Book>| {
+        let _r = db.signals().post_save::<Book>().in_transaction().connect(
+            move |_e: &PostSave<'_, Book>| {
                 let attempt = futures::executor::block_on(inner.get::<Book>(1));
                 match attempt {
                     Err(Error::WouldDeadlock(message)) => Err(ReceiverError::msg(message)),
                     other => panic!("expected WouldDeadlock, got {other:?}"),
                 }
-            });
+            },
+        );
         let error = db.save(&mut book("Dune")).await.unwrap_err();
         assert!(
             error
@@ -409,11 +408,8 @@ async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_
     let (pid_tx, pid_rx) = std::sync::mpsc::channel::<i64>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let go_rx = std::sync::Mutex::new(go_rx);
-    let _doom = db
-        .signals()
-        .pre_save::<Book>()
-        .in_transaction()
-        .connect(move |e: &mut PreSave<'_, Book>| {
+    let _doom = db.signals().pre_save::<Book>().in_transaction().connect(
+        move |e: &mut PreSave<'_, Book>| {
             if e.instance.title == "doomed" {
                 let rows =
                     e.conn()?
@@ -424,7 +420,8 @@ async fn a_postgres_connection_that_goes_away_mid_save_is_an_error_naming_model_
                 go_rx.lock().unwrap().recv()?;
             }
             Ok(())
-        });
+        },
+    );
     b.title = "doomed".into();
     let saving = tokio::spawn({
         let (db, mut b) = (db.clone(), b.clone());

@@ -89,9 +89,12 @@ async fn a_blocking_receiver_does_not_stall_the_runtimes_other_tasks() {
     let entered = tokio::task::spawn_blocking(move || entered.recv()).await;
     entered.unwrap().unwrap();
 
-    within("a save beside the blocked receiver", db.save(&mut book("other")))
-        .await
-        .unwrap();
+    within(
+        "a save beside the blocked receiver",
+        db.save(&mut book("other")),
+    )
+    .await
+    .unwrap();
     release_tx.send(()).unwrap();
     within("the blocked save", blocked).await.unwrap().unwrap();
     assert_eq!(titles(&db).await, ["blocking", "other"]);
@@ -145,7 +148,10 @@ async fn async_receivers_use_the_callers_timers_and_channels_in_every_phase() {
             });
         let mut b = book("Dune");
         db.save(&mut b).await.unwrap();
-        assert_eq!(b.slug, "dune", "{backend}: the async pre_save changed what was written");
+        assert_eq!(
+            b.slug, "dune",
+            "{backend}: the async pre_save changed what was written"
+        );
         assert_eq!(
             db.get::<Book>(b.id.unwrap()).await.unwrap().unwrap().slug,
             "dune"
@@ -156,9 +162,15 @@ async fn async_receivers_use_the_callers_timers_and_channels_in_every_phase() {
             lines.push(line);
         }
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(!lines[0].contains("herald-"), "the caller's task: {lines:?}");
+        assert!(
+            !lines[0].contains("herald-"),
+            "the caller's task: {lines:?}"
+        );
         assert_eq!(lines[1], "in_transaction dune");
-        assert!(!lines[2].contains("herald-"), "the caller's task: {lines:?}");
+        assert!(
+            !lines[2].contains("herald-"),
+            "the caller's task: {lines:?}"
+        );
     })
     .await;
 }
@@ -269,9 +281,11 @@ async fn a_caller_side_post_save_failure_says_the_write_is_kept() {
             ),
             "{error}"
         );
-        assert!(error.to_string().ends_with(
-            "stands in the open transaction (roll the transaction back to undo it)"
-        ));
+        assert!(
+            error
+                .to_string()
+                .ends_with("stands in the open transaction (roll the transaction back to undo it)")
+        );
         tx.rollback().await.unwrap();
         assert_eq!(titles(&db).await, ["Dune"]);
     })
@@ -283,19 +297,22 @@ async fn on_commit_receivers_run_on_the_caller_after_tx_commit_in_order() {
     on_each_backend("on_commit_caller", |db, backend| async move {
         let log = Log::default();
         let seen = log.clone();
-        let _commit = db
-            .signals()
-            .post_save::<Book>()
-            .on_commit()
-            .connect(move |e: &PostSave<'_, Book>| {
-                seen.push(format!("{} on {}", e.instance.title, thread_name()));
-                Ok(())
-            });
+        let _commit =
+            db.signals()
+                .post_save::<Book>()
+                .on_commit()
+                .connect(move |e: &PostSave<'_, Book>| {
+                    seen.push(format!("{} on {}", e.instance.title, thread_name()));
+                    Ok(())
+                });
         let tx = db.begin().await.unwrap();
         for title in ["a", "b", "c"] {
             tx.save(&mut book(title)).await.unwrap();
         }
-        assert!(log.take().is_empty(), "{backend}: nothing before the commit");
+        assert!(
+            log.take().is_empty(),
+            "{backend}: nothing before the commit"
+        );
         tx.commit().await.unwrap();
         let lines = log.take();
         assert_eq!(lines.len(), 3);
@@ -313,39 +330,37 @@ async fn a_write_made_in_an_in_transaction_receiver_runs_its_receivers_there_and
     on_each_backend("nested_write", |db, backend| async move {
         let log = Log::default();
         // The audit row is written by an in_transaction receiver of Book, through the connection.
-        let _audit = db
-            .signals()
-            .post_save::<Book>()
-            .in_transaction()
-            .connect(|e: &PostSave<'_, Book>| {
-                e.conn()?.save(&mut Audit {
-                    id: None,
-                    model: "Book".into(),
-                    key: e.instance.id.unwrap().to_string(),
-                    action: "saved".into(),
-                })?;
-                Ok(())
-            });
+        let _audit =
+            db.signals()
+                .post_save::<Book>()
+                .in_transaction()
+                .connect(|e: &PostSave<'_, Book>| {
+                    e.conn()?.save(&mut Audit {
+                        id: None,
+                        model: "Book".into(),
+                        key: e.instance.id.unwrap().to_string(),
+                        action: "saved".into(),
+                    })?;
+                    Ok(())
+                });
         // Audit's own receivers: its caller-side ones run inline on the connection (there is no
         // other caller), its on_commit ones back on the original caller, after the commit.
         let seen = log.clone();
-        let _audit_pre = db
-            .signals()
-            .pre_save::<Audit>()
-            .connect(move |e: &mut PreSave<'_, Audit>| {
-                e.instance.action = format!("{} (checked)", e.instance.action);
-                seen.push(format!("audit pre_save on {}", thread_name()));
-                Ok(())
-            });
+        let _audit_pre =
+            db.signals()
+                .pre_save::<Audit>()
+                .connect(move |e: &mut PreSave<'_, Audit>| {
+                    e.instance.action = format!("{} (checked)", e.instance.action);
+                    seen.push(format!("audit pre_save on {}", thread_name()));
+                    Ok(())
+                });
         let seen = log.clone();
-        let _audit_commit = db
-            .signals()
-            .post_save::<Audit>()
-            .on_commit()
-            .connect(move |e: &PostSave<'_, Audit>| {
+        let _audit_commit = db.signals().post_save::<Audit>().on_commit().connect(
+            move |e: &PostSave<'_, Audit>| {
                 seen.push(format!("audit on_commit {}", e.instance.action));
                 Ok(())
-            });
+            },
+        );
         let _book_commit = log.on_commit(&db, |e| format!("book on_commit {}", e.instance.title));
 
         let tx = db.begin().await.unwrap();
@@ -423,10 +438,7 @@ async fn the_recursion_limit_guards_caller_side_saves_deletes_and_bulk_writes() 
                 Ok(())
             })
         });
-        let error = db
-            .bulk_create(&mut [book("bulk")])
-            .await
-            .unwrap_err();
+        let error = db.bulk_create(&mut [book("bulk")]).await.unwrap_err();
         assert!(
             error.to_string().contains("nested 32 writes deep"),
             "{error}"
@@ -506,14 +518,14 @@ async fn a_bulk_write_is_one_job_between_its_caller_side_receivers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_is_a_send_future_that_tokio_spawn_takes() {
     on_each_backend("send", |db, _backend| async move {
-        let _slug = db
-            .signals()
-            .pre_save::<Book>()
-            .connect_async(async |e: &mut PreSave<'_, Book>| {
-                tokio::task::yield_now().await;
-                e.instance.slug = "spawned".into();
-                Ok(())
-            });
+        let _slug =
+            db.signals()
+                .pre_save::<Book>()
+                .connect_async(async |e: &mut PreSave<'_, Book>| {
+                    tokio::task::yield_now().await;
+                    e.instance.slug = "spawned".into();
+                    Ok(())
+                });
         let (done_tx, done) = oneshot::channel();
         let spawned = db.clone();
         tokio::spawn(async move {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Book, book, targets};
-use herald::dispatch::PreSave;
 use herald::Store;
+use herald::dispatch::PreSave;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
@@ -56,18 +56,18 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
     let target = targets("writer_hold").into_iter().next().unwrap();
     let db = target.open().await;
     db.signals().set_slow_threshold(Duration::from_millis(10));
-    let _heavy = db
-        .signals()
-        .pre_save::<Book>()
-        .in_transaction()
-        .connect(|e: &mut PreSave<'_, Book>| {
-            if e.instance.title == "heavy" {
-                // Heavy work inside the write's transaction, on the connection: it holds the
-                // writer (a caller-side receiver would delay only its own save).
-                std::thread::sleep(Duration::from_millis(30));
-            }
-            Ok(())
-        });
+    let _heavy =
+        db.signals()
+            .pre_save::<Book>()
+            .in_transaction()
+            .connect(|e: &mut PreSave<'_, Book>| {
+                if e.instance.title == "heavy" {
+                    // Heavy work inside the write's transaction, on the connection: it holds the
+                    // writer (a caller-side receiver would delay only its own save).
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                Ok(())
+            });
 
     // The writer reports a job after answering it; the next job's answer comes after that report.
     db.save(&mut book("light")).await.unwrap();

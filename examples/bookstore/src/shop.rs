@@ -79,7 +79,7 @@ pub(crate) fn slugify(title: &str) -> String {
     words.join("-")
 }
 
-/// pre_save: fill the slug from the title when it is empty.
+/// pre_save, on the caller's task: fill the slug from the title when it is empty.
 #[receiver(pre_save, sender = Book, priority = 10)]
 fn fill_slug(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     if e.instance.slug.is_empty() {
@@ -88,7 +88,8 @@ fn fill_slug(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
-/// pre_save: a negative price vetoes the save; nothing is written.
+/// pre_save, on the caller's task: a negative price vetoes the save; nothing is sent to the
+/// database.
 #[receiver(pre_save, sender = Book)]
 fn check_price(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     if e.instance.price_cents < 0 {
@@ -104,8 +105,9 @@ fn is_bookkeeping(model: &str) -> bool {
     matches!(model, "AuditEntry" | "SearchEntry" | "EmailSent")
 }
 
-/// post_save, every model: an audit row in the save's own transaction (rolled back with it).
-#[receiver(post_save)]
+/// post_save, every model, in the write's transaction: an audit row written through the write's
+/// own connection (rolled back with it).
+#[receiver(post_save, in_transaction)]
 fn audit_save(e: &PostSaveAny<'_>) -> ReceiverResult {
     let model = e.instance.model_name();
     if is_bookkeeping(model) {
@@ -122,8 +124,8 @@ fn audit_save(e: &PostSaveAny<'_>) -> ReceiverResult {
     Ok(())
 }
 
-/// post_delete, every model: an audit row in the delete's own transaction.
-#[receiver(post_delete)]
+/// post_delete, every model, in the delete's transaction: an audit row.
+#[receiver(post_delete, in_transaction)]
 fn audit_delete(e: &PostDeleteAny<'_>) -> ReceiverResult {
     let model = e.instance.model_name();
     if is_bookkeeping(model) {
@@ -150,7 +152,7 @@ pub(crate) fn cache() -> std::sync::MutexGuard<'static, HashMap<i64, Book>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// on_commit: invalidate the cached book once the write is permanent.
+/// on_commit, on the caller's task: invalidate the cached book once the write is permanent.
 #[receiver(post_save, sender = Book, on_commit)]
 fn invalidate_cache(e: &PostSave<'_, Book>) -> ReceiverResult {
     if let Some(id) = e.instance.id {
@@ -168,8 +170,8 @@ fn invalidate_cache_on_delete(e: &PostDelete<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
-/// post_delete: drop the book's index row in the delete's transaction.
-#[receiver(post_delete, sender = Book)]
+/// post_delete, in the delete's transaction: drop the book's index row with it.
+#[receiver(post_delete, sender = Book, in_transaction)]
 fn unindex_book(e: &PostDelete<'_, Book>) -> ReceiverResult {
     if let Some(id) = e.instance.id {
         let conn = e.conn()?;

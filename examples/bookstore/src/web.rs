@@ -6,6 +6,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald::Db;
+use herald::Store;
 use herald_axum::{DashboardOptions, ServerTimingLayer, dashboard, metrics_router};
 use serde::Deserialize;
 use serde_json::json;

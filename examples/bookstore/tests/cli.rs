@@ -34,8 +34,8 @@ fn receivers_lists_every_receiver_with_its_source_location() {
     assert!(output.status.success());
     let text = stdout(&output);
     for (name, phase) in [
-        ("fill_slug", "before"),
-        ("check_price", "before"),
+        ("fill_slug", "caller"),
+        ("check_price", "caller"),
         ("audit_save", "in_transaction"),
         ("invalidate_cache", "on_commit"),
         ("reindex_book", "background"),
@@ -209,7 +209,7 @@ fn receivers_from_the_running_server_show_their_statistics() {
     // receiver, signal, sender, phase, priority, calls, errors, p50, p99, max, location
     assert_eq!(
         &columns[1..5],
-        ["pre_save", "Book", "before", "10"],
+        ["pre_save", "Book", "caller", "10"],
         "{fill_slug}"
     );
     assert_eq!(columns[5], "2", "two saves, two calls: {fill_slug}");

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{BIN, BOUND, Proc, free_port, poll, request};
+use herald::Store;
 use herald::{Db, SqlType, Value};
 use serde_json::json;
 

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use herald::dispatch::{PostSave, PreSave, Signals};
-use herald::{Db, Model};
+use herald::{Db, Model, Store};
 use tower::ServiceExt;
 
 #[derive(Model, Clone, Debug, PartialEq)]
@@ -59,11 +59,13 @@ pub fn connect_fill_slug(signals: &Signals) {
         .keep();
 }
 
-/// A `post_save` receiver slower than `at_least` by construction: it sleeps that long (the
-/// behaviour under test is how a slow receiver is reported).
+/// An `in_transaction` `post_save` receiver slower than `at_least` by construction: it sleeps that
+/// long on the connection (the behaviour under test is how a slow receiver is reported, and that
+/// the store job's time includes it).
 pub fn connect_slow(signals: &Signals, at_least: Duration) {
     signals
         .post_save::<Book>()
+        .in_transaction()
         .receiver(move |_e: &PostSave<'_, Book>| {
             std::thread::sleep(at_least);
             Ok(())

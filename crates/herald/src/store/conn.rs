@@ -73,7 +73,8 @@ pub struct Conn {
     /// Set while a group commit runs writes in one shared transaction (see `pool.rs`).
     pub(crate) grouped: AtomicBool,
     /// Multi-row INSERT texts by (model, rows, returning): built once per shape.
-    pub(crate) insert_many: Mutex<std::collections::HashMap<(std::any::TypeId, usize, bool), Arc<str>>>,
+    pub(crate) insert_many:
+        Mutex<std::collections::HashMap<(std::any::TypeId, usize, bool), Arc<str>>>,
 }
 
 impl std::fmt::Debug for Conn {

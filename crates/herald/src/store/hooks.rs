@@ -92,16 +92,14 @@ pub(crate) async fn run(hooks: Vec<Hook>) {
                 Ok(Err(error)) => failed(name, phase, &error.to_string()),
                 Err(panic) => failed(name, phase, &panic_text(&*panic)),
             },
-            HookRun::Receivers(send) => {
-                match AssertUnwindSafe(send()).catch_unwind().await {
-                    Ok(errors) => {
-                        for error in errors {
-                            failed(error.receiver().name(), phase, &error.to_string());
-                        }
+            HookRun::Receivers(send) => match AssertUnwindSafe(send()).catch_unwind().await {
+                Ok(errors) => {
+                    for error in errors {
+                        failed(error.receiver().name(), phase, &error.to_string());
                     }
-                    Err(panic) => failed(name, phase, &panic_text(&*panic)),
                 }
-            }
+                Err(panic) => failed(name, phase, &panic_text(&*panic)),
+            },
         }
     }
 }
@@ -133,6 +131,10 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| format!("panicked: {s}"))
-        .or_else(|| panic.downcast_ref::<String>().map(|s| format!("panicked: {s}")))
+        .or_else(|| {
+            panic
+                .downcast_ref::<String>()
+                .map(|s| format!("panicked: {s}"))
+        })
         .unwrap_or_else(|| "panicked".to_owned())
 }

@@ -531,10 +531,7 @@ impl Conn {
                     .using(conn.alias())
                     .update_fields(names.as_deref())
                     .with_store(conn);
-                signals
-                    .pre_save::<M>()
-                    .in_transaction()
-                    .send(&mut event)?;
+                signals.pre_save::<M>().in_transaction().send(&mut event)?;
             }
             let created = rows::write_row(conn, instance, names.as_deref())?;
             if post {
@@ -543,10 +540,7 @@ impl Conn {
                     .using(conn.alias())
                     .update_fields(names.as_deref())
                     .with_store(conn);
-                signals
-                    .post_save::<M>()
-                    .in_transaction()
-                    .send(&mut event)?;
+                signals.post_save::<M>().in_transaction().send(&mut event)?;
             }
             if on_commit {
                 conn.push_hook(on_commit_save(conn, instance, created, how));
@@ -627,10 +621,7 @@ impl Conn {
                         .using(conn.alias())
                         .update_fields(names.as_deref())
                         .with_store(conn);
-                    signals
-                        .pre_save::<M>()
-                        .in_transaction()
-                        .send(&mut event)?;
+                    signals.pre_save::<M>().in_transaction().send(&mut event)?;
                 }
             }
             match &names {
@@ -643,10 +634,7 @@ impl Conn {
                         .using(conn.alias())
                         .update_fields(names.as_deref())
                         .with_store(conn);
-                    signals
-                        .post_save::<M>()
-                        .in_transaction()
-                        .send(&mut event)?;
+                    signals.post_save::<M>().in_transaction().send(&mut event)?;
                 }
                 if on_commit {
                     conn.push_hook(on_commit_save(conn, instance, created, &how));

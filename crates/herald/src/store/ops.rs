@@ -58,7 +58,10 @@ pub trait Store: Sealed + Sync {
     /// Insert every instance in one transaction, with as few statements as the database allows:
     /// each one's caller-side `pre_save`, one job, each one's caller-side `post_save` (`created`
     /// true). Keys are assigned in order.
-    fn bulk_create<M: Model>(&self, instances: &mut [M]) -> impl Future<Output = Result<()>> + Send {
+    fn bulk_create<M: Model>(
+        &self,
+        instances: &mut [M],
+    ) -> impl Future<Output = Result<()>> + Send {
         lifecycle::bulk_save(self.route(), instances, Bulk::Create)
     }
 

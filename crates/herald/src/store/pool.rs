@@ -20,10 +20,10 @@
 //! caller waits for nothing.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering::Relaxed;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

@@ -207,7 +207,8 @@ pub(crate) fn insert_many<M: Model>(conn: &Conn, instances: &mut [M]) -> Result<
         Dialect::Sqlite => 32_766,
         Dialect::Postgres => 65_535,
     };
-    for (rows, columns, returning) in [(&auto, &columns_auto, true), (&keyed, &columns_all, false)] {
+    for (rows, columns, returning) in [(&auto, &columns_auto, true), (&keyed, &columns_all, false)]
+    {
         let per_statement = (limit / columns.len().max(1)).clamp(1, 1000);
         for chunk in rows.chunks(per_statement) {
             let sql: Arc<str> = lock(&conn.insert_many)

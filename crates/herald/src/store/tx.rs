@@ -160,7 +160,10 @@ impl Tx<'_> {
     /// savepoint is released into its parent.
     pub async fn commit(mut self) -> Result<()> {
         self.finished = true;
-        let answer = pool::call(self.jobs(), JobContext::capture(0, true), |conn| conn.commit()).await;
+        let answer = pool::call(self.jobs(), JobContext::capture(0, true), |conn| {
+            conn.commit()
+        })
+        .await;
         self.release();
         hooks::run(answer.hooks).await;
         answer.result

@@ -30,8 +30,8 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::model::{Dialect, Model, numbered};
 use crate::store::db::Db;
-use crate::store::ops::Store;
 use crate::store::event::EventConn;
+use crate::store::ops::Store;
 use crate::value::{SqlType, Value};
 
 pub use stats::TaskKindStats;

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use herald::dispatch::{Connection, PostSave, PreSave};
 use herald::Store;
+use herald::dispatch::{Connection, PostSave, PreSave};
 use herald::{Db, Model};
 
 #[derive(Model, Clone, Debug, PartialEq)]
