@@ -14,6 +14,12 @@ ends), create books in a loop for ``--seconds``, each save timed. The heavy work
 seed's own: its ``post_save`` receiver starts ``Thread(target=background_task)``; after the
 clients stop, the started threads are joined until ``--drain-deadline``.
 
+With ``--isolation`` it runs herald-bench's isolation table instead: ``--clients`` threads save
+plain books beside one more thread whose saves hit a receiver that sleeps ``--heavy-ms`` (a
+``pre_save``, a ``post_save``, or a ``transaction.on_commit`` callback; no async case, since
+``Model.save`` is synchronous), plus a case with no slow receiver; it reports the plain clients'
+latencies (``{"isolation": [...]}``).
+
 Prints one JSON document on stdout (the field names herald-bench reads); progress on stderr, one
 line as each pattern starts (``pattern NAME``) and ends (``done NAME``). A save that fails makes
 the script fail.
@@ -38,6 +44,7 @@ PATTERNS = [
     "heavy_post_save_background",
     "heavy_post_save_blocking",
 ]
+ISOLATION_CASES = ["none", "sync_pre_save", "sync_post_save", "on_commit"]
 # Seconds a connection waits for another's write lock (sqlite3.connect's timeout).
 BUSY_TIMEOUT_S = 60
 
@@ -59,7 +66,7 @@ def setup_django(folder: str):
                     "timeout": BUSY_TIMEOUT_S,
                 },
             }
-            for pattern in ["default", *PATTERNS]
+            for pattern in ["default", *PATTERNS, *(f"isolation_{c}" for c in ISOLATION_CASES)]
         },
     )
 
@@ -227,6 +234,84 @@ def measure(Book, pattern: str, args) -> dict:
     }
 
 
+def isolation_case(Book, case: str, args) -> dict:
+    """Plain clients beside one slow client; the plain clients' figures."""
+    from django.db import connections, transaction
+    from django.db.models.signals import post_save, pre_save
+
+    alias = f"isolation_{case}"
+    with connections[alias].schema_editor() as editor:
+        editor.create_model(Book)
+    connections[alias].close()
+    slow = args.heavy_ms / 1e3
+
+    def slow_pre_save(sender, instance, **kwargs):
+        if instance.title.startswith("slow"):
+            time.sleep(slow)
+
+    def slow_post_save(sender, instance, **kwargs):
+        if instance.title.startswith("slow"):
+            time.sleep(slow)
+
+    def slow_on_commit(sender, instance, **kwargs):
+        if instance.title.startswith("slow"):
+            transaction.on_commit(lambda: time.sleep(slow), using=alias)
+
+    pairs = {
+        "none": [],
+        "sync_pre_save": [(pre_save, slow_pre_save)],
+        "sync_post_save": [(post_save, slow_post_save)],
+        "on_commit": [(post_save, slow_on_commit)],
+    }[case]
+    for signal, receiver in pairs:
+        signal.connect(receiver, sender=Book, weak=False)
+    results: dict[int, list] = {n: [] for n in range(args.clients + 1)}
+    errors: list[str] = []
+
+    def run(number: int, until: float) -> None:
+        title = "slow" if number == args.clients else "plain"
+        mine = results[number]
+        try:
+            i = 0
+            while time.perf_counter() < until:
+                start = time.perf_counter_ns()
+                Book.objects.using(alias).create(
+                    title=f"{title} {number}", body=BODY, price=number * 1_000_000 + i
+                )
+                mine.append((time.perf_counter_ns() - start) / 1e6)
+                i += 1
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            connections[alias].close()
+
+    try:
+        started = time.perf_counter()
+        until = started + args.seconds
+        threads = [threading.Thread(target=run, args=(n, until)) for n in range(args.clients + 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        for signal, receiver in pairs:
+            signal.disconnect(receiver, sender=Book)
+    if errors:
+        raise SystemExit(f"isolation {case}: {len(errors)} client(s) failed; the first: {errors[0]}")
+    plain = sorted(x for n in range(args.clients) for x in results[n])
+    slow_latencies = sorted(results[args.clients])
+    return {
+        "case": case,
+        "saves": len(plain),
+        "p50_ms": percentile(plain, 0.50),
+        "p99_ms": percentile(plain, 0.99),
+        "saves_per_second": len(plain) / elapsed,
+        "slow_saves": len(slow_latencies),
+        "slow_p50_ms": percentile(slow_latencies, 0.50),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -235,6 +320,7 @@ def main() -> None:
     parser.add_argument("--heavy-work", choices=["sleep", "spin"], default="sleep")
     parser.add_argument("--drain-deadline", type=float, default=120.0)
     parser.add_argument("--dir", required=True, help="a folder for the SQLite files")
+    parser.add_argument("--isolation", action="store_true", help="run the isolation table")
     args = parser.parse_args()
     if args.clients < 1 or args.seconds <= 0 or args.heavy_ms <= 0:
         parser.error("--clients, --seconds and --heavy-ms must be positive")
@@ -242,6 +328,15 @@ def main() -> None:
     Book = setup_django(args.dir)
 
     import django
+
+    if args.isolation:
+        cases = []
+        for case in ISOLATION_CASES:
+            print(f"case {case}", file=sys.stderr, flush=True)
+            cases.append(isolation_case(Book, case, args))
+        json.dump({"django": django.get_version(), "isolation": cases}, sys.stdout)
+        print()
+        return
 
     results = []
     for pattern in PATTERNS:

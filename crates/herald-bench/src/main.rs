@@ -25,6 +25,7 @@
 //! that cannot run, one "Django: skipped (..)" line says why. Herald's slow-receiver warnings are
 //! counted per receiver and named under the table instead of printed one by one.
 
+mod isolation;
 mod logging;
 mod names;
 mod rows;
@@ -84,6 +85,8 @@ struct Report {
     /// The seed's "Performance Comparison" table, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<seed::Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    isolation: Option<isolation::Report>,
 }
 
 #[derive(Serialize)]
@@ -140,11 +143,22 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let isolation = if wanted(names::ISOLATION) {
+        let seconds = args
+            .seed
+            .seconds()
+            .unwrap_or(if args.quick { 1.0 } else { 3.0 });
+        let venv = args.seed.django_venv_if_wanted();
+        Some(isolation::run(seconds, venv.as_deref())?)
+    } else {
+        None
+    };
     if let Some(path) = &args.json {
         let report = Report {
             machine: machine(),
             rows: results,
             seed,
+            isolation,
         };
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -155,13 +169,15 @@ fn main() -> anyhow::Result<()> {
 
 /// Every `--only` name must be a row or `seed`.
 fn check_names(only: &[String]) -> anyhow::Result<()> {
-    let known = |name: &str| name == names::SEED || rows::NAMES.contains(&name);
+    let known =
+        |name: &str| name == names::SEED || name == names::ISOLATION || rows::NAMES.contains(&name);
     let unknown: Vec<&String> = only.iter().filter(|o| !known(o)).collect();
     if !unknown.is_empty() {
         anyhow::bail!(
-            "unknown row(s) {unknown:?}; the rows are: {}, {}",
+            "unknown row(s) {unknown:?}; the rows are: {}, {}, {}",
             rows::NAMES.join(", "),
-            names::SEED
+            names::SEED,
+            names::ISOLATION
         );
     }
     Ok(())

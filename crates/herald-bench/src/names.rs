@@ -21,10 +21,25 @@ pub(crate) const ROWS: &[&str] = &[
 /// The `--only` name of the seed's "Performance Comparison" table.
 pub(crate) const SEED: &str = "seed";
 
-/// The seed table's patterns, in the order they run and print.
+/// The seed table's patterns, in the order they run and print: the seed's four (which Django runs
+/// too), then the two heavy ones as async receivers awaiting a timer.
 pub(crate) const SEED_PATTERNS: &[&str] = &[
     "heavy_pre_save_blocking",
     "light_pre_save",
     "heavy_post_save_background",
     "heavy_post_save_blocking",
+    "heavy_pre_save_async",
+    "heavy_post_save_async",
+];
+
+/// The `--only` name of the isolation table.
+pub(crate) const ISOLATION: &str = "isolation";
+
+/// The isolation table's cases: what slows the fifth client's saves.
+pub(crate) const ISOLATION_CASES: &[&str] = &[
+    "none",
+    "sync_pre_save",
+    "async_pre_save",
+    "sync_post_save",
+    "on_commit",
 ];

@@ -80,6 +80,22 @@ pub(crate) struct SeedArgs {
     django_venv: Option<PathBuf>,
 }
 
+impl SeedArgs {
+    /// `--seconds`, when given.
+    pub(crate) fn seconds(&self) -> Option<f64> {
+        self.seconds
+    }
+
+    /// The venv for Django's side, when `--django` asks for it.
+    pub(crate) fn django_venv_if_wanted(&self) -> Option<PathBuf> {
+        self.django.then(|| {
+            self.django_venv
+                .clone()
+                .unwrap_or_else(django::default_venv)
+        })
+    }
+}
+
 /// What the heavy work is.
 #[derive(clap::ValueEnum, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -169,11 +185,23 @@ enum Pattern {
     LightPreSave,
     HeavyPostSaveBackground,
     HeavyPostSaveBlocking,
+    HeavyPreSaveAsync,
+    HeavyPostSaveAsync,
 }
 
 impl Pattern {
-    /// In the order of the seed's table (and of [`SEED_PATTERNS`]).
-    const ALL: [Self; 4] = [
+    /// In the order of the table (and of [`SEED_PATTERNS`]).
+    const ALL: [Self; 6] = [
+        Self::HeavyPreSaveBlocking,
+        Self::LightPreSave,
+        Self::HeavyPostSaveBackground,
+        Self::HeavyPostSaveBlocking,
+        Self::HeavyPreSaveAsync,
+        Self::HeavyPostSaveAsync,
+    ];
+
+    /// The seed's own four, which Django runs too.
+    const SEED: [Self; 4] = [
         Self::HeavyPreSaveBlocking,
         Self::LightPreSave,
         Self::HeavyPostSaveBackground,
@@ -186,15 +214,19 @@ impl Pattern {
 
     /// Whether its work runs before the row is written.
     fn before_write(self) -> bool {
-        matches!(self, Self::HeavyPreSaveBlocking | Self::LightPreSave)
+        matches!(
+            self,
+            Self::HeavyPreSaveBlocking | Self::LightPreSave | Self::HeavyPreSaveAsync
+        )
     }
 
-    /// What the seed's table says of it.
+    /// What the seed's table says of it (of the heavy receiver it is a form of, for the async
+    /// rows).
     fn seed_verdict(self) -> &'static str {
         match self {
-            Self::HeavyPreSaveBlocking => "[X] Bad",
+            Self::HeavyPreSaveBlocking | Self::HeavyPreSaveAsync => "[X] Bad",
             Self::LightPreSave | Self::HeavyPostSaveBackground => "[OK] Good",
-            Self::HeavyPostSaveBlocking => "[!] OK but risky",
+            Self::HeavyPostSaveBlocking | Self::HeavyPostSaveAsync => "[!] OK but risky",
         }
     }
 }
@@ -251,7 +283,7 @@ impl Measured {
 }
 
 /// The nearest-rank `q` quantile of `sorted` (0 when empty); `seed.py` computes it the same way.
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     match sorted.len() {
         0 => 0.0,
         n => sorted[((n as f64 * q) as usize).min(n - 1)],
@@ -309,7 +341,7 @@ pub(crate) struct Report {
 /// A failure on Herald's side is an error; on Django's, a "skipped" line.
 pub(crate) fn run(args: &SeedArgs, quick: bool, logging: &Logging) -> anyhow::Result<Report> {
     let settings = Settings::new(args, quick)?;
-    let steps = Pattern::ALL.len() * if args.django { 2 } else { 1 };
+    let steps = Pattern::ALL.len() + if args.django { Pattern::SEED.len() } else { 0 };
     let bar = progress_bar(steps as u64)?;
     logging.set_bar(&bar);
     let herald = herald_side(&settings, &bar, logging);
@@ -329,6 +361,19 @@ pub(crate) fn run(args: &SeedArgs, quick: bool, logging: &Logging) -> anyhow::Re
     let report = Report::new(&settings, herald, django);
     print_table(&report, &slow);
     Ok(report)
+}
+
+/// One line of progress on stderr, for the tables without a bar.
+pub(crate) fn print_progress(what: &str) {
+    eprintln!("{what}");
+}
+
+/// Django's isolation cases (`django/seed.py --isolation`), in the venv at `venv`.
+pub(crate) fn django_isolation(
+    venv: &Path,
+    seconds: f64,
+) -> anyhow::Result<Vec<crate::isolation::Case>> {
+    django::isolation(venv, seconds)
 }
 
 fn progress_bar(steps: u64) -> anyhow::Result<ProgressBar> {
@@ -541,7 +586,9 @@ async fn measure(
     ))
 }
 
-/// Connect the pattern's one receiver. Each counts its work in `work` once the work is done.
+/// Connect the pattern's one receiver, on the caller's side (the default). Each counts its work in
+/// `work` once the work is done. The blocking ones are declared `blocking`, so that they run
+/// through `block_in_place` instead of stalling the runtime's workers.
 fn connect(pattern: Pattern, signals: &Signals, settings: &Settings, work: &Arc<Work>) {
     let (heavy, kind, work) = (settings.heavy, settings.work, work.clone());
     let connection = match pattern {
@@ -554,6 +601,32 @@ fn connect(pattern: Pattern, signals: &Signals, settings: &Settings, work: &Arc<
                 Ok(())
             })
             .name("heavy_pre_save")
+            .blocking()
+            .connect(),
+        Pattern::HeavyPreSaveAsync => signals
+            .pre_save::<Book>()
+            .receiver_boxed(move |e| {
+                let work = work.clone();
+                Box::pin(async move {
+                    kind.run(heavy).await?;
+                    e.instance.slug = slugify(&e.instance.title);
+                    work.finished();
+                    Ok(())
+                })
+            })
+            .name("heavy_pre_save_async")
+            .connect(),
+        Pattern::HeavyPostSaveAsync => signals
+            .post_save::<Book>()
+            .receiver_boxed(move |_e| {
+                let work = work.clone();
+                Box::pin(async move {
+                    kind.run(heavy).await?;
+                    work.finished();
+                    Ok(())
+                })
+            })
+            .name("heavy_post_save_async")
             .connect(),
         Pattern::LightPreSave => signals
             .pre_save::<Book>()
@@ -578,6 +651,7 @@ fn connect(pattern: Pattern, signals: &Signals, settings: &Settings, work: &Arc<
                 Ok(())
             })
             .name("heavy_post_save")
+            .blocking()
             .connect(),
     };
     connection.keep();
@@ -804,5 +878,6 @@ mod tests {
     #[test]
     fn patterns_are_named_in_the_seed_order() {
         assert_eq!(Pattern::ALL.map(Pattern::name), SEED_PATTERNS);
+        assert_eq!(Pattern::SEED, Pattern::ALL[..4]);
     }
 }

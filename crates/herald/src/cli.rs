@@ -314,12 +314,19 @@ impl App {
         );
         for receiver in &receivers {
             let info = receiver.info();
+            // Where it runs, and how: `caller` (its own caller only), `caller,blocking`
+            // (through block_in_place), `in_transaction` (holds the connection), ...
+            let phase = if info.is_blocking() {
+                format!("{},blocking", info.phase())
+            } else {
+                info.phase().to_string()
+            };
             println!(
                 "{:<width$}  {:<12} {:<8} {:<15} {:>8}  {}",
                 info.name(),
                 info.signal(),
                 info.sender(),
-                info.phase().to_string(),
+                phase,
                 info.priority(),
                 info.location()
             );

@@ -3,6 +3,13 @@
 //! Typed receivers run around every database write of a model; a dispatcher costs one relaxed
 //! atomic load when nobody listens; every receiver is timed and a slow one is named as it happens.
 //!
+//! **A receiver runs where its caller is, unless it says otherwise.** `pre_save` and `post_save`
+//! receivers run on the task that called `db.save(..)` (async ones awaited there), so a slow one
+//! delays only its own save; `in_transaction` receivers run on the connection inside the write's
+//! transaction (the only ones that get `e.conn()`); `on_commit` receivers run on the caller after
+//! the commit; `background` receivers run in workers from durable task rows. The store's
+//! operations are the [`Store`] trait's, shared by [`Db`], [`Tx`] and [`Quiet`].
+//!
 //! This crate is what applications depend on. It re-exports the dispatcher
 //! ([`dispatch`], from `herald-dispatch`) and the `#[receiver]` attribute.
 //!

@@ -61,10 +61,10 @@ impl DjangoRun {
             .iter()
             .map(|m| m.pattern.as_str())
             .collect();
-        if names != Pattern::ALL.map(Pattern::name) {
+        if names != Pattern::SEED.map(Pattern::name) {
             bail!("the script reported the patterns {names:?}, not the seed's");
         }
-        let patterns = Pattern::ALL.into_iter().zip(printed.patterns).collect();
+        let patterns = Pattern::SEED.into_iter().zip(printed.patterns).collect();
         Ok(Self {
             version: printed.django,
             python: printed.python,
@@ -105,7 +105,7 @@ pub(super) fn run(
         .arg(settings.drain_deadline.as_secs_f64().to_string())
         .arg("--dir")
         .arg(dir.path());
-    let patterns = Pattern::ALL.len() as u32;
+    let patterns = Pattern::SEED.len() as u32;
     let bound = (settings.duration + settings.drain_deadline) * patterns + Duration::from_secs(120);
     let stdout = run_bounded(command, bound, |line| {
         if let Some(pattern) = line.strip_prefix("pattern ") {
@@ -121,6 +121,40 @@ pub(super) fn run(
 }
 
 /// The venv's Python, with the pinned Django installed.
+/// The isolation cases on Django (`seed.py --isolation`): every case but the async one.
+pub(super) fn isolation(venv: &Path, seconds: f64) -> anyhow::Result<Vec<crate::isolation::Case>> {
+    #[derive(Deserialize)]
+    struct Printed {
+        isolation: Vec<crate::isolation::Case>,
+    }
+    let python = ensure_venv(venv)?;
+    let dir = tempfile::tempdir().context("creating a scratch folder")?;
+    let script = dir.path().join("seed.py");
+    std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+    let mut command = Command::new(&python);
+    command
+        .arg(&script)
+        .arg("--isolation")
+        .arg("--clients")
+        .arg(crate::isolation::PLAIN_CLIENTS.to_string())
+        .arg("--seconds")
+        .arg(seconds.to_string())
+        .arg("--heavy-ms")
+        .arg(crate::isolation::SLOW.as_millis().to_string())
+        .arg("--dir")
+        .arg(dir.path());
+    let bound = Duration::from_secs_f64(seconds * 6.0) + Duration::from_secs(120);
+    let stdout = run_bounded(command, bound, |line| {
+        if let Some(case) = line.strip_prefix("case ") {
+            eprintln!("isolation: Django {case}");
+        }
+    })
+    .context("running django/seed.py --isolation")?;
+    let printed: Printed = serde_json::from_str(&stdout)
+        .with_context(|| format!("reading django/seed.py's report `{}`", stdout.trim()))?;
+    Ok(printed.isolation)
+}
+
 fn ensure_venv(venv: &Path) -> anyhow::Result<PathBuf> {
     let python = venv.join(if cfg!(windows) {
         "Scripts/python.exe"
