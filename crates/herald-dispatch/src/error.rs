@@ -87,6 +87,24 @@ struct Failure {
     cause: Cause,
 }
 
+/// Log the failures of a robust send at ERROR (target `herald::dispatch`), one event each, naming the
+/// receiver, the signal, the sender and the key, as Django's `send_robust` logs what it catches.
+#[cold]
+pub(crate) fn log_robust(errors: &[DispatchError]) {
+    for error in errors {
+        let receiver = error.receiver();
+        tracing::error!(
+            target: "herald::dispatch",
+            receiver = %receiver.name(),
+            signal = receiver.signal(),
+            sender = error.sender(),
+            key = error.key().unwrap_or(""),
+            location = %receiver.location(),
+            "{error}"
+        );
+    }
+}
+
 impl DispatchError {
     pub(crate) fn new(
         receiver: Arc<ReceiverInfo>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::connect::{Connection, ReceiverBuilder};
-use crate::error::{Cause, DispatchError, Result};
+use crate::error::{Cause, DispatchError, Result, log_robust};
 use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::{Config, Receiver, ReceiverCore};
@@ -526,6 +526,16 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         self.inner.live.load(Relaxed) != 0 && self.lists().is_some()
     }
 
+    /// Whether any receiver that would run for this signal and phase is async (a store enters the
+    /// caller's async runtime on its connection only for those).
+    pub fn has_async_receivers(&self) -> bool {
+        self.inner.live.load(Relaxed) != 0
+            && self.lists().is_some_and(|(own, every)| {
+                own.iter().any(|e| e.core.info.is_async)
+                    || every.iter().any(|e| e.core.info.is_async)
+            })
+    }
+
     /// The receivers to run: this sender's and every sender's, or `None` when both are empty.
     /// A few loads, no hashing: senders are indexed.
     #[inline]
@@ -587,13 +597,17 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         errors.pop().map_or(Ok(()), Err)
     }
 
-    /// Run every receiver in order, whatever fails; return every failure, in order.
+    /// Run every receiver in order, whatever fails; return every failure, in order. Each failure
+    /// is also logged at ERROR on `herald::dispatch`, naming the receiver, signal, sender and key.
     pub fn send_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.inner.live.load(Relaxed) != 0
             && let Some((own, every)) = self.lists()
         {
             self.walk(own, every, event, true, &mut errors);
+        }
+        if !errors.is_empty() {
+            log_robust(&errors);
         }
         errors
     }

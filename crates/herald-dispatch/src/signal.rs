@@ -214,11 +214,15 @@ impl<E: ?Sized + 'static> Signal<E> {
         errors.pop().map_or(Ok(()), Err)
     }
 
-    /// Run every receiver; return every failure, in order.
+    /// Run every receiver; return every failure, in order, each also logged at ERROR on
+    /// `herald::dispatch`.
     pub fn send_robust(&self, event: &E) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.shared.live.load(Relaxed) != 0 {
             self.dispatch(event, true, &mut errors);
+        }
+        if !errors.is_empty() {
+            crate::error::log_robust(&errors);
         }
         errors
     }
@@ -237,6 +241,9 @@ impl<E: ?Sized + 'static> Signal<E> {
         let mut errors = Vec::new();
         if self.shared.live.load(Relaxed) != 0 {
             self.dispatch_async(event, true, &mut errors).await;
+        }
+        if !errors.is_empty() {
+            crate::error::log_robust(&errors);
         }
         errors
     }

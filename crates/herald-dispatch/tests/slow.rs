@@ -1,4 +1,5 @@
-//! The slow-receiver warning, checked through a captured `tracing` subscriber.
+//! What the dispatcher logs, checked through a captured `tracing` subscriber: the slow-receiver
+//! warning, and the failures a robust send catches.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -11,9 +12,9 @@ use herald_dispatch::{PostSave, Signals, Timing};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-/// Every `herald::slow` event, as `field=value` pairs.
+/// Every `herald::*` event, with its target and level, as `field=value` pairs.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<Event>>>);
+struct Captured(Arc<Mutex<Vec<(String, tracing::Level, Event)>>>);
 
 /// One event's fields.
 type Event = Vec<(String, String)>;
@@ -31,17 +32,33 @@ impl Visit for Fields {
 
 impl<S: tracing::Subscriber> Layer<S> for Captured {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() == "herald::slow" {
+        let metadata = event.metadata();
+        if metadata.target().starts_with("herald::") {
             let mut fields = Fields(Vec::new());
             event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
+            self.0.lock().unwrap().push((
+                metadata.target().to_owned(),
+                *metadata.level(),
+                fields.0,
+            ));
         }
     }
 }
 
 impl Captured {
+    /// The slow-receiver warnings.
     fn events(&self) -> Vec<Event> {
-        self.0.lock().unwrap().clone()
+        self.on("herald::slow")
+    }
+
+    fn on(&self, target: &str) -> Vec<Event> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == target)
+            .map(|(_, _, fields)| fields.clone())
+            .collect()
     }
 }
 
@@ -145,4 +162,54 @@ fn the_threshold_can_change_while_running() {
     assert!(with_capture(send).events().is_empty());
     signals.set_slow_threshold(Duration::from_millis(1));
     assert_eq!(with_capture(send).events().len(), 1);
+}
+
+#[test]
+fn a_robust_send_logs_every_failure_at_error_naming_receiver_signal_sender_and_key() {
+    let signals = Signals::new();
+    let _fails = signals
+        .post_save::<Book>()
+        .receiver(|_e: &PostSave<'_, Book>| Err(herald_dispatch::Error::msg("mail server down")))
+        .name("notify")
+        .connect();
+    let _panics = signals
+        .post_save::<Book>()
+        .receiver(|_e: &PostSave<'_, Book>| panic!("receiver bug"))
+        .name("recount")
+        .connect();
+    let mut errors = Vec::new();
+    let captured = with_capture(|| {
+        errors = signals
+            .post_save::<Book>()
+            .send_robust(&mut PostSave::new(&book(7, "Dune"), true));
+    });
+    assert_eq!(errors.len(), 2);
+    let logged: Vec<(tracing::Level, Event)> = captured
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| t == "herald::dispatch")
+        .map(|(_, level, fields)| (*level, fields.clone()))
+        .collect();
+    assert_eq!(logged.len(), 2, "one event per failure: {logged:?}");
+    for ((level, event), (receiver, why)) in logged
+        .iter()
+        .zip([("notify", "mail server down"), ("recount", "receiver bug")])
+    {
+        assert_eq!(*level, tracing::Level::ERROR);
+        assert_eq!(field(event, "receiver"), receiver);
+        assert_eq!(field(event, "signal"), "post_save");
+        assert_eq!(field(event, "sender"), "Book");
+        assert_eq!(field(event, "key"), "7");
+        assert!(field(event, "message").contains(why), "{event:?}");
+    }
+
+    // A plain send returns its failure to the caller and logs nothing.
+    let captured = with_capture(|| {
+        let _ = signals
+            .post_save::<Book>()
+            .send(&mut PostSave::new(&book(8, "Dune"), true));
+    });
+    assert!(captured.on("herald::dispatch").is_empty());
 }

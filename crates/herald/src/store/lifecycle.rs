@@ -174,6 +174,27 @@ fn at_depth<F: Future>(depth: usize, fut: F) -> AtDepth<F> {
     AtDepth { depth, fut }
 }
 
+/// Who runs a write's own `on_commit` receivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The job registers them as a hook on the connection, which fires at the outermost COMMIT
+    /// (inside a `Tx`, and for writes made on the connection).
+    Register,
+    /// The caller runs them with the instance it holds once the answer is back: an autocommit
+    /// write has committed by then (no copy of the instance, no hook).
+    Caller,
+}
+
+impl Keep {
+    fn for_route(route: &Route<'_>) -> Self {
+        if route.in_tx {
+            Keep::Register
+        } else {
+            Keep::Caller
+        }
+    }
+}
+
 /// The error of a caller-side `post_*` receiver: the write stands.
 fn after_write(error: DispatchError, route: &Route<'_>) -> Error {
     Error::AfterWrite {
@@ -213,10 +234,11 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let job_how = how.clone();
+    let keep = Keep::for_route(&route);
     let (result, fired) = route
         .write(context, move |conn| {
             let mut copy = copy;
-            let created = conn.save_in_job(&mut copy, &job_how, quiet)?;
+            let created = conn.save_in_job(&mut copy, &job_how, quiet, keep)?;
             Ok((copy, created))
         })
         .await;
@@ -241,6 +263,15 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
             .map_err(|error| after_write(error, &route));
     }
     at_depth(depth, hooks::run(fired)).await;
+    if keep == Keep::Caller && !quiet && signals.post_save::<M>().on_commit().has_receivers() {
+        // Committed already: this write's own on_commit receivers run here, on the instance.
+        let mut event = PostSave::new(&*instance, created)
+            .raw(how.raw)
+            .using(&route.shared.alias)
+            .update_fields(names.as_deref());
+        let on_commit = signals.post_save::<M>().on_commit();
+        at_depth(depth, on_commit.send_async_robust(&mut event)).await;
+    }
     outcome.map(|()| Saved {
         created,
         written: true,
@@ -267,8 +298,9 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
             || signals.post_delete::<M>().in_transaction().has_receivers());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
+    let keep = Keep::for_route(&route);
     let (result, fired) = route
-        .write(context, move |conn| conn.delete_in_job(&copy, quiet))
+        .write(context, move |conn| conn.delete_in_job(&copy, quiet, keep))
         .await;
     let deleted = match result {
         Ok(deleted) => deleted,
@@ -285,6 +317,15 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
             .map_err(|error| after_write(error, &route));
     }
     at_depth(depth, hooks::run(fired)).await;
+    if deleted
+        && keep == Keep::Caller
+        && !quiet
+        && signals.post_delete::<M>().on_commit().has_receivers()
+    {
+        let mut event = PostDelete::new(instance).using(&route.shared.alias);
+        let on_commit = signals.post_delete::<M>().on_commit();
+        at_depth(depth, on_commit.send_async_robust(&mut event)).await;
+    }
     outcome.map(|()| deleted)
 }
 
@@ -333,7 +374,7 @@ pub(crate) async fn bulk_save<M: Model>(
     let (result, fired) = route
         .write(context, move |conn| {
             let mut copies = copies;
-            conn.bulk_in_job(&mut copies, &job_bulk, quiet)?;
+            conn.bulk_in_job(&mut copies, &job_bulk, quiet, Keep::Register)?;
             Ok(copies)
         })
         .await;
@@ -393,7 +434,9 @@ pub(crate) async fn delete_many<M: Model>(route: Route<'_>, instances: &[M]) -> 
     let context = JobContext::capture(depth, on_conn);
     let copies = instances.to_vec();
     let (result, fired) = route
-        .write(context, move |conn| conn.delete_many_in_job(&copies, quiet))
+        .write(context, move |conn| {
+            conn.delete_many_in_job(&copies, quiet, Keep::Register)
+        })
         .await;
     let deleted = match result {
         Ok(deleted) => deleted,
@@ -518,12 +561,15 @@ impl Conn {
         instance: &mut M,
         how: &How,
         quiet: bool,
+        keep: Keep,
     ) -> Result<bool> {
         let signals = self.signals();
         let names = how.names();
         let pre = !quiet && signals.pre_save::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_save::<M>().in_transaction().has_receivers();
-        let on_commit = !quiet && signals.post_save::<M>().on_commit().has_receivers();
+        let on_commit = keep == Keep::Register
+            && !quiet
+            && signals.post_save::<M>().on_commit().has_receivers();
         let mut write = |conn: &Conn| -> Result<bool> {
             if pre {
                 let mut event = PreSave::new(&mut *instance)
@@ -555,11 +601,18 @@ impl Conn {
     }
 
     /// Steps 2 to 5 of a delete, on this connection. True when a row was deleted.
-    pub(crate) fn delete_in_job<M: Model>(&self, instance: &M, quiet: bool) -> Result<bool> {
+    pub(crate) fn delete_in_job<M: Model>(
+        &self,
+        instance: &M,
+        quiet: bool,
+        keep: Keep,
+    ) -> Result<bool> {
         let signals = self.signals();
         let pre = !quiet && signals.pre_delete::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_delete::<M>().in_transaction().has_receivers();
-        let on_commit = !quiet && signals.post_delete::<M>().on_commit().has_receivers();
+        let on_commit = keep == Keep::Register
+            && !quiet
+            && signals.post_delete::<M>().on_commit().has_receivers();
         let delete = |conn: &Conn| -> Result<bool> {
             if pre {
                 let mut event = PreDelete::new(instance)
@@ -598,6 +651,7 @@ impl Conn {
         instances: &mut [M],
         bulk: &Bulk,
         quiet: bool,
+        keep: Keep,
     ) -> Result<()> {
         let signals = self.signals();
         let (how, created) = match bulk {
@@ -613,7 +667,9 @@ impl Conn {
         let names = how.names();
         let pre = !quiet && signals.pre_save::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_save::<M>().in_transaction().has_receivers();
-        let on_commit = !quiet && signals.post_save::<M>().on_commit().has_receivers();
+        let on_commit = keep == Keep::Register
+            && !quiet
+            && signals.post_save::<M>().on_commit().has_receivers();
         self.atomic(|conn| {
             if pre {
                 for instance in instances.iter_mut() {
@@ -645,11 +701,18 @@ impl Conn {
     }
 
     /// Steps 2 to 5 of a bulk delete, in one transaction. Returns how many rows went.
-    pub(crate) fn delete_many_in_job<M: Model>(&self, instances: &[M], quiet: bool) -> Result<u64> {
+    pub(crate) fn delete_many_in_job<M: Model>(
+        &self,
+        instances: &[M],
+        quiet: bool,
+        keep: Keep,
+    ) -> Result<u64> {
         let signals = self.signals();
         let pre = !quiet && signals.pre_delete::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_delete::<M>().in_transaction().has_receivers();
-        let on_commit = !quiet && signals.post_delete::<M>().on_commit().has_receivers();
+        let on_commit = keep == Keep::Register
+            && !quiet
+            && signals.post_delete::<M>().on_commit().has_receivers();
         self.atomic(|conn| {
             if pre {
                 for instance in instances {
@@ -729,7 +792,7 @@ impl Conn {
             .using(self.alias())
             .update_fields(names.as_deref());
         signals.pre_save::<M>().send(&mut event)?;
-        let created = self.save_in_job(instance, how, false)?;
+        let created = self.save_in_job(instance, how, false, Keep::Register)?;
         let mut event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(self.alias())
@@ -757,7 +820,7 @@ impl Conn {
         signals
             .pre_delete::<M>()
             .send(&mut PreDelete::new(instance).using(self.alias()))?;
-        let deleted = self.delete_in_job(instance, false)?;
+        let deleted = self.delete_in_job(instance, false, Keep::Register)?;
         if deleted {
             signals
                 .post_delete::<M>()
@@ -802,7 +865,7 @@ impl Conn {
                 .update_fields(names.as_deref());
             signals.pre_save::<M>().send(&mut event)?;
         }
-        self.bulk_in_job(instances, &bulk, false)?;
+        self.bulk_in_job(instances, &bulk, false, Keep::Register)?;
         for instance in instances.iter() {
             let mut event = PostSave::new(instance, created)
                 .using(self.alias())
@@ -828,7 +891,7 @@ impl Conn {
                 .pre_delete::<M>()
                 .send(&mut PreDelete::new(instance).using(self.alias()))?;
         }
-        let deleted = self.delete_many_in_job(instances, false)?;
+        let deleted = self.delete_many_in_job(instances, false, Keep::Register)?;
         for instance in instances {
             signals
                 .post_delete::<M>()

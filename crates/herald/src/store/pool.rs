@@ -335,8 +335,8 @@ pub(crate) struct JobContext {
 }
 
 impl JobContext {
-    /// The caller's context; its runtime only when the job will run receivers (`receivers`),
-    /// since a handle is a shared counter that every job would otherwise touch.
+    /// The caller's context; its runtime only when the job will run async receivers
+    /// (`receivers`), since a handle is a shared counter that every job would otherwise touch.
     pub(crate) fn capture(depth: usize, receivers: bool) -> Self {
         Self {
             observer: observe::current(),
