@@ -192,6 +192,50 @@ pub enum Error {
     /// connection the save needs; the message says what to use instead.
     #[error("{0}")]
     WouldDeadlock(&'static str),
+    /// A transaction (or savepoint) was committed after a statement in it had failed: nothing of
+    /// it was kept (it was rolled back, its `on_rollback` hooks ran, no `on_commit` receiver or
+    /// task). On PostgreSQL a failed statement aborts the transaction; on SQLite Herald makes it
+    /// behave the same. Roll back a savepoint around work that may fail to keep the rest.
+    #[error(
+        "the {} was rolled back instead of committed: a statement in it had failed ({cause})",
+        if *savepoint { "savepoint" } else { "transaction" }
+    )]
+    TransactionFailed {
+        /// True for a savepoint (the enclosing transaction goes on).
+        savepoint: bool,
+        /// The first failure.
+        cause: String,
+    },
+    /// The connection was lost while the database ran COMMIT: the write may have been kept or
+    /// not. Check before retrying it, since a retry may duplicate it.
+    #[error(
+        "the connection was lost during COMMIT, so whether the write was kept is unknown: check before retrying it ({source})"
+    )]
+    CommitUnknown {
+        /// The driver's error.
+        source: DbError,
+    },
+    /// Transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`) sent as a
+    /// statement: the store would not know of it.
+    #[error(
+        "`{statement}` through execute()/query()/batch() is refused: use `db.begin()`, `tx.commit()`, `tx.rollback()` and `tx.begin()` (a savepoint), so that on_commit receivers and hooks follow the transaction"
+    )]
+    TransactionControl {
+        /// The statement's keyword.
+        statement: String,
+    },
+    /// A value the database cannot store, refused before any statement of the write.
+    #[error("{op} {target}: field `{field}` {reason}")]
+    Invalid {
+        /// What was being done.
+        op: &'static str,
+        /// The model and key.
+        target: Target,
+        /// The field.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// The store's connection threads are gone (the `Db` was closed).
     #[error("the database connection is closed")]
     Closed,
@@ -230,6 +274,9 @@ impl Error {
     pub(crate) fn for_grouped_write(&self) -> Error {
         match self {
             Error::Panicked => Error::Panicked,
+            Error::CommitUnknown { source } => Error::CommitUnknown {
+                source: DbError::new(source.kind(), source.message()),
+            },
             other => Error::Statement {
                 what: "COMMIT (shared with the writes queued beside this one; nothing was kept)"
                     .to_owned(),
@@ -255,6 +302,7 @@ impl Error {
             Error::Constraint { source, .. }
             | Error::Database { source, .. }
             | Error::Statement { source, .. }
+            | Error::CommitUnknown { source }
             | Error::Connect { source, .. } => Some(source),
             _ => None,
         }

@@ -49,8 +49,38 @@ pub(crate) fn router(db: Db) -> Router {
         .layer(ServerTimingLayer::new())
 }
 
-/// A store error as a response: a receiver's veto is 422 naming the receiver; anything else 500.
+/// A store error as a response; see [`status_of`].
 struct ApiError(herald::Error);
+
+/// The status a store error answers with: a receiver's veto or a value the database cannot store
+/// is the client's to fix (422); a COMMIT whose outcome is unknown is 503 with `"outcome":
+/// "unknown"` (the book may exist: look before retrying); a receiver that failed after the write
+/// is 500 with `"kept": true` (the book exists: do not retry); anything else 500.
+fn status_of(error: &herald::Error) -> (StatusCode, serde_json::Value) {
+    let message = error.to_string();
+    match error {
+        herald::Error::AfterWrite { error: failure, .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": message, "receiver": failure.receiver().name(), "kept": true }),
+        ),
+        herald::Error::Receiver(failure) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": message, "receiver": failure.receiver().name() }),
+        ),
+        herald::Error::Invalid { field, .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "error": message, "field": field }),
+        ),
+        herald::Error::CommitUnknown { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "error": message, "outcome": "unknown" }),
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": message }),
+        ),
+    }
+}
 
 impl From<herald::Error> for ApiError {
     fn from(e: herald::Error) -> Self {
@@ -60,19 +90,8 @@ impl From<herald::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let message = self.0.to_string();
-        match self.0.as_receiver() {
-            Some(failure) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "error": message, "receiver": failure.receiver().name() })),
-            )
-                .into_response(),
-            None => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({ "error": message })),
-            )
-                .into_response(),
-        }
+        let (status, body) = status_of(&self.0);
+        (status, Json(body)).into_response()
     }
 }
 
@@ -256,11 +275,7 @@ async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
 }
 
 fn refused(error: ApiError) -> Response {
-    let status = if error.0.as_receiver().is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
-    };
+    let (status, _) = status_of(&error.0);
     let body = format!("<p class=\"error\">{}</p>", escape(&error.0.to_string()));
     (status, page("Not saved", &body)).into_response()
 }

@@ -191,6 +191,16 @@ fn two_worker_processes_run_the_tasks_of_a_server_without_a_worker() {
     let addr = common::addr_in(&line);
     assert_eq!(addr, format!("127.0.0.1:{port}"));
 
+    // A title PostgreSQL cannot store is the client's to fix, named, before any statement.
+    let refused = request(
+        &addr,
+        "POST",
+        "/api/books",
+        Some(r#"{"title": "Du\u0000ne", "price_cents": 900}"#.to_owned()),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.json()["field"], "title", "{}", refused.body);
+
     // Books saved while no worker runs anywhere: their tasks wait.
     let mut ids: Vec<i64> = (1..=3)
         .map(|n| create_book(&addr, &format!("Early Book {n}")))

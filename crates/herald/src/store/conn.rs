@@ -32,6 +32,18 @@ struct TxState {
     tasks: Vec<NewTask>,
     /// `(hooks.len(), tasks.len())` when each open transaction or savepoint began.
     marks: Vec<(usize, usize)>,
+    /// The first statement that failed in the open transaction, and the depth it failed at:
+    /// the transaction (or savepoint) at that depth cannot commit, unless a savepoint around the
+    /// failure is rolled back (Django's `needs_rollback`). PostgreSQL aborts a transaction at its
+    /// first failed statement; SQLite does not, and this makes the two behave alike.
+    failed: Option<Failed>,
+}
+
+/// A statement that failed inside a transaction.
+#[derive(Clone, Debug)]
+struct Failed {
+    depth: usize,
+    what: String,
 }
 
 /// Settings every connection of one `Db` shares.
@@ -163,22 +175,57 @@ impl Conn {
 
     // ---- statements -------------------------------------------------------------------------
 
-    /// Run one statement with bound parameters; returns the number of rows changed.
+    /// Run one statement with bound parameters; returns the number of rows changed. Transaction
+    /// control (`BEGIN`, `COMMIT`, ...) is refused: see [`Error::TransactionControl`].
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        let result = self.backend().execute(sql, params);
-        result.map_err(|source| statement_error(sql, source))
+        refuse_transaction_control(sql)?;
+        self.statement(|backend| backend.execute(sql, params))
+            .map_err(|source| statement_error(sql, source))
     }
 
     /// Run one query with bound parameters, decoding column `i` of every row as `types[i]`.
     pub fn query(&self, sql: &str, params: &[Value], types: &[SqlType]) -> Result<Vec<Vec<Value>>> {
-        let result = self.backend().query(sql, params, types);
-        result.map_err(|source| statement_error(sql, source))
+        refuse_transaction_control(sql)?;
+        self.statement(|backend| backend.query(sql, params, types))
+            .map_err(|source| statement_error(sql, source))
     }
 
-    /// Run statements without parameters (DDL, `;`-separated).
+    /// Run statements without parameters (DDL, `;`-separated). Transaction control is refused.
     pub fn batch(&self, sql: &str) -> Result<()> {
-        let result = self.backend().batch(sql);
-        result.map_err(|source| statement_error(sql, source))
+        refuse_transaction_control(sql)?;
+        self.statement(|backend| backend.batch(sql))
+            .map_err(|source| statement_error(sql, source))
+    }
+
+    /// Run one statement on the backend; a failure inside a transaction marks it failed (see
+    /// `TxState::failed`). Every statement of the store goes through here, except transaction
+    /// control.
+    pub(crate) fn statement<T>(
+        &self,
+        run: impl FnOnce(&mut dyn Backend) -> std::result::Result<T, DbError>,
+    ) -> std::result::Result<T, DbError> {
+        let result = run(&mut **self.backend());
+        if let Err(error) = &result {
+            let mut tx = self.tx();
+            if tx.depth > 0 && tx.failed.is_none() {
+                tx.failed = Some(Failed {
+                    depth: tx.depth,
+                    what: error.to_string(),
+                });
+            }
+        }
+        result
+    }
+
+    /// Forget the failure of the one statement that just failed at the open transaction's level.
+    /// Only for SQLite's group commit: there each write without `in_transaction` receivers is one
+    /// statement, SQLite undoes a failed statement by itself, and the writes sharing the
+    /// transaction must not fail with it.
+    pub(crate) fn forgive_failed_statement(&self) {
+        let mut tx = self.tx();
+        if tx.failed.as_ref().is_some_and(|f| f.depth == tx.depth) {
+            tx.failed = None;
+        }
     }
 
     /// Create `M`'s table if it does not exist (for quick starts and tests; applications keep their
@@ -209,9 +256,20 @@ impl Conn {
     /// Commit the innermost transaction or savepoint. Committing the outermost inserts the
     /// transaction's task rows, then fires its commit hooks (handed back to the caller).
     pub(crate) fn commit(&self) -> Result<()> {
-        let depth = self.tx().depth;
+        let (depth, failed) = {
+            let tx = self.tx();
+            (tx.depth, tx.failed.clone())
+        };
         if depth == 0 {
             return Ok(());
+        }
+        if let Some(failed) = failed.filter(|f| f.depth >= depth) {
+            // Nothing of a failed (sub)transaction is kept: roll it back, and say why.
+            self.rollback();
+            return Err(Error::TransactionFailed {
+                savepoint: depth > 1,
+                cause: failed.what,
+            });
         }
         let sql = if depth == 1 {
             "COMMIT".to_owned()
@@ -230,6 +288,12 @@ impl Conn {
         }
         let ended = self.backend().control(&sql);
         if let Err(source) = ended {
+            if depth == 1 && source.kind() == crate::DbErrorKind::ConnectionLost {
+                // The server may have committed before the connection went: neither the commit
+                // hooks nor the rollback hooks can be run truthfully.
+                self.abandon_unknown();
+                return Err(Error::CommitUnknown { source });
+            }
             // The transaction cannot be kept: undo it, so the connection is left clean.
             let error = statement_error(&sql, source);
             self.rollback();
@@ -240,6 +304,7 @@ impl Conn {
             tx.depth -= 1;
             tx.marks.pop();
             if tx.depth == 0 {
+                tx.failed = None;
                 std::mem::take(&mut tx.hooks)
             } else {
                 Vec::new()
@@ -274,12 +339,31 @@ impl Conn {
         }
         let hooks = {
             let mut tx = self.tx();
+            // A failure inside what was rolled back no longer counts.
+            if tx.failed.as_ref().is_some_and(|f| f.depth >= tx.depth) {
+                tx.failed = None;
+            }
             tx.depth -= 1;
             let (hooks_mark, tasks_mark) = tx.marks.pop().unwrap_or((0, 0));
             tx.tasks.truncate(tasks_mark);
             tx.hooks.split_off(hooks_mark)
         };
         self.fire(hooks, HookKind::Rollback);
+    }
+
+    /// Forget the open transaction without firing any hook: its outcome is unknown (the connection
+    /// went during COMMIT). The connection is replaced before its next job.
+    fn abandon_unknown(&self) {
+        let mut tx = self.tx();
+        if !tx.hooks.is_empty() || !tx.tasks.is_empty() {
+            tracing::warn!(
+                target: "herald::store",
+                hooks = tx.hooks.len(),
+                "the connection was lost during COMMIT: the transaction's hooks are dropped, since \
+                 whether it was kept is unknown"
+            );
+        }
+        *tx = TxState::default();
     }
 
     /// Run `f` in a transaction (a savepoint when one is open): committed when it returns `Ok`,
@@ -296,6 +380,25 @@ impl Conn {
                 Err(error)
             }
         }
+    }
+
+    /// [`atomic`](Self::atomic) for the store's own writes: the savepoint only undoes the write's
+    /// partial work (its `in_transaction` receivers' writes). A database failure of the write
+    /// still fails the transaction around it, as it would without the savepoint (Django's
+    /// `save()` opens none): a write behaves the same whichever receivers it has.
+    pub(crate) fn atomic_write<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let outer = self.tx().depth;
+        self.atomic(f).inspect_err(|error| {
+            if outer > 0 && error.as_db().is_some() {
+                let mut tx = self.tx();
+                if tx.failed.is_none() && tx.depth == outer {
+                    tx.failed = Some(Failed {
+                        depth: outer,
+                        what: error.to_string(),
+                    });
+                }
+            }
+        })
     }
 
     /// Run `hook` after the outermost transaction commits (after the current job when none is
@@ -379,6 +482,110 @@ impl Conn {
     /// Every row of `M`'s table, in key order.
     pub fn all<M: Model>(&self) -> Result<Vec<M>> {
         crate::store::rows::all(self)
+    }
+}
+
+/// Transaction control through `execute`, `query` or `batch` is [`Error::TransactionControl`]:
+/// the store would not know a transaction was open, and `on_commit` hooks would run at once for
+/// work that is then rolled back.
+fn refuse_transaction_control(sql: &str) -> Result<()> {
+    for statement in statements(sql) {
+        let first = leading_keyword(statement).to_ascii_uppercase();
+        if matches!(
+            first.as_str(),
+            "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE"
+        ) {
+            return Err(Error::TransactionControl { statement: first });
+        }
+    }
+    Ok(())
+}
+
+/// The statements of `sql`: split at the `;` that are outside quotes ('..', "..",
+/// PostgreSQL's `$tag$..$tag$`) and comments.
+fn statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let (mut out, mut start, mut i) = (Vec::new(), 0, 0);
+    while i < bytes.len() {
+        let rest = &sql[i..];
+        let skip = if rest.starts_with("--") {
+            rest.find('\n').unwrap_or(rest.len())
+        } else if rest.starts_with("/*") {
+            rest.find("*/").map_or(rest.len(), |e| e + 2)
+        } else if bytes[i] == b'\'' || bytes[i] == b'"' {
+            let quote = bytes[i] as char;
+            rest[1..].find(quote).map_or(rest.len(), |e| e + 2)
+        } else if let Some(tag) = dollar_tag(rest) {
+            rest[tag.len()..]
+                .find(tag)
+                .map_or(rest.len(), |e| e + 2 * tag.len())
+        } else if bytes[i] == b';' {
+            out.push(&sql[start..i]);
+            start = i + 1;
+            1
+        } else {
+            rest.chars().next().map_or(1, char::len_utf8)
+        };
+        i += skip.max(1);
+    }
+    out.push(&sql[start..]);
+    out
+}
+
+/// The `$tag$` a dollar-quoted string starts with, if `rest` starts one.
+fn dollar_tag(rest: &str) -> Option<&str> {
+    let body = rest.strip_prefix('$')?;
+    let end = body.find('$')?;
+    body[..end]
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then(|| &rest[..end + 2])
+}
+
+/// The first word of a statement, after whitespace and comments.
+fn leading_keyword(statement: &str) -> &str {
+    let mut rest = statement.trim_start();
+    loop {
+        if let Some(line) = rest.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(block) = rest.strip_prefix("/*") {
+            rest = block.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{refuse_transaction_control, statements};
+
+    #[test]
+    fn statements_split_outside_quotes_and_comments() {
+        assert_eq!(statements("SELECT 1; SELECT 2"), ["SELECT 1", " SELECT 2"]);
+        assert_eq!(statements("SELECT ';'; x"), ["SELECT ';'", " x"]);
+        let body = "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE plpgsql";
+        assert_eq!(statements(body), [body]);
+        assert_eq!(statements("-- a; b\nSELECT 1"), ["-- a; b\nSELECT 1"]);
+    }
+
+    #[test]
+    fn transaction_control_is_found_in_any_statement() {
+        assert!(refuse_transaction_control("SELECT 1; COMMIT").is_err());
+        assert!(refuse_transaction_control("  begin  ").is_err());
+        assert!(refuse_transaction_control("/* x */ savepoint a").is_err());
+        assert!(refuse_transaction_control("SELECT 'BEGIN'").is_ok());
+        assert!(refuse_transaction_control("CREATE TABLE commits (x INT)").is_ok());
+        assert!(
+            refuse_transaction_control(
+                "CREATE FUNCTION f() RETURNS int AS $$ BEGIN RETURN 1; END $$ LANGUAGE sql"
+            )
+            .is_ok()
+        );
     }
 }
 

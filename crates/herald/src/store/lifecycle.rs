@@ -594,7 +594,7 @@ impl Conn {
             Ok(created)
         };
         if pre || post {
-            self.atomic(write)
+            self.atomic_write(write)
         } else {
             write(self)
         }
@@ -639,7 +639,7 @@ impl Conn {
             Ok(deleted)
         };
         if pre || post {
-            self.atomic(delete)
+            self.atomic_write(delete)
         } else {
             delete(self)
         }
@@ -670,7 +670,7 @@ impl Conn {
         let on_commit = keep == Keep::Register
             && !quiet
             && signals.post_save::<M>().on_commit().has_receivers();
-        self.atomic(|conn| {
+        self.atomic_write(|conn| {
             if pre {
                 for instance in instances.iter_mut() {
                     let mut event = PreSave::new(&mut *instance)
@@ -713,7 +713,7 @@ impl Conn {
         let on_commit = keep == Keep::Register
             && !quiet
             && signals.post_delete::<M>().on_commit().has_receivers();
-        self.atomic(|conn| {
+        self.atomic_write(|conn| {
             if pre {
                 for instance in instances {
                     let mut event = PreDelete::new(instance)

@@ -402,6 +402,12 @@ pub(crate) fn write<R: Send + 'static>(
         Job::Write(Box::new(move |conn| {
             let mark = conn.pending_hooks();
             let result = context.run(conn, f);
+            if result.is_err() && conn.grouped.load(Relaxed) {
+                // Its one statement failed and SQLite undid it: the writes sharing the
+                // transaction go on (a write with `in_transaction` receivers ran in a savepoint,
+                // rolled back already).
+                conn.forgive_failed_statement();
+            }
             let mut hooks = conn.take_fired();
             // In a group, what this write registered waits for the shared COMMIT: it is this
             // write's, and goes back with its answer.

@@ -25,9 +25,7 @@ pub(crate) fn get<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>> {
         model: M::NAME,
         key: Some(key.to_string()),
     };
-    let rows = conn
-        .backend()
-        .query(sql, std::slice::from_ref(&key), &column_types::<M>());
+    let rows = conn.statement(|b| b.query(sql, std::slice::from_ref(&key), &column_types::<M>()));
     let rows = rows.map_err(|e| Error::write("reading", target.clone(), e))?;
     rows.into_iter()
         .next()
@@ -46,7 +44,7 @@ pub(crate) fn all<M: Model>(conn: &Conn) -> Result<Vec<M>> {
         model: M::NAME,
         key: None,
     };
-    let rows = conn.backend().query(&sql, &[], &column_types::<M>());
+    let rows = conn.statement(|b| b.query(&sql, &[], &column_types::<M>()));
     let rows = rows.map_err(|e| Error::write("listing", target.clone(), e))?;
     rows.into_iter()
         .map(|row| decode::<M>(row, &target))
@@ -62,6 +60,7 @@ pub(crate) fn write_row<M: Model>(
     instance: &mut M,
     fields: Option<&[&str]>,
 ) -> Result<bool> {
+    storable(conn.dialect(), "saving", instance)?;
     let sql = M::statements().get(conn.dialect());
     let fail = |source: DbError, instance: &M| Error::write("saving", target(instance), source);
     let Some(key) = instance.pk_value() else {
@@ -76,9 +75,7 @@ pub(crate) fn write_row<M: Model>(
             });
         }
         let params: Vec<Value> = non_pk_values(instance);
-        let rows = conn
-            .backend()
-            .query(&sql.insert_auto, &params, &[SqlType::Int]);
+        let rows = conn.statement(|b| b.query(&sql.insert_auto, &params, &[SqlType::Int]));
         let rows = rows.map_err(|e| fail(e, instance))?;
         let key = rows
             .into_iter()
@@ -106,12 +103,12 @@ pub(crate) fn write_row<M: Model>(
             let mut params = field_values(instance, fields);
             params.push(key);
             let update = update_fields_sql::<M>(conn.dialect(), fields);
-            conn.backend().execute(&update, &params)
+            conn.statement(|b| b.execute(&update, &params))
         }
         None => {
             let mut params = non_pk_values(instance);
             params.push(key);
-            conn.backend().execute(&sql.update, &params)
+            conn.statement(|b| b.execute(&sql.update, &params))
         }
     };
     if changed.map_err(|e| fail(e, instance))? > 0 {
@@ -123,7 +120,7 @@ pub(crate) fn write_row<M: Model>(
         });
     }
     let params: Vec<Value> = (0..M::COLUMNS.len()).map(|i| instance.value(i)).collect();
-    let inserted = conn.backend().execute(&sql.insert, &params);
+    let inserted = conn.statement(|b| b.execute(&sql.insert, &params));
     inserted.map_err(|e| fail(e, instance))?;
     Ok(true)
 }
@@ -131,6 +128,9 @@ pub(crate) fn write_row<M: Model>(
 /// UPDATE `fields` of rows that exist, one statement each; a row that is gone is
 /// [`Error::NotFound`].
 pub(crate) fn update_rows<M: Model>(conn: &Conn, instances: &[M], fields: &[&str]) -> Result<()> {
+    for instance in instances {
+        storable(conn.dialect(), "bulk-updating", instance)?;
+    }
     let sql = update_fields_sql::<M>(conn.dialect(), fields);
     for instance in instances {
         let Some(key) = instance.pk_value() else {
@@ -140,7 +140,7 @@ pub(crate) fn update_rows<M: Model>(conn: &Conn, instances: &[M], fields: &[&str
         };
         let mut params = field_values(instance, fields);
         params.push(key);
-        let changed = conn.backend().execute(&sql, &params);
+        let changed = conn.statement(|b| b.execute(&sql, &params));
         if changed.map_err(|e| Error::write("bulk-updating", target(instance), e))? == 0 {
             return Err(Error::NotFound {
                 target: target(instance),
@@ -158,7 +158,7 @@ pub(crate) fn delete_row<M: Model>(conn: &Conn, instance: &M) -> Result<bool> {
         });
     };
     let sql = &M::statements().get(conn.dialect()).delete;
-    let deleted = conn.backend().execute(sql, std::slice::from_ref(&key));
+    let deleted = conn.statement(|b| b.execute(sql, std::slice::from_ref(&key)));
     Ok(deleted.map_err(|e| Error::write("deleting", target(instance), e))? > 0)
 }
 
@@ -185,7 +185,7 @@ pub(crate) fn delete_rows<M: Model>(conn: &Conn, instances: &[M]) -> Result<u64>
             quote(M::TABLE),
             quote(M::COLUMNS[M::PK].name)
         );
-        let changed = conn.backend().execute(&sql, chunk);
+        let changed = conn.statement(|b| b.execute(&sql, chunk));
         deleted += changed.map_err(|e| Error::write("deleting", target(&instances[0]), e))?;
     }
     Ok(deleted)
@@ -194,6 +194,9 @@ pub(crate) fn delete_rows<M: Model>(conn: &Conn, instances: &[M]) -> Result<u64>
 /// INSERT every instance with as few statements as the database allows; instances without a key
 /// get the keys the database assigned, in order.
 pub(crate) fn insert_many<M: Model>(conn: &Conn, instances: &mut [M]) -> Result<()> {
+    for instance in instances.iter() {
+        storable(conn.dialect(), "bulk-creating", instance)?;
+    }
     let auto: Vec<usize> = (0..instances.len())
         .filter(|i| M::AUTO_PK && instances[*i].pk_value().is_none())
         .collect();
@@ -224,11 +227,11 @@ pub(crate) fn insert_many<M: Model>(conn: &Conn, instances: &mut [M]) -> Result<
             let first = &instances[chunk[0]];
             let fail = |e| Error::write("bulk-creating", target(first), e);
             if !returning {
-                let inserted = conn.backend().execute(&sql, &params);
+                let inserted = conn.statement(|b| b.execute(&sql, &params));
                 inserted.map_err(fail)?;
                 continue;
             }
-            let keys = conn.backend().query(&sql, &params, &[SqlType::Int]);
+            let keys = conn.statement(|b| b.query(&sql, &params, &[SqlType::Int]));
             let keys = keys.map_err(fail)?;
             if keys.len() != chunk.len() {
                 return Err(fail(DbError::new(
@@ -246,6 +249,32 @@ pub(crate) fn insert_many<M: Model>(conn: &Conn, instances: &mut [M]) -> Result<
                     )
                 })?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every value of `instance` can be stored, checked before any statement: PostgreSQL text
+/// (and JSON) cannot hold a NUL character, and a statement carrying one fails with an encoding
+/// error that names neither the field nor the row. SQLite stores it.
+pub(crate) fn storable<M: Model>(dialect: Dialect, op: &'static str, instance: &M) -> Result<()> {
+    if dialect != Dialect::Postgres {
+        return Ok(());
+    }
+    for (i, column) in M::COLUMNS.iter().enumerate() {
+        let nul = match instance.value(i) {
+            Value::Text(text) => text.contains('\0'),
+            Value::Json(json) => json.to_string().contains("\\u0000"),
+            _ => false,
+        };
+        if nul {
+            return Err(Error::Invalid {
+                op,
+                target: target(instance),
+                field: column.name,
+                reason: "holds a NUL character (\\0), which PostgreSQL cannot store in text"
+                    .to_owned(),
+            });
         }
     }
     Ok(())

@@ -423,7 +423,8 @@ pub(crate) fn rescue(conn: &Conn) -> Result<u64> {
         placeholder(d, 1)
     );
     conn.atomic(|conn| {
-        let retried = match conn.execute(&retry, std::slice::from_ref(&now)) {
+        // In a savepoint of its own: a failed statement would otherwise fail the transaction.
+        let retried = match conn.atomic(|conn| conn.execute(&retry, std::slice::from_ref(&now))) {
             Ok(n) => n,
             // Another pending task of the same unique key exists: close the stale ones.
             Err(e)
