@@ -560,6 +560,20 @@ fn leading_keyword(statement: &str) -> &str {
     &rest[..end]
 }
 
+pub(crate) fn statement_error(sql: &str, source: DbError) -> Error {
+    let what = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+    Error::Statement {
+        what: format!("`{what}`"),
+        source,
+    }
+}
+
+/// `event.conn()` lends a `&Conn` through a `Send + Sync` event.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Conn>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::{refuse_transaction_control, statements};
@@ -588,17 +602,3 @@ mod tests {
         );
     }
 }
-
-pub(crate) fn statement_error(sql: &str, source: DbError) -> Error {
-    let what = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
-    Error::Statement {
-        what: format!("`{what}`"),
-        source,
-    }
-}
-
-/// `event.conn()` lends a `&Conn` through a `Send + Sync` event.
-const _: () = {
-    const fn send_and_sync<T: Send + Sync>() {}
-    send_and_sync::<Conn>();
-};
