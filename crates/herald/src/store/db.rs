@@ -53,7 +53,7 @@ fn parse_url(url: &str) -> Result<Location> {
             }
         };
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") || is_key_value(url) {
         return Ok(Location::Postgres(url.to_owned()));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
@@ -62,8 +62,28 @@ fn parse_url(url: &str) -> Result<Location> {
     )))
 }
 
+/// Whether `url` is a libpq `key=value` connection string (`host=.. dbname=..`).
+fn is_key_value(url: &str) -> bool {
+    !url.contains("://")
+        && url.split_whitespace().next().is_some_and(|first| {
+            first.split_once('=').is_some_and(|(key, _)| {
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+        })
+}
+
 /// The URL with any password replaced by `***`.
 pub(crate) fn mask(url: &str) -> String {
+    if is_key_value(url) {
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some(("password", _)) => "password=***".to_owned(),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(start), Some(at)) if at > start => {
             let credentials = &url[start + 3..at];
@@ -89,6 +109,7 @@ pub struct DbBuilder {
     alias: String,
     schema: Option<String>,
     group_commit: bool,
+    connect_timeout: Option<Duration>,
 }
 
 impl DbBuilder {
@@ -144,6 +165,14 @@ impl DbBuilder {
     /// the commit with (they get an error saying so; nothing of them is kept). Default: on.
     pub fn group_commit(mut self, on: bool) -> Self {
         self.group_commit = on;
+        self
+    }
+
+    /// PostgreSQL: how long to wait for a connection to the server (each connection of the pool,
+    /// and again when one is replaced) before it is an error. A `connect_timeout=S` in the URL
+    /// wins. Default: 10 s, so that a server that drops packets is an error, not a hang.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 
@@ -210,9 +239,11 @@ impl DbBuilder {
                 (Dialect::Sqlite, reader)
             }
             Location::Postgres(url) => {
-                let (pg_url, schema) = (url.clone(), self.schema.clone());
+                let config = crate::store::pg_config::parse(url, self.connect_timeout)
+                    .map_err(connect_error)?;
+                let (pool_config, schema) = (config.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
-                    PgBackend::connect(&pg_url, schema.as_deref())
+                    PgBackend::connect(&pool_config, schema.as_deref())
                         .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
                 threads.extend(
@@ -229,7 +260,7 @@ impl DbBuilder {
                 );
                 // Once the server is known to answer: LISTEN for other processes' new tasks.
                 crate::store::listen::spawn(
-                    url.clone(),
+                    config,
                     self.schema.clone(),
                     shared.tasks_added.clone(),
                     stop.clone(),
@@ -315,6 +346,7 @@ impl Db {
             alias: herald_dispatch::DEFAULT_ALIAS.to_owned(),
             schema: None,
             group_commit: true,
+            connect_timeout: None,
         }
     }
 

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+
+use crate::store::pg_config::PgConfig;
 
 /// The channel workers listen on and enqueueing transactions notify, for `schema`.
 pub(crate) fn channel(schema: &str) -> String {
@@ -18,7 +19,7 @@ pub(crate) fn channel(schema: &str) -> String {
 
 /// Listens on its own connection and thread until `stop` is set.
 pub(crate) fn spawn(
-    url: String,
+    config: PgConfig,
     schema: Option<String>,
     wake: Arc<tokio::sync::Notify>,
     stop: Arc<AtomicBool>,
@@ -26,7 +27,7 @@ pub(crate) fn spawn(
     let spawned = std::thread::Builder::new().name("herald-listen".to_owned()).spawn(move || {
         let channel = channel(schema.as_deref().unwrap_or("public"));
         while !stop.load(Ordering::Relaxed) {
-            match listen(&url, &channel, &wake, &stop) {
+            match listen(&config, &channel, &wake, &stop) {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::warn!(target: "herald::listen", %error, "LISTEN connection lost; reconnecting (workers keep polling meanwhile)");
@@ -43,12 +44,12 @@ pub(crate) fn spawn(
 }
 
 fn listen(
-    url: &str,
+    config: &PgConfig,
     channel: &str,
     wake: &tokio::sync::Notify,
     stop: &AtomicBool,
-) -> Result<(), postgres::Error> {
-    let mut client = Client::connect(url, NoTls)?;
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut client = crate::store::postgres::client(config)?;
     client.batch_execute(&format!("LISTEN \"{channel}\""))?;
     while !stop.load(Ordering::Relaxed) {
         {

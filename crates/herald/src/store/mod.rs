@@ -12,6 +12,9 @@ pub(crate) mod lifecycle;
 pub(crate) mod listen;
 pub(crate) mod migrate;
 pub(crate) mod ops;
+pub(crate) mod pg_config;
+#[cfg(feature = "postgres-tls")]
+pub(crate) mod pg_tls;
 pub(crate) mod pool;
 pub(crate) mod postgres;
 pub(crate) mod rows;

@@ -40,6 +40,8 @@ use postgres::error::SqlState;
 use postgres::types::{FromSql, IsNull, ToSql, Type, private::BytesMut, to_sql_checked};
 use postgres::{Client, Column, NoTls, Row, Statement};
 
+use crate::store::pg_config::{PgConfig, Tls};
+
 use crate::error::{DbError, DbErrorKind};
 use crate::model::Dialect;
 use crate::store::backend::Backend;
@@ -57,7 +59,7 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 pub(crate) struct PgBackend {
     client: Client,
     /// Kept to connect again after the connection is lost; may hold a password, so never printed.
-    url: String,
+    config: PgConfig,
     schema: Option<String>,
     statements: HashMap<String, Statement>,
     /// Set when a call failed because the connection is gone, so that [`Backend::is_alive`] says
@@ -77,14 +79,14 @@ impl PgBackend {
     ///
     /// Errors: a server that cannot be reached is `ConnectionLost`; a server that refuses (bad
     /// password, unknown database) is `Other`, with the server's message.
-    pub(crate) fn connect(url: &str, schema: Option<&str>) -> Result<PgBackend, DbError> {
+    pub(crate) fn connect(config: &PgConfig, schema: Option<&str>) -> Result<PgBackend, DbError> {
         if let Some(schema) = schema {
             validate_schema(schema)?;
         }
-        let client = open(url, schema)?;
+        let client = open(config, schema)?;
         Ok(PgBackend {
             client,
-            url: url.to_owned(),
+            config: config.clone(),
             schema: schema.map(str::to_owned),
             statements: HashMap::new(),
             lost: false,
@@ -95,7 +97,7 @@ impl PgBackend {
     /// statements of the old session. On error the old (dead) connection is kept, and the call may
     /// be retried.
     pub(crate) fn reconnect(&mut self) -> Result<(), DbError> {
-        let client = open(&self.url, self.schema.as_deref())?;
+        let client = open(&self.config, self.schema.as_deref())?;
         self.statements.clear();
         self.client = client;
         self.lost = false;
@@ -217,9 +219,29 @@ impl Backend for PgBackend {
 }
 
 /// Open a connection and, with a schema, create it and make it the `search_path`.
-fn open(url: &str, schema: Option<&str>) -> Result<Client, DbError> {
+/// Connect with `config`'s TLS mode: in plain text for `disable` (and `prefer` without the
+/// `postgres-tls` feature), through rustls otherwise.
+pub(crate) fn client(config: &PgConfig) -> Result<Client, DbError> {
     // No client exists yet, so an error without a server message means the server was not reached.
-    let mut client = Client::connect(url, NoTls).map_err(|err| classify(&err, true))?;
+    let connected = match &config.tls {
+        Tls::Disable => config.config.connect(NoTls),
+        #[cfg(not(feature = "postgres-tls"))]
+        Tls::Prefer => config.config.connect(NoTls),
+        #[cfg(feature = "postgres-tls")]
+        tls => config.config.connect(crate::store::pg_tls::connector(tls)?),
+        #[cfg(not(feature = "postgres-tls"))]
+        _ => {
+            return Err(DbError::new(
+                DbErrorKind::Other,
+                "this sslmode needs TLS, and herald was built without its `postgres-tls` feature",
+            ));
+        }
+    };
+    connected.map_err(|err| classify(&err, true))
+}
+
+fn open(config: &PgConfig, schema: Option<&str>) -> Result<Client, DbError> {
+    let mut client = client(config)?;
     if let Some(schema) = schema {
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         if let Err(err) = client.batch_execute(&create) {
@@ -594,7 +616,8 @@ mod tests {
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
             .expect("drop a stale test schema");
         let schema = TestSchema { url, name };
-        let backend = PgBackend::connect(&schema.url, Some(&schema.name)).expect("connect");
+        let config = crate::store::pg_config::parse(&schema.url, None).expect("a valid URL");
+        let backend = PgBackend::connect(&config, Some(&schema.name)).expect("connect");
         Some((schema, backend))
     }
 
@@ -614,7 +637,11 @@ mod tests {
     fn schema_names_are_validated_before_connecting() {
         for bad in ["", "Books", "1abc", "a-b", "a\"b", "é", &"a".repeat(64)] {
             let message = expect_err(
-                PgBackend::connect("postgres://nobody@127.0.0.1:1/none", Some(bad)),
+                PgBackend::connect(
+                    &crate::store::pg_config::parse("postgres://nobody@127.0.0.1:1/none", None)
+                        .expect("a valid URL"),
+                    Some(bad),
+                ),
                 DbErrorKind::Other,
             );
             assert!(
