@@ -135,6 +135,16 @@ pub enum Error {
         /// The driver's error.
         source: DbError,
     },
+    /// A query over a model's table (not one row) failed.
+    #[error("{op} {model} failed: {source}")]
+    Query {
+        /// What was being done (`"listing"`).
+        op: &'static str,
+        /// The model.
+        model: &'static str,
+        /// The driver's error.
+        source: DbError,
+    },
     /// A statement not tied to one model failed (a transaction command, DDL, a raw query).
     #[error("{what} failed: {source}")]
     Statement {
@@ -302,6 +312,7 @@ impl Error {
             Error::Constraint { source, .. }
             | Error::Database { source, .. }
             | Error::Statement { source, .. }
+            | Error::Query { source, .. }
             | Error::CommitUnknown { source }
             | Error::Connect { source, .. } => Some(source),
             _ => None,

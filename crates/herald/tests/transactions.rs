@@ -365,6 +365,13 @@ async fn bad_urls_and_missing_tables_are_clear_errors() {
             .starts_with("saving Book (unsaved) failed: no such table: books"),
         "{error}"
     );
+    let error = db.all::<Book>().await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("listing Book failed: no such table: books"),
+        "a list names no key: {error}"
+    );
 }
 
 #[tokio::test]

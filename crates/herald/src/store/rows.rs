@@ -45,7 +45,11 @@ pub(crate) fn all<M: Model>(conn: &Conn) -> Result<Vec<M>> {
         key: None,
     };
     let rows = conn.statement(|b| b.query(&sql, &[], &column_types::<M>()));
-    let rows = rows.map_err(|e| Error::write("listing", target.clone(), e))?;
+    let rows = rows.map_err(|source| Error::Query {
+        op: "listing",
+        model: M::NAME,
+        source,
+    })?;
     rows.into_iter()
         .map(|row| decode::<M>(row, &target))
         .collect()
