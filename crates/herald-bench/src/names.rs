@@ -16,6 +16,7 @@ pub(crate) const ROWS: &[&str] = &[
     "rescue_after_death",
     "tasks_drain_postgres",
     "commit_to_start_postgres",
+    "rescue_after_death_postgres",
 ];
 
 /// The `--only` name of the seed's "Performance Comparison" table.

@@ -7,6 +7,9 @@
 //!   another process, woken by `NOTIFY` (or by its poll).
 //! - `rescue_after_death`: a worker holding a task is killed with SIGKILL; from the kill to the task
 //!   starting again in a worker here (the dead worker's lease expires, a rescue puts it back).
+//! - `rescue_after_death_postgres`: the same on PostgreSQL, where the dead worker's database
+//!   session ends with it and its presence lock goes: a worker here puts its task back within a
+//!   look (500 ms), long before its lease.
 //!
 //! The other process is this binary run with the hidden `--worker-for URL [--schema S]`
 //! ([`child`]): a worker with the production defaults that reports on its stdout, one line per
@@ -83,7 +86,7 @@ pub(crate) async fn sqlite(
     }
     if wanted("rescue_after_death") {
         rows.push(
-            rescue(&url("rescue.db"), plan.rescues)
+            rescue(&url("rescue.db"), None, plan.rescues)
                 .await?
                 .row("rescue_after_death".to_owned(), "op")
                 .latency_only(),
@@ -119,6 +122,17 @@ pub(crate) async fn postgres(
         rows.push(
             measured?
                 .row("commit_to_start_postgres".to_owned(), "op")
+                .latency_only(),
+        );
+    }
+    if wanted("rescue_after_death_postgres") {
+        let schema = schema("rescue");
+        let db = open(url, Some(&schema)).await?;
+        let measured = rescue(url, Some(&schema), plan.rescues).await;
+        drop_schema(&db, &schema).await?;
+        rows.push(
+            measured?
+                .row("rescue_after_death_postgres".to_owned(), "op")
                 .latency_only(),
         );
     }
@@ -388,12 +402,12 @@ async fn commit_to_start(db: &Db, mut starts: Starts, plan: &Plan) -> anyhow::Re
 /// `count` times: a worker in another process claims a task that never ends and is killed with
 /// SIGKILL; a worker here (started before the kill) runs the task once its lease has expired and
 /// a rescue has put it back. From the kill to the task starting here.
-async fn rescue(url: &str, count: usize) -> anyhow::Result<Samples> {
-    let db = open(url, None).await?;
+async fn rescue(url: &str, schema: Option<&str>, count: usize) -> anyhow::Result<Samples> {
+    let db = open(url, schema).await?;
     let mut samples = Samples::default();
     for _ in 0..count {
         db.enqueue(Task::new(LONG, json!({}))).await?;
-        let mut child = ChildWorker::spawn(url, None).await?;
+        let mut child = ChildWorker::spawn(url, schema).await?;
         let line = child.line("the worker process to claim the task").await?;
         let Some(id) = line
             .strip_prefix("long ")

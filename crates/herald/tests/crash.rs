@@ -608,3 +608,80 @@ async fn three_worker_processes_share_the_queue_and_run_every_task_exactly_once(
     println!("tasks per worker process: {by_pid:?}");
     target.cleanup(db).await;
 }
+
+// ---- 3. a worker killed while it holds a task, on PostgreSQL --------------------------------------
+
+/// Set (to a PostgreSQL URL) in the holding child of the presence test.
+const HOLDER_CHILD: &str = "HERALD_HOLDER_CHILD";
+/// The holding child's announcement, followed by the id of the task it holds.
+const HOLDING: &str = "HERALD-HOLDING";
+
+/// The holding child: a worker with a ten-minute lease that claims a `hold` task and never
+/// finishes it; killed by the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holder_child_claims_a_task_and_never_finishes_it() {
+    let Ok(url) = std::env::var(HOLDER_CHILD) else {
+        return;
+    };
+    let db = open(&url, Some(std::env::var(WORKER_SCHEMA).unwrap())).await;
+    let worker = Worker::new(db)
+        .lease(Duration::from_secs(600))
+        .poll_interval(Duration::from_millis(50))
+        .task("hold", |_data, ctx: TaskContext| async move {
+            println!("{HOLDING} {}", ctx.id());
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+    worker.run(std::future::pending()).await.unwrap();
+}
+
+/// A worker process killed with SIGKILL while it holds a task with a ten-minute lease: its
+/// database session ends with it, and a worker here runs the task again long before the lease
+/// would have let it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+async fn a_killed_workers_task_runs_again_long_before_its_lease() {
+    let target = targets("presence")
+        .into_iter()
+        .find(|t| t.schema.is_some())
+        .expect("HERALD_TEST_POSTGRES_URL is set");
+    let schema = target.schema.clone().unwrap();
+    let db = target.open().await;
+    db.enqueue(Task::new("hold", json!({}))).await.unwrap();
+    let env = [
+        (HOLDER_CHILD, target.url.as_str()),
+        (WORKER_SCHEMA, schema.as_str()),
+    ];
+    let mut child = ChildTest::spawn("holder_child_claims_a_task_and_never_finishes_it", &env);
+    let held: i64 = child.wait_for(HOLDING).await.parse().unwrap();
+
+    let (ran, mut rerun) = mpsc::unbounded_channel::<i64>();
+    let rescuer = Worker::new(db.clone())
+        .lease(Duration::from_secs(600))
+        .poll_interval(Duration::from_millis(50))
+        .task("hold", move |_data, ctx: TaskContext| {
+            let sent = ran.send(ctx.id()).map_err(ReceiverError::from);
+            async move { sent }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(rescuer.run(async move {
+        let _ = stopped.await;
+    }));
+    let killed = Instant::now();
+    child.kill();
+    let again = within("the killed worker's task to run again", rerun.recv())
+        .await
+        .unwrap();
+    let took = killed.elapsed();
+    assert_eq!(again, held);
+    assert!(
+        took < Duration::from_secs(600),
+        "it ran again after {took:?}, before the lease"
+    );
+    println!("the killed worker's task ran again {took:?} after the kill");
+    let row = db.tasks().get(held).await.unwrap().unwrap();
+    assert_eq!(row.attempt, 2, "{row:?}");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    target.cleanup(db).await;
+}

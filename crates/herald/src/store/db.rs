@@ -196,6 +196,7 @@ impl DbBuilder {
         let (writer, writer_jobs) = flume::unbounded::<Job>();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
+        let mut postgres = None;
         let (dialect, reader) = match &location {
             Location::SqliteFile(_) | Location::SqliteMemory => {
                 let path: PathBuf = match &location {
@@ -241,6 +242,7 @@ impl DbBuilder {
             Location::Postgres(url) => {
                 let config = crate::store::pg_config::parse(url, self.connect_timeout)
                     .map_err(connect_error)?;
+                postgres = Some(config.clone());
                 let (pool_config, schema) = (config.clone(), self.schema.clone());
                 let open: Open = Arc::new(move || {
                     PgBackend::connect(&pool_config, schema.as_deref())
@@ -278,6 +280,8 @@ impl DbBuilder {
                 threads: Mutex::new(threads),
                 stop,
                 task_stats: Default::default(),
+                postgres,
+                schema: self.schema.clone(),
             }),
         };
         db.migrate().await?;
@@ -298,6 +302,9 @@ fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
 
 struct Inner {
     task_stats: crate::tasks::stats::TaskStats,
+    /// PostgreSQL: how to open a session of one's own (worker presence), and the schema.
+    postgres: Option<crate::store::pg_config::PgConfig>,
+    schema: Option<String>,
     /// Tells the LISTEN thread (PostgreSQL) to stop.
     stop: Arc<std::sync::atomic::AtomicBool>,
     writer: flume::Sender<Job>,
@@ -362,6 +369,16 @@ impl Db {
     /// Woken when a commit in this process adds tasks.
     pub(crate) fn tasks_added(&self) -> Arc<tokio::sync::Notify> {
         self.inner.shared.tasks_added.clone()
+    }
+
+    /// PostgreSQL: how to open a session of one's own, and the schema.
+    pub(crate) fn postgres_session(
+        &self,
+    ) -> Option<(crate::store::pg_config::PgConfig, Option<String>)> {
+        self.inner
+            .postgres
+            .clone()
+            .map(|config| (config, self.inner.schema.clone()))
     }
 
     /// The URL, with any password masked.

@@ -14,6 +14,7 @@
 //! Task states: `available` (waiting, possibly until a later `run_at`), `running` (claimed, under a
 //! lease), `completed`, `dead`, `cancelled`.
 
+mod presence;
 pub(crate) mod queue;
 pub(crate) mod stats;
 mod worker;

@@ -16,6 +16,7 @@ use crate::model::{Model, from_json};
 use crate::store::conn::Conn;
 use crate::store::db::Db;
 use crate::store::ops::Store;
+use crate::tasks::presence::{self, Presence};
 use crate::tasks::queue::{self, Claimed};
 use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
 
@@ -127,7 +128,7 @@ impl Worker {
             retry_base: Duration::from_secs(1),
             retention: Duration::from_secs(24 * 3600),
             grace: Duration::from_secs(10),
-            name: format!("{}:{}", hostname(), std::process::id()),
+            name: default_name(),
         }
     }
 
@@ -223,7 +224,9 @@ impl Worker {
         self
     }
 
-    /// The name recorded on the tasks it claims. Default: `host:pid`.
+    /// The name recorded on the tasks it claims; on PostgreSQL also the name of its presence (see
+    /// [`run`](Self::run)), so live workers need distinct names. Default: `host:pid`, and
+    /// `host:pid-N` for the Nth worker of a process.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -244,9 +247,26 @@ impl Worker {
     ///
     /// Each turn of the loop is one transaction: it records the outcomes of the attempts that
     /// finished since the last turn and claims as many new tasks as there are free slots.
+    ///
+    /// On PostgreSQL the worker also holds a presence lock on a session of its own for as long as
+    /// it runs, and looks twice a second for workers whose session is gone (a `kill -9`, a lost
+    /// network): their running tasks run again within about a second instead of after their lease.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
         tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, kinds = ?self.kinds(), concurrency = self.concurrency, "worker started");
         let wake = self.db.tasks_added();
+        let presence = match self.db.postgres_session() {
+            Some((config, schema)) => {
+                let key = presence::key(schema.as_deref(), &self.name);
+                let name = self.name.clone();
+                tokio::task::spawn_blocking(move || Presence::hold(config, key, &name))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|held| (held, schema))
+            }
+            None => None,
+        };
+        let mut next_look = tokio::time::Instant::now() + presence::LOOK_EVERY;
         let mut shutdown = std::pin::pin!(shutdown);
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut held: HashMap<i64, u32> = HashMap::new();
@@ -312,7 +332,10 @@ impl Worker {
             };
             let deadline =
                 stopping.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let maintenance = next_heartbeat.min(next_rescue).min(next_prune);
+            let mut maintenance = next_heartbeat.min(next_rescue).min(next_prune);
+            if presence.is_some() {
+                maintenance = maintenance.min(next_look);
+            }
             tokio::select! {
                 () = &mut shutdown, if stopping.is_none() => {
                     tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
@@ -365,6 +388,20 @@ impl Worker {
                             Ok(0) => {}
                             Ok(n) => tracing::warn!(target: "herald::worker", rescued = n, "rescued tasks whose worker stopped"),
                             Err(error) => tracing::warn!(target: "herald::worker", %error, "rescue failed"),
+                        }
+                    }
+                    if let Some((_, schema)) = &presence
+                        && now >= next_look
+                    {
+                        next_look = now + presence::LOOK_EVERY;
+                        let (schema, me) = (schema.clone(), self.name.clone());
+                        match self.db.run(move |conn| presence::rescue_gone(conn, schema.as_deref(), &me)).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::warn!(target: "herald::worker", rescued = n, "rescued tasks whose worker is gone (its database session ended)");
+                                wake.notify_one();
+                            }
+                            Err(error) => tracing::warn!(target: "herald::worker", %error, "looking for gone workers failed"),
                         }
                     }
                     if now >= next_prune {
@@ -639,6 +676,18 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string panic".to_owned())
+}
+
+/// `host:pid` for a process's first worker, `host:pid-N` for its Nth.
+fn default_name() -> String {
+    static WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = WORKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = format!("{}:{}", hostname(), std::process::id());
+    if n == 0 {
+        base
+    } else {
+        format!("{base}-{}", n + 1)
+    }
 }
 
 fn hostname() -> String {
