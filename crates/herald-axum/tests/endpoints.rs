@@ -320,25 +320,41 @@ async fn bad_ids_states_and_limits_get_400_naming_the_value() {
 #[tokio::test]
 async fn wrong_methods_get_405_and_unknown_paths_404_with_json() {
     let f = fixture().await;
-    for (method, path) in [
-        (Method::POST, "/api/receivers"),
-        (Method::POST, "/api/tasks"),
-        (Method::POST, "/api/tasks/dead"),
-        (Method::DELETE, "/api/tasks/dead"),
-        (Method::GET, "/api/tasks/1/retry"),
-        (Method::PUT, "/api/tasks/1/retry"),
-        (Method::GET, "/api/tasks/purge"),
-        (Method::POST, "/"),
-        (Method::OPTIONS, "/api/tasks/1/retry"),
-        (Method::PATCH, "/assets/dashboard.js"),
+    for (method, path, allowed) in [
+        (Method::POST, "/api/receivers", "GET, HEAD"),
+        (Method::POST, "/api/tasks", "GET, HEAD"),
+        (Method::POST, "/api/tasks/dead", "GET, HEAD"),
+        (Method::DELETE, "/api/tasks/dead", "GET, HEAD"),
+        (Method::GET, "/api/tasks/1/retry", "POST"),
+        (Method::PUT, "/api/tasks/1/retry", "POST"),
+        (Method::GET, "/api/tasks/purge", "POST"),
+        (Method::POST, "/", "GET, HEAD"),
+        (Method::OPTIONS, "/api/tasks/1/retry", "POST"),
+        (Method::PATCH, "/assets/dashboard.js", "GET, HEAD"),
     ] {
         let answer = call(&f.guarded, request(method.clone(), path)).await;
-        refused(&answer, StatusCode::METHOD_NOT_ALLOWED, "allowed");
-        assert!(
-            answer.headers.contains_key(header::ALLOW),
-            "{method} {path}: 405 keeps its Allow header"
+        refused(
+            &answer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("method {method} is not allowed here; allowed: {allowed}"),
+        );
+        assert_eq!(
+            answer.headers[header::ALLOW]
+                .to_str()
+                .unwrap()
+                .replace(',', ", "),
+            allowed,
+            "{method} {path}: 405 keeps its Allow header, and the message agrees with it"
         );
     }
+    // Mounted in an application, as the bookstore mounts it.
+    let app = Router::new().nest("/_herald", f.guarded.clone());
+    let answer = call(&app, request(Method::DELETE, "/_herald/api/tasks")).await;
+    refused(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "allowed: GET, HEAD",
+    );
     let long = format!("/api/{}", "a".repeat(10_000));
     for path in [
         "/nope",

@@ -16,12 +16,13 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use herald::Db;
 use herald::tasks::STATES;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::same_origin::{Rules, shown};
 use views::{DeadTask, DeadView, Sample, TasksView};
 
 /// The header a state-changing request carries the token in.
@@ -43,9 +44,10 @@ pub struct DashboardOptions {
     /// read-only: every state-changing endpoint answers 403. Take it from configuration or the
     /// environment, long and random; an empty token is refused at startup.
     pub token: Option<String>,
-    /// Origins (`scheme://host[:port]`, exactly as browsers send them) allowed to make
-    /// state-changing requests besides the dashboard's own (an `Origin` whose host and port are
-    /// the request's `Host`). Default: none.
+    /// Origins (`scheme://host[:port]`, exactly as browsers send them, no path or trailing
+    /// slash) allowed to make state-changing requests besides the dashboard's own (an `Origin`
+    /// whose host and port are the request's `Host`); see [`SameOriginLayer`](crate::SameOriginLayer)
+    /// for the rules, which are the same. Default: none. A malformed one panics at startup.
     pub allowed_origins: Vec<String>,
     /// How often the page refreshes itself from the JSON endpoints. Default: 2 s. At least 100 ms.
     pub refresh: Duration,
@@ -123,23 +125,36 @@ impl DashboardOptions {
 #[track_caller]
 pub fn dashboard(db: Db, options: DashboardOptions) -> Router {
     options.validate();
+    let origins = Rules::new(
+        options.allowed_origins.clone(),
+        "DashboardOptions::allowed_origins",
+    );
     let state = Arc::new(Dashboard {
         db,
         options,
+        origins,
         history: Mutex::new(History::default()),
     });
-    Router::new()
-        .route("/", get(page))
-        .route("/assets/dashboard.js", get(script))
-        .route("/assets/dashboard.css", get(style))
-        .route("/api/receivers", get(api_receivers))
-        .route("/api/tasks", get(api_tasks))
-        .route("/api/tasks/dead", get(api_dead))
-        .route("/api/tasks/purge", post(api_purge))
-        .route("/api/tasks/{id}/retry", post(api_retry))
+    // Each path's methods as a service of its own (`route_service`), so that the layer below
+    // wraps the whole method router and sees the `Allow` header it puts on a 405; a layer on
+    // `route`s would wrap each method's handler and the method fallback before that header is set.
+    let paths: [(&str, MethodRouter<Arc<Dashboard>>); 8] = [
+        ("/", get(page)),
+        ("/assets/dashboard.js", get(script)),
+        ("/assets/dashboard.css", get(style)),
+        ("/api/receivers", get(api_receivers)),
+        ("/api/tasks", get(api_tasks)),
+        ("/api/tasks/dead", get(api_dead)),
+        ("/api/tasks/purge", post(api_purge)),
+        ("/api/tasks/{id}/retry", post(api_retry)),
+    ];
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route_service(path, methods.with_state::<()>(state.clone()))
+        })
         .fallback(not_found)
         .layer(map_response(explain_405))
-        .with_state(state)
 }
 
 type Shared = State<Arc<Dashboard>>;
@@ -147,6 +162,7 @@ type Shared = State<Arc<Dashboard>>;
 struct Dashboard {
     db: Db,
     options: DashboardOptions,
+    origins: Rules,
     history: Mutex<History>,
 }
 
@@ -207,34 +223,12 @@ impl Dashboard {
         })
     }
 
-    /// May this request change state? Checked before its inputs are looked at.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if let Some(site) = headers.get("sec-fetch-site")
-            && site.as_bytes() == b"cross-site"
-        {
-            return Err(ApiError::forbidden(
-                "cross-site request refused (Sec-Fetch-Site: cross-site)".to_owned(),
-            ));
-        }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("");
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            let same = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host));
-            if !same && !self.options.allowed_origins.iter().any(|o| o == origin) {
-                return Err(ApiError::forbidden(format!(
-                    "cross-origin request refused: Origin `{}` is not this dashboard's (Host `{}`) \
-                     nor one of DashboardOptions::allowed_origins",
-                    shown(origin),
-                    shown(host)
-                )));
-            }
-        }
+    /// May this request change state? Checked before its inputs are looked at: first where it
+    /// comes from (the rules [`SameOriginLayer`](crate::SameOriginLayer) applies), then the token.
+    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+        self.origins
+            .check(headers, uri)
+            .map_err(ApiError::forbidden)?;
         let Some(expected) = &self.options.token else {
             return Err(ApiError::forbidden(
                 "this dashboard is read-only: the application configured no token \
@@ -261,17 +255,6 @@ impl Dashboard {
 /// much of a guessed token was right.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A client's value, cut to a length fit to echo in a message.
-fn shown(value: &str) -> String {
-    const MAX: usize = 40;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let cut: String = value.chars().take(MAX).collect();
-        format!("{cut}… ({} bytes)", value.len())
-    }
 }
 
 /// An error answer: `{"error": "..."}` with a status.
@@ -458,10 +441,11 @@ async fn api_dead(State(d): Shared, query: Params) -> Result<Response, ApiError>
 async fn api_retry(
     State(d): Shared,
     headers: HeaderMap,
+    uri: Uri,
     path: Result<Path<String>, PathRejection>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers)?;
+    d.authorize(&headers, &uri)?;
     let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
     params(query, &[])?;
     let id = parse_id(&raw)?;
@@ -501,9 +485,10 @@ async fn api_retry(
 async fn api_purge(
     State(d): Shared,
     headers: HeaderMap,
+    uri: Uri,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers)?;
+    d.authorize(&headers, &uri)?;
     let pairs = params(query, &["state"])?;
     let state = parse_purge_state(param(&pairs, "state"))?;
     let purged =
@@ -526,8 +511,9 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
-/// A 405 from the router gets a JSON body naming the allowed methods (its `Allow` header stays).
-async fn explain_405(response: Response) -> Response {
+/// A 405 from the router gets a JSON body naming the method and the allowed ones (its `Allow`
+/// header stays).
+async fn explain_405(method: Method, response: Response) -> Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
@@ -536,9 +522,15 @@ async fn explain_405(response: Response) -> Response {
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_owned();
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
     let (mut parts, _) = response.into_parts();
-    let body = json!({ "error": format!("method not allowed here; allowed: {allow}") });
+    let body = json!({
+        "error": format!("method {} is not allowed here; allowed: {allow}", shown(method.as_str()))
+    });
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -656,14 +648,6 @@ mod tests {
         for bad in [None, Some("running"), Some("available"), Some("zombie")] {
             assert!(parse_purge_state(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn echoed_values_are_cut_short() {
-        let long = "x".repeat(10_000);
-        let shown = shown(&long);
-        assert!(shown.len() < 80, "{shown}");
-        assert!(shown.ends_with("(10000 bytes)"));
     }
 
     #[test]
