@@ -7,7 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald::Db;
 use herald::Store;
-use herald_axum::{DashboardOptions, ServerTimingLayer, dashboard, metrics_router};
+use herald_axum::{
+    DashboardOptions, SameOriginLayer, ServerTimingLayer, dashboard, metrics_router,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,6 +17,10 @@ use crate::shop::{AuditEntry, Author, Book, EmailSent, SearchEntry, cache};
 
 /// The whole application: the shop's routes with Server-Timing on every response, `/metrics`,
 /// and the dashboard under `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
+///
+/// Every route of the shop that changes state (the HTML forms and the JSON API) refuses requests
+/// another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming that site); the
+/// dashboard applies the same rules to its own actions.
 pub(crate) fn router(db: Db) -> Router {
     let shop = Router::new()
         .route("/", get(home))
@@ -31,7 +37,8 @@ pub(crate) fn router(db: Db) -> Router {
         .route("/api/audit", get(list_audit))
         .route("/api/emails", get(list_emails))
         .route("/api/tasks", get(list_tasks))
-        .with_state(db.clone());
+        .with_state(db.clone())
+        .layer(SameOriginLayer::new());
     let token = std::env::var("HERALD_DASHBOARD_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
