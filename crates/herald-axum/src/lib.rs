@@ -52,7 +52,10 @@ mod metrics;
 mod same_origin;
 mod timing;
 
-pub use dashboard::{DEFAULT_LIMIT, DashboardOptions, MAX_LIMIT, TOKEN_HEADER, dashboard};
+pub use dashboard::{
+    DEFAULT_LIMIT, DashboardOptions, InvalidToken, MAX_LIMIT, MIN_TOKEN_LEN, TOKEN_HEADER,
+    dashboard, validate_token,
+};
 pub use metrics::{CONTENT_TYPE, metrics_router, metrics_text};
 pub use same_origin::{SameOrigin, SameOriginFuture, SameOriginLayer};
 pub use timing::{DEFAULT_SLOWEST, ResponseFuture, SERVER_TIMING, ServerTiming, ServerTimingLayer};

@@ -376,9 +376,7 @@ async fn wrong_methods_get_405_and_unknown_paths_404_with_json() {
     assert_eq!(get(&metrics, "/nope").await.status, StatusCode::NOT_FOUND);
 }
 
-#[test]
-#[should_panic(expected = "DashboardOptions::token is empty")]
-fn an_empty_token_is_refused_at_startup() {
+fn dashboard_with_token(token: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -386,8 +384,26 @@ fn an_empty_token_is_refused_at_startup() {
     let _ = dashboard(
         db,
         DashboardOptions {
-            token: Some(String::new()),
+            token: Some(token.to_owned()),
             ..Default::default()
         },
     );
+}
+
+#[test]
+#[should_panic(expected = "DashboardOptions::token is refused: the dashboard token is blank")]
+fn an_empty_token_is_refused_at_startup() {
+    dashboard_with_token("");
+}
+
+#[test]
+#[should_panic(expected = "the dashboard token has 5 characters; it needs at least 16")]
+fn a_short_token_is_refused_at_startup() {
+    dashboard_with_token("hunt2");
+}
+
+#[test]
+#[should_panic(expected = "cannot go in an HTTP header (character 16)")]
+fn a_token_that_cannot_go_in_a_header_is_refused_at_startup() {
+    dashboard_with_token("0123456789abcdeé");
 }

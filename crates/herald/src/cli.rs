@@ -46,6 +46,7 @@ type ServeFn = Box<
     dyn Fn(Db, tokio::net::TcpListener) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync,
 >;
 type WorkerFn = Box<dyn Fn(Worker) -> Worker + Send + Sync>;
+type CheckFn = Box<dyn Fn() -> Result<(), BoxError> + Send + Sync>;
 
 struct ModelEntry {
     name: &'static str,
@@ -61,6 +62,7 @@ pub struct App {
     signals: Box<dyn Fn() -> Signals + Send + Sync>,
     models: Vec<ModelEntry>,
     serve: Option<ServeFn>,
+    checks: Vec<CheckFn>,
     worker: WorkerFn,
 }
 
@@ -74,6 +76,7 @@ impl std::fmt::Debug for App {
                 &self.models.iter().map(|m| m.name).collect::<Vec<_>>(),
             )
             .field("serve", &self.serve.is_some())
+            .field("checks", &self.checks.len())
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +93,7 @@ impl App {
             signals: Box::new(|| Signals::builder().autodiscover().build()),
             models: Vec::new(),
             serve: None,
+            checks: Vec::new(),
             worker: Box::new(|worker| worker),
         }
     }
@@ -128,6 +132,19 @@ impl App {
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
         self.serve = Some(Box::new(move |db, listener| Box::pin(serve(db, listener))));
+        self
+    }
+
+    /// A check of the application's own configuration (an environment variable, a file) that
+    /// `serve` runs first, before it opens the database, binds or prints anything: an `Err` is the
+    /// command's error, one `error: ...` line and exit code 1, instead of a server that starts and
+    /// then fails. For settings only serving uses, such as a dashboard token; other commands do
+    /// not run it. Checks run in the order they were added. Default: none.
+    pub fn check_before_serve(
+        mut self,
+        check: impl Fn() -> Result<(), BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push(Box::new(check));
         self
     }
 
@@ -255,6 +272,9 @@ impl App {
             .serve
             .as_ref()
             .ok_or_else(|| format!("{} has no `serve` (App::serve was not called)", self.name))?;
+        for check in &self.checks {
+            check()?;
+        }
         let db = self.connect(args.database, schema).await?;
         self.migrate(&db).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{BIN, Server, database_url};
+use common::{BIN, BOUND, Server, database_url};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -12,6 +12,31 @@ fn run(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("bookstore runs")
+}
+
+/// Run the binary with `env` set, waiting at most [`BOUND`] for it to exit (a server that started
+/// instead of refusing would run forever: then it is killed and the test fails).
+fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("bookstore runs");
+    let exited = common::poll(BOUND, || child.try_wait().expect("try_wait"));
+    if exited.is_none() {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("its output");
+        panic!(
+            "bookstore {args:?} was still running after {BOUND:?}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    child.wait_with_output().expect("its output")
 }
 
 fn stdout(output: &Output) -> String {
@@ -230,4 +255,48 @@ fn receivers_from_a_wrong_url_is_one_line_and_a_failure() {
         &format!("http://127.0.0.1:{port}/_herald"),
     ]);
     check_one_line_error(&output, &format!("127.0.0.1:{port}/_herald/api/receivers"));
+}
+
+#[test]
+fn a_dashboard_token_that_cannot_work_stops_serve_before_it_starts() {
+    for (token, needle) in [
+        (
+            "   ",
+            "HERALD_DASHBOARD_TOKEN is refused: the dashboard token is blank",
+        ),
+        (
+            "hunter2",
+            "the dashboard token has 7 characters; it needs at least 16",
+        ),
+        (
+            "pässwörd-pässwörd-pässwörd",
+            "cannot go in an HTTP header (character 2)",
+        ),
+        (
+            "a token with spaces in it",
+            "cannot go in an HTTP header (character 2)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let output = run_bounded(
+            &["serve", "--port", "0", "--database", &database_url(&dir)],
+            &[("HERALD_DASHBOARD_TOKEN", token)],
+        );
+        assert_eq!(output.status.code(), Some(1), "{token:?}: {output:?}");
+        check_one_line_error(&output, needle);
+        assert!(
+            stdout(&output).is_empty(),
+            "{token:?}: nothing served, no URL printed: {}",
+            stdout(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            token.trim().is_empty() || !stderr.contains(token),
+            "the token is not echoed: {stderr}"
+        );
+        assert!(
+            !dir.path().join("bookstore.db").exists(),
+            "{token:?}: refused before the database was opened"
+        );
+    }
 }

@@ -35,14 +35,78 @@ pub const MAX_LIMIT: usize = 1000;
 /// The dead tasks listed when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 50;
 
+/// The fewest characters a dashboard token may have: a shorter one can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why a dashboard token is refused; from [`validate_token`]. Its message never shows the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// Empty, or only whitespace.
+    Blank,
+    /// A character that cannot travel in an HTTP header as it is: anything but visible ASCII
+    /// (letters, digits, punctuation), such as a space or `é`.
+    NotHeaderSafe {
+        /// Which character, counting from 1.
+        position: usize,
+    },
+    /// Fewer than [`MIN_TOKEN_LEN`] characters.
+    TooShort {
+        /// How many it has.
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Blank => f.write_str(
+                "the dashboard token is blank (empty or only whitespace): it would let anyone \
+                 retry and purge tasks; leave it unset for a read-only dashboard",
+            ),
+            Self::NotHeaderSafe { position } => write!(
+                f,
+                "the dashboard token has a character that cannot go in an HTTP header \
+                 (character {position}); use visible ASCII: letters, digits and punctuation"
+            ),
+            Self::TooShort { len } => write!(
+                f,
+                "the dashboard token has {len} characters; it needs at least {MIN_TOKEN_LEN}, \
+                 so that it cannot be guessed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidToken {}
+
+/// Is `token` usable as [`DashboardOptions::token`]? It must have at least [`MIN_TOKEN_LEN`]
+/// characters, all visible ASCII (it travels in the [`X-Herald-Token`](TOKEN_HEADER) header,
+/// which the page's JS sets from what was typed). [`dashboard`] panics on a token this refuses;
+/// an application that reads the token from its configuration calls this first, to report a
+/// bad one as a configuration error instead.
+pub fn validate_token(token: &str) -> Result<(), InvalidToken> {
+    if token.trim().is_empty() {
+        return Err(InvalidToken::Blank);
+    }
+    if let Some(at) = token.chars().position(|c| !c.is_ascii_graphic()) {
+        return Err(InvalidToken::NotHeaderSafe { position: at + 1 });
+    }
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(InvalidToken::TooShort { len: token.len() });
+    }
+    Ok(())
+}
+
 /// How the dashboard behaves. Every option documents its default; build with
 /// `DashboardOptions { token: Some(..), ..Default::default() }`.
 #[derive(Clone)]
 pub struct DashboardOptions {
-    /// The token that state-changing requests (retry, purge) must carry in the
+    /// The token that state-changing requests (retry, cancel, purge) must carry in the
     /// [`X-Herald-Token`](TOKEN_HEADER) header. Default: `None`, and then the dashboard is
     /// read-only: every state-changing endpoint answers 403. Take it from configuration or the
-    /// environment, long and random; an empty token is refused at startup.
+    /// environment, long and random: a token [`validate_token`] refuses (blank, shorter than
+    /// [`MIN_TOKEN_LEN`], or not visible ASCII) panics at startup.
     pub token: Option<String>,
     /// Origins (`scheme://host[:port]`, exactly as browsers send them, no path or trailing
     /// slash) allowed to make state-changing requests besides the dashboard's own (an `Origin`
@@ -90,16 +154,10 @@ impl std::fmt::Debug for DashboardOptions {
 impl DashboardOptions {
     #[track_caller]
     fn validate(&self) {
-        if let Some(token) = &self.token {
-            assert!(
-                !token.trim().is_empty(),
-                "DashboardOptions::token is empty: an empty token would let anyone retry and purge \
-                 tasks; use None for a read-only dashboard"
-            );
-            assert!(
-                token.bytes().all(|b| b.is_ascii_graphic()),
-                "DashboardOptions::token must be visible ASCII (it travels in an HTTP header)"
-            );
+        if let Some(token) = &self.token
+            && let Err(why) = validate_token(token)
+        {
+            panic!("DashboardOptions::token is refused: {why}");
         }
         assert!(
             self.refresh >= Duration::from_millis(100),
@@ -118,8 +176,8 @@ impl DashboardOptions {
 /// `Router::new().nest("/_herald", herald_axum::dashboard(db, options))`. It opens no socket: it
 /// is served wherever the application binds.
 ///
-/// Panics at startup (pointing at the caller) on an empty token, a refresh under 100 ms or a
-/// history under 2 samples.
+/// Panics at startup (pointing at the caller) on a token [`validate_token`] refuses, a malformed
+/// allowed origin, a refresh under 100 ms or a history under 2 samples.
 ///
 #[doc = include_str!("../../docs/dashboard-api.md")]
 #[track_caller]
@@ -648,6 +706,28 @@ mod tests {
         for bad in [None, Some("running"), Some("available"), Some("zombie")] {
             assert!(parse_purge_state(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tokens_are_long_visible_ascii() {
+        assert_eq!(validate_token("0123456789abcdef"), Ok(()));
+        assert_eq!(validate_token(""), Err(InvalidToken::Blank));
+        assert_eq!(validate_token("   "), Err(InvalidToken::Blank));
+        assert_eq!(
+            validate_token("short"),
+            Err(InvalidToken::TooShort { len: 5 })
+        );
+        assert_eq!(
+            validate_token("0123456789abcdé"),
+            Err(InvalidToken::NotHeaderSafe { position: 15 })
+        );
+        assert_eq!(
+            validate_token("0123456789 abcdef"),
+            Err(InvalidToken::NotHeaderSafe { position: 11 })
+        );
+        let message = validate_token("s3cret").unwrap_err().to_string();
+        assert!(message.contains("at least 16"), "{message}");
+        assert!(!message.contains("s3cret"), "never shown: {message}");
     }
 
     #[test]
