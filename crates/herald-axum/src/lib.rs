@@ -10,8 +10,8 @@
 //!   time; the queue's depth by queue and state. Read from the statistics the dispatcher and the
 //!   workers already keep, never recorded twice.
 //! - [`dashboard`]: a router with a server-rendered page (receivers with their latency
-//!   histograms, the task queue over time, dead tasks with retry and purge buttons) refreshed by
-//!   a few lines of JS from JSON endpoints, documented on [`dashboard`] and in
+//!   histograms, the task queue over time, dead tasks; retry, cancel and purge buttons) refreshed
+//!   by a few lines of JS from JSON endpoints, documented on [`dashboard`] and in
 //!   `docs/dashboard-api.md`. Read-only unless the application configures a token.
 //! - [`SameOriginLayer`]: a tower layer that refuses (403) state-changing requests another site
 //!   makes in a user's browser (cross-site request forgery), by the rules the dashboard applies

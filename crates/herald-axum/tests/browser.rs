@@ -352,6 +352,35 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
     )
     .await;
 
+    // Pending work of one kind, cancelled from the page (cancelling can be undone: no dialog).
+    for n in 0..2 {
+        db.enqueue(Task::new("send_report", json!({ "report": n })))
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Id("cancel-kind"))
+        .await
+        .unwrap()
+        .send_keys("send_report")
+        .await
+        .unwrap();
+    click(client, "button.cancel-kind").await;
+    wait_for(
+        client,
+        "the cancellation to be reported",
+        "document.getElementById('status').textContent === 'Cancelled 2 pending send_report tasks.'",
+    )
+    .await;
+    let cancelled = db.tasks().list("cancelled", 10).await.unwrap();
+    assert_eq!(cancelled.len(), 2);
+    assert!(cancelled.iter().all(|t| t.kind == "send_report"));
+    assert_eq!(
+        task_state(db, first).await,
+        "available",
+        "another kind's pending task is left alone"
+    );
+
     let png = client.screenshot().await.unwrap();
     let path = screenshot_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -371,7 +400,7 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_and_retries_with_the_token()
+async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_retries_and_cancels_with_the_token()
  {
     ensure_browser();
 

@@ -237,6 +237,111 @@ async fn actions_without_the_right_token_or_from_another_origin_are_refused() {
 }
 
 #[tokio::test]
+async fn cancel_stops_pending_work_with_the_token() {
+    let f = fixture().await;
+    let available = task_in(&f.db, "available").await;
+    let running = task_in(&f.db, "running").await;
+    let completed = task_in(&f.db, "completed").await;
+    let state = |id: i64| {
+        let db = f.db.clone();
+        async move { db.tasks().get(id).await.unwrap().unwrap().state }
+    };
+
+    // Guarded as retry and purge are.
+    let cancel = format!("/api/tasks/{available}/cancel");
+    refused(
+        &call(&f.read_only, post(&cancel, WITH_TOKEN)).await,
+        StatusCode::FORBIDDEN,
+        "read-only",
+    );
+    refused(
+        &call(&f.guarded, post(&cancel, &[])).await,
+        StatusCode::FORBIDDEN,
+        "x-herald-token",
+    );
+    let cross_site = [("x-herald-token", TOKEN), ("sec-fetch-site", "cross-site")];
+    refused(
+        &call(&f.guarded, post(&cancel, &cross_site)).await,
+        StatusCode::FORBIDDEN,
+        "cross-site",
+    );
+    refused(
+        &call(
+            &f.guarded,
+            post("/api/tasks/cancel?kind=send_receipt", &cross_site),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "cross-site",
+    );
+    assert_eq!(state(available).await, "available", "nothing changed yet");
+
+    for id in [available, running] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/{id}/cancel"), WITH_TOKEN),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.json()["cancelled"], id);
+        assert_eq!(state(id).await, "cancelled");
+    }
+    for (id, needle) in [
+        (available, "is cancelled: only pending"),
+        (completed, "is completed: only pending"),
+    ] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/{id}/cancel"), WITH_TOKEN),
+        )
+        .await;
+        refused(&answer, StatusCode::CONFLICT, needle);
+    }
+    refused(
+        &call(&f.guarded, post("/api/tasks/424242/cancel", WITH_TOKEN)).await,
+        StatusCode::NOT_FOUND,
+        "424242",
+    );
+    refused(
+        &call(&f.guarded, post("/api/tasks/-1/cancel", WITH_TOKEN)).await,
+        StatusCode::BAD_REQUEST,
+        "`-1`",
+    );
+
+    // Every pending task of a kind.
+    let (a, b) = (
+        task_in(&f.db, "available").await,
+        task_in(&f.db, "available").await,
+    );
+    let answer = call(
+        &f.guarded,
+        post("/api/tasks/cancel?kind=send_receipt", WITH_TOKEN),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["cancelled"], 2);
+    assert_eq!(answer.json()["kind"], "send_receipt");
+    assert_eq!(
+        (state(a).await, state(b).await),
+        ("cancelled".to_owned(), "cancelled".to_owned())
+    );
+    assert_eq!(state(completed).await, "completed", "finished tasks stay");
+    for (query, needle) in [
+        ("", "needs `kind`"),
+        ("?kind=", "`kind` is empty"),
+        ("?kind=a&kind=b", "twice"),
+        ("?kind=a&state=dead", "`state`"),
+    ] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/cancel{query}"), WITH_TOKEN),
+        )
+        .await;
+        refused(&answer, StatusCode::BAD_REQUEST, needle);
+    }
+}
+
+#[tokio::test]
 async fn bad_ids_states_and_limits_get_400_naming_the_value() {
     let f = fixture().await;
     let completed = task_in(&f.db, "completed").await;
@@ -277,6 +382,7 @@ async fn bad_ids_states_and_limits_get_400_naming_the_value() {
         ("", "needs `state`"),
         ("?state=running", "running tasks cannot be purged"),
         ("?state=available", "pending work"),
+        ("?state=available", "cancel them instead"),
         ("?state=zombie", "`zombie`"),
         ("?state=", "``"),
         ("?state=dead&state=completed", "twice"),
@@ -331,6 +437,8 @@ async fn wrong_methods_get_405_and_unknown_paths_404_with_json() {
         (Method::POST, "/", "GET, HEAD"),
         (Method::OPTIONS, "/api/tasks/1/retry", "POST"),
         (Method::PATCH, "/assets/dashboard.js", "GET, HEAD"),
+        (Method::GET, "/api/tasks/1/cancel", "POST"),
+        (Method::DELETE, "/api/tasks/cancel", "POST"),
     ] {
         let answer = call(&f.guarded, request(method.clone(), path)).await;
         refused(

@@ -11,7 +11,10 @@
 //! app migrate [--database URL]                           create the models' tables
 //! app receivers                                          every receiver: signal, sender, phase,
 //!                                                        priority, source location
-//! app tasks [counts|dead|retry ID|retry-dead|purge STATE] [--database URL]
+//! app tasks [counts|dead|retry ID|retry-dead|cancel ID|cancel --kind KIND|purge STATE]
+//!           [--database URL]                             the task queue: pending work is cancelled,
+//!                                                        finished tasks (completed, dead,
+//!                                                        cancelled) are purged
 //! app loaddata FILE [--database URL]                     fixtures, saved with raw = true
 //! ```
 //!
@@ -486,6 +489,28 @@ async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
         TaskAction::RetryDead => {
             println!("{} dead tasks will run again", tasks.retry_dead().await?)
         }
+        TaskAction::Cancel { id: Some(id), .. } => {
+            if !tasks.cancel(id).await? {
+                return Err(match tasks.get(id).await? {
+                    None => format!("no task with id {id}"),
+                    Some(task) => format!(
+                        "task {id} is {}: only pending (available or running) tasks can be cancelled",
+                        task.state
+                    ),
+                }
+                .into());
+            }
+            println!("task {id} cancelled");
+        }
+        TaskAction::Cancel {
+            kind: Some(kind), ..
+        } => {
+            let n = tasks.cancel_kind(&kind).await?;
+            println!("cancelled {n} pending {kind} tasks");
+        }
+        TaskAction::Cancel { .. } => {
+            return Err("tasks cancel needs a task id or --kind KIND".into());
+        }
         TaskAction::Purge { state } => {
             println!("purged {} {state} tasks", tasks.purge(&state).await?)
         }
@@ -648,6 +673,17 @@ enum TaskAction {
     Retry { id: i64 },
     /// Run every dead task again.
     RetryDead,
-    /// Delete the tasks in a state.
+    /// Cancel pending work: one task (available or running), or every pending task of a kind. A
+    /// running task's attempt runs to its end, but its outcome is not kept and it is not retried.
+    Cancel {
+        /// The task's id.
+        #[arg(required_unless_present = "kind", conflicts_with = "kind")]
+        id: Option<i64>,
+        /// Cancel every pending task of this kind instead.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+    },
+    /// Delete the finished tasks (completed, dead or cancelled) in a state; pending work is
+    /// cancelled instead.
     Purge { state: String },
 }

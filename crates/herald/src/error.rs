@@ -188,6 +188,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The task queue refused an operation (`TaskQueue` and [`crate::tasks`]): a state that is not
+    /// one, or an operation that does not apply to it (purging pending work, which is cancelled
+    /// instead). Nothing was changed.
+    #[error("task queue {op}: {reason}")]
+    TaskQueue {
+        /// The operation (`"purge"`, `"list"`, `"cancel"`, ...).
+        op: &'static str,
+        /// What was wrong, naming the value (cut short when long).
+        reason: String,
+    },
     /// A call that would wait on itself, such as `db.save(..)` from a receiver running on the
     /// connection the save needs; the message says what to use instead.
     #[error("{0}")]

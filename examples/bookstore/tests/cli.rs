@@ -300,3 +300,79 @@ fn a_dashboard_token_that_cannot_work_stops_serve_before_it_starts() {
         );
     }
 }
+
+#[test]
+fn pending_tasks_are_cancelled_and_only_finished_ones_purged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let fixture = dir.path().join("books.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "Author", "pk": 1, "fields": {"name": "Octavia E. Butler", "email": "oeb@example.invalid"}},
+            {"model": "Book", "pk": 1, "fields": {"author_id": 1, "title": "Kindred", "slug": "kindred", "price_cents": 999}},
+            {"model": "Book", "pk": 2, "fields": {"author_id": 1, "title": "Dawn", "slug": "dawn", "price_cents": 899}}]"#,
+    )
+    .expect("write the fixture");
+    let loaded = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    let count = |state: &str| -> u64 {
+        let counts = run(&["tasks", "counts", "--database", &url]);
+        stdout(&counts)
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(state))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        count("available"),
+        2,
+        "two reindex tasks wait (no worker ran)"
+    );
+
+    // Purging pending work is refused, saying to cancel it; nothing is deleted.
+    let purge = run(&["tasks", "purge", "available", "--database", &url]);
+    check_one_line_error(&purge, "available tasks cannot be purged");
+    check_one_line_error(&purge, "cancel them instead");
+    check_one_line_error(
+        &run(&["tasks", "purge", "running", "--database", &url]),
+        "running tasks cannot be purged",
+    );
+    assert_eq!(count("available"), 2);
+
+    let one = run(&["tasks", "cancel", "1", "--database", &url]);
+    assert!(one.status.success(), "{one:?}");
+    assert_eq!(stdout(&one).trim(), "task 1 cancelled");
+    check_one_line_error(
+        &run(&["tasks", "cancel", "1", "--database", &url]),
+        "task 1 is cancelled: only pending (available or running) tasks can be cancelled",
+    );
+    check_one_line_error(
+        &run(&["tasks", "cancel", "999", "--database", &url]),
+        "no task with id 999",
+    );
+    let by_kind = run(&[
+        "tasks",
+        "cancel",
+        "--kind",
+        "reindex_book",
+        "--database",
+        &url,
+    ]);
+    assert!(by_kind.status.success(), "{by_kind:?}");
+    assert_eq!(
+        stdout(&by_kind).trim(),
+        "cancelled 1 pending reindex_book tasks"
+    );
+    assert_eq!((count("available"), count("cancelled")), (0, 2));
+
+    let purged = run(&["tasks", "purge", "cancelled", "--database", &url]);
+    assert!(purged.status.success(), "{purged:?}");
+    assert_eq!(stdout(&purged).trim(), "purged 2 cancelled tasks");
+    assert_eq!(count("cancelled"), 0);
+}

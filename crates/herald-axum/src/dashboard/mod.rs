@@ -1,6 +1,7 @@
 //! The dashboard: a router the application mounts, serving a server-rendered page (receivers,
 //! latency histograms, the task queue) that a few lines of JS refresh from JSON endpoints, and the
-//! two actions that change state (retry a task, purge a state), guarded by a token.
+//! actions that change state (retry a task, cancel pending work, purge a finished state), guarded
+//! by the origin rules and a token.
 
 mod render;
 mod views;
@@ -18,7 +19,7 @@ use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use herald::Db;
-use herald::tasks::STATES;
+use herald::tasks::{STATES, TaskState};
 use serde::Serialize;
 use serde_json::json;
 
@@ -62,7 +63,7 @@ impl std::fmt::Display for InvalidToken {
         match self {
             Self::Blank => f.write_str(
                 "the dashboard token is blank (empty or only whitespace): it would let anyone \
-                 retry and purge tasks; leave it unset for a read-only dashboard",
+                 retry, cancel and purge tasks; leave it unset for a read-only dashboard",
             ),
             Self::NotHeaderSafe { position } => write!(
                 f,
@@ -110,8 +111,9 @@ pub struct DashboardOptions {
     pub token: Option<String>,
     /// Origins (`scheme://host[:port]`, exactly as browsers send them, no path or trailing
     /// slash) allowed to make state-changing requests besides the dashboard's own (an `Origin`
-    /// whose host and port are the request's `Host`); see [`SameOriginLayer`](crate::SameOriginLayer)
-    /// for the rules, which are the same. Default: none. A malformed one panics at startup.
+    /// whose host and port are the request's `Host`); the rules are those of
+    /// [`SameOriginLayer`](crate::SameOriginLayer). Default: none. A malformed one panics at
+    /// startup.
     pub allowed_origins: Vec<String>,
     /// How often the page refreshes itself from the JSON endpoints. Default: 2 s. At least 100 ms.
     pub refresh: Duration,
@@ -196,7 +198,7 @@ pub fn dashboard(db: Db, options: DashboardOptions) -> Router {
     // Each path's methods as a service of its own (`route_service`), so that the layer below
     // wraps the whole method router and sees the `Allow` header it puts on a 405; a layer on
     // `route`s would wrap each method's handler and the method fallback before that header is set.
-    let paths: [(&str, MethodRouter<Arc<Dashboard>>); 8] = [
+    let paths: [(&str, MethodRouter<Arc<Dashboard>>); 10] = [
         ("/", get(page)),
         ("/assets/dashboard.js", get(script)),
         ("/assets/dashboard.css", get(style)),
@@ -204,7 +206,9 @@ pub fn dashboard(db: Db, options: DashboardOptions) -> Router {
         ("/api/tasks", get(api_tasks)),
         ("/api/tasks/dead", get(api_dead)),
         ("/api/tasks/purge", post(api_purge)),
+        ("/api/tasks/cancel", post(api_cancel_kind)),
         ("/api/tasks/{id}/retry", post(api_retry)),
+        ("/api/tasks/{id}/cancel", post(api_cancel)),
     ];
     paths
         .into_iter()
@@ -290,7 +294,7 @@ impl Dashboard {
         let Some(expected) = &self.options.token else {
             return Err(ApiError::forbidden(
                 "this dashboard is read-only: the application configured no token \
-                 (DashboardOptions::token), so retry and purge are refused"
+                 (DashboardOptions::token), so retry, cancel and purge are refused"
                     .to_owned(),
             ));
         };
@@ -455,29 +459,35 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// The states `POST /api/tasks/purge` accepts.
-const PURGEABLE: &[&str] = &["dead", "completed", "cancelled"];
-
-fn parse_purge_state(raw: Option<&str>) -> Result<&'static str, ApiError> {
+/// `state` for `POST /api/tasks/purge`: a finished state, by the task queue's own rule
+/// ([`herald::tasks::purgeable`]: pending work is cancelled, not purged).
+fn parse_purge_state(raw: Option<&str>) -> Result<TaskState, ApiError> {
     let Some(raw) = raw else {
-        return Err(ApiError::bad(format!(
-            "purge needs `state`, one of {}",
-            PURGEABLE.join(", ")
-        )));
+        return Err(ApiError::bad(
+            "purge needs `state`, one of completed, dead, cancelled".to_owned(),
+        ));
     };
-    if let Some(state) = PURGEABLE.iter().find(|s| **s == raw) {
-        return Ok(state);
+    herald::tasks::purgeable(raw).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+/// The longest task kind `POST /api/tasks/cancel` accepts.
+const MAX_KIND: usize = 200;
+
+/// `kind` for `POST /api/tasks/cancel`: present, not empty, at most [`MAX_KIND`] bytes.
+fn parse_kind(raw: Option<&str>) -> Result<&str, ApiError> {
+    match raw {
+        None => Err(ApiError::bad(
+            "cancel needs `kind`, the task kind whose pending tasks to cancel".to_owned(),
+        )),
+        Some("") => Err(ApiError::bad(
+            "`kind` is empty: name a task kind".to_owned(),
+        )),
+        Some(kind) if kind.len() > MAX_KIND => Err(ApiError::bad(format!(
+            "kind `{}` is longer than {MAX_KIND} bytes: no task kind is",
+            shown(kind)
+        ))),
+        Some(kind) => Ok(kind),
     }
-    let why = match raw {
-        "running" => "running tasks cannot be purged: cancel them or let them finish",
-        "available" => "available tasks are pending work: cancel them one by one instead",
-        _ => "unknown task state",
-    };
-    Err(ApiError::bad(format!(
-        "cannot purge state `{}`: {why} (purge takes {})",
-        shown(raw),
-        PURGEABLE.join(", ")
-    )))
 }
 
 async fn api_receivers(State(d): Shared, query: Params) -> Result<Response, ApiError> {
@@ -551,13 +561,76 @@ async fn api_purge(
     let state = parse_purge_state(param(&pairs, "state"))?;
     let purged =
         d.db.tasks()
-            .purge(state)
+            .purge(state.as_str())
             .await
             .map_err(|e| ApiError::store("purging tasks", &e))?;
-    tracing::info!(target: "herald::dashboard", state, purged, "tasks purged from the dashboard");
+    tracing::info!(target: "herald::dashboard", %state, purged, "tasks purged from the dashboard");
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "purged": purged, "state": state }),
+        &json!({ "purged": purged, "state": state.as_str() }),
+    ))
+}
+
+async fn api_cancel(
+    State(d): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers, &uri)?;
+    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
+    params(query, &[])?;
+    let id = parse_id(&raw)?;
+    let tasks = d.db.tasks();
+    let cancelled = tasks
+        .cancel(id)
+        .await
+        .map_err(|e| ApiError::store("cancelling the task", &e))?;
+    if !cancelled {
+        let task = tasks
+            .get(id)
+            .await
+            .map_err(|e| ApiError::store("reading the task", &e))?;
+        return Err(match task {
+            None => ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("no task with id {id}"),
+            },
+            Some(task) => ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "task {id} is {}: only pending (available or running) tasks can be cancelled",
+                    task.state
+                ),
+            },
+        });
+    }
+    tracing::info!(target: "herald::dashboard", task = id, "task cancelled from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "cancelled": id, "state": "cancelled" }),
+    ))
+}
+
+async fn api_cancel_kind(
+    State(d): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers, &uri)?;
+    let pairs = params(query, &["kind"])?;
+    let kind = parse_kind(param(&pairs, "kind"))?;
+    let cancelled =
+        d.db.tasks()
+            .cancel_kind(kind)
+            .await
+            .map_err(|e| ApiError::store("cancelling tasks", &e))?;
+    tracing::info!(target: "herald::dashboard", kind, cancelled, "pending tasks cancelled from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "cancelled": cancelled, "kind": kind }),
     ))
 }
 
@@ -702,10 +775,16 @@ mod tests {
             let error = parse_id(bad).expect_err(bad);
             assert!(error.message.contains(bad), "{}", error.message);
         }
-        assert_eq!(parse_purge_state(Some("dead")).ok(), Some("dead"));
+        assert_eq!(parse_purge_state(Some("dead")).ok(), Some(TaskState::Dead));
         for bad in [None, Some("running"), Some("available"), Some("zombie")] {
             assert!(parse_purge_state(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_kind(Some("reindex")).ok(), Some("reindex"));
+        for bad in [None, Some("")] {
+            assert!(parse_kind(bad).is_err(), "{bad:?}");
+        }
+        let long = "k".repeat(MAX_KIND + 1);
+        assert!(parse_kind(Some(&long)).is_err());
     }
 
     #[test]
