@@ -91,6 +91,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A SQLite file that does not exist, opened with
+    /// [`create_if_missing(false)`](crate::DbBuilder::create_if_missing): nothing was created.
+    #[error("no database at {}: the file does not exist, and it was not created", path.display())]
+    NoDatabase {
+        /// The file's path, as the URL gave it.
+        path: std::path::PathBuf,
+    },
     /// The database could not be opened or reached.
     #[error("cannot connect to `{url}`: {source}")]
     Connect {

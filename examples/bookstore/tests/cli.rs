@@ -376,3 +376,42 @@ fn pending_tasks_are_cancelled_and_only_finished_ones_purged() {
     assert_eq!(stdout(&purged).trim(), "purged 2 cancelled tasks");
     assert_eq!(count("cancelled"), 0);
 }
+
+#[test]
+fn commands_that_use_an_existing_database_do_not_create_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let typo = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", typo.display());
+    let expected = format!("no database at {}", typo.display());
+    for args in [
+        &["tasks", "--database", &url][..],
+        &["tasks", "dead", "--database", &url],
+        &["tasks", "cancel", "1", "--database", &url],
+        &["worker", "--database", &url],
+    ] {
+        let output = run_bounded(args, &[]);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        check_one_line_error(&output, &expected);
+        check_one_line_error(&output, "migrate --database");
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+    }
+    let fixture = dir.path().join("books.json");
+    std::fs::write(&fixture, "[]").expect("write the fixture");
+    let output = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    check_one_line_error(&output, &expected);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("the directory")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(left, ["books.json"], "no database file was created");
+
+    // `migrate` creates it; then the same listing works.
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let listed = run(&["tasks", "--database", &url]);
+    assert!(listed.status.success(), "{listed:?}");
+}
