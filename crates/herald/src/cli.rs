@@ -418,10 +418,26 @@ impl App {
         Ok(groups)
     }
 
-    /// Load each model's rows in one transaction, in the order the models were added.
+    /// Load each model's rows in one transaction, in the order the models were added. A missing
+    /// table (a database that was never migrated) gets a hint to run `migrate`.
     async fn loaddata(&self, db: &Db, groups: Vec<(&ModelEntry, String)>) -> Result<(), BoxError> {
         for (model, rows) in groups {
-            let n = (model.fixture)(db.clone(), rows).await?;
+            let n = (model.fixture)(db.clone(), rows).await.map_err(|e| {
+                let missing_table = e
+                    .as_db()
+                    .is_some_and(|source| source.kind() == crate::DbErrorKind::MissingTable);
+                if missing_table {
+                    format!(
+                        "{e}; the database has no table (or column) for {}: if it was never \
+                         migrated, run `{} migrate --database {}` first",
+                        model.name,
+                        self.name,
+                        db.url()
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
             println!("loaded {n} {} rows", model.name);
         }
         Ok(())

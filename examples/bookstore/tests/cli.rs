@@ -415,3 +415,43 @@ fn commands_that_use_an_existing_database_do_not_create_one() {
     let listed = run(&["tasks", "--database", &url]);
     assert!(listed.status.success(), "{listed:?}");
 }
+
+#[test]
+fn loaddata_into_a_database_that_was_never_migrated_says_to_migrate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    // An existing database without the shop's tables: an empty SQLite file.
+    std::fs::File::create(dir.path().join("bookstore.db")).expect("an empty database file");
+    let fixture = dir.path().join("authors.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "Author", "pk": 1, "fields": {"name": "Ursula K. Le Guin", "email": "ukl@example.invalid"}}]"#,
+    )
+    .expect("write the fixture");
+    let output = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    check_one_line_error(&output, "no such table: authors");
+    check_one_line_error(
+        &output,
+        &format!("run `bookstore migrate --database {url}` first"),
+    );
+
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let loaded = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(
+        stdout(&loaded).contains("loaded 1 Author rows"),
+        "{}",
+        stdout(&loaded)
+    );
+}
