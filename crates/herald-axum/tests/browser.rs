@@ -1,4 +1,5 @@
-//! The dashboard in a real browser: headless Chromium driven through chromedriver (WebDriver).
+//! The dashboard, and `SameOriginLayer` in front of a shop's form, in a real browser: headless
+//! Chromium driven through chromedriver (WebDriver).
 //!
 //! Needs Debian's `chromium` and `chromium-driver`: the test runs `scripts/install-browser.sh` when
 //! they are missing (CI runs it before the tests too). If they cannot be installed the test fails
@@ -13,6 +14,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Form, State};
+use axum::response::{Html, Redirect};
+use axum::routing::{get, post};
 use common::{book, connect_fill_slug, connect_on_commit, connect_slow, fresh_db, until, within};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures::FutureExt;
@@ -20,7 +24,7 @@ use herald::Db;
 use herald::Store;
 use herald::dispatch::Signals;
 use herald::tasks::{Task, TaskOptions, Worker};
-use herald_axum::{DashboardOptions, dashboard};
+use herald_axum::{DashboardOptions, SameOriginLayer, dashboard};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -348,6 +352,35 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
     )
     .await;
 
+    // Pending work of one kind, cancelled from the page (cancelling can be undone: no dialog).
+    for n in 0..2 {
+        db.enqueue(Task::new("send_report", json!({ "report": n })))
+            .await
+            .unwrap();
+    }
+    client
+        .find(Locator::Id("cancel-kind"))
+        .await
+        .unwrap()
+        .send_keys("send_report")
+        .await
+        .unwrap();
+    click(client, "button.cancel-kind").await;
+    wait_for(
+        client,
+        "the cancellation to be reported",
+        "document.getElementById('status').textContent === 'Cancelled 2 pending send_report tasks.'",
+    )
+    .await;
+    let cancelled = db.tasks().list("cancelled", 10).await.unwrap();
+    assert_eq!(cancelled.len(), 2);
+    assert!(cancelled.iter().all(|t| t.kind == "send_report"));
+    assert_eq!(
+        task_state(db, first).await,
+        "available",
+        "another kind's pending task is left alone"
+    );
+
     let png = client.screenshot().await.unwrap();
     let path = screenshot_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -367,7 +400,7 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_and_retries_with_the_token()
+async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_retries_and_cancels_with_the_token()
  {
     ensure_browser();
 
@@ -413,4 +446,136 @@ async fn the_dashboard_in_headless_chromium_lists_receivers_draws_charts_and_ret
     }
     closed.unwrap();
     assert!(screenshot_path().exists());
+}
+
+/// A shop: a page listing its books with a form that creates one, and the form's endpoint, which
+/// changes state and so sits behind `SameOriginLayer`.
+fn shop(db: Db) -> Router {
+    async fn page(State(db): State<Db>) -> Html<String> {
+        let items: String = db
+            .all::<common::Book>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| format!("<li>{}</li>", b.title))
+            .collect();
+        Html(format!(
+            "<!doctype html><title>Shop</title><ul id=\"books\">{items}</ul>\
+             <form method=\"post\" action=\"/books\"><input id=\"title\" name=\"title\">\
+             <button id=\"create\">Create</button></form>"
+        ))
+    }
+    async fn create(
+        State(db): State<Db>,
+        Form(fields): Form<std::collections::HashMap<String, String>>,
+    ) -> Redirect {
+        db.save(&mut book(&fields["title"])).await.unwrap();
+        Redirect::to("/")
+    }
+    Router::new()
+        .route("/", get(page))
+        .route("/books", post(create))
+        .layer(SameOriginLayer::new())
+        .with_state(db)
+}
+
+/// A page on another site whose button posts a form to the shop, as a page that forges requests
+/// would (with a script, it would not even need the click).
+fn elsewhere(shop: std::net::SocketAddr) -> Router {
+    let html = format!(
+        "<!doctype html><title>Win a prize</title>\
+         <form method=\"post\" action=\"http://{shop}/books\">\
+         <input type=\"hidden\" name=\"title\" value=\"Forged\">\
+         <button id=\"claim\">Claim your prize</button></form>"
+    );
+    Router::new().route("/", get(move || async move { Html(html) }))
+}
+
+async fn titles(db: &Db) -> Vec<String> {
+    db.all::<common::Book>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.title)
+        .collect()
+}
+
+async fn cross_site_scenario(client: &Client, db: &Db, shop: &str, elsewhere: &str) {
+    // The shop's own form creates a book: the browser's headers on a same-origin post pass.
+    client.goto(&format!("{shop}/")).await.unwrap();
+    client
+        .find(Locator::Id("title"))
+        .await
+        .unwrap()
+        .send_keys("Kindred")
+        .await
+        .unwrap();
+    click(client, "#create").await;
+    wait_for(
+        client,
+        "the shop's page listing the created book",
+        "document.getElementById('books') && document.getElementById('books').textContent === 'Kindred'",
+    )
+    .await;
+    assert_eq!(titles(db).await, ["Kindred"]);
+
+    // A page on another site (localhost is another site than 127.0.0.1) posts its form to the
+    // shop: the browser sends it, with the visitor's cookies were there any, and the shop refuses.
+    client.goto(&format!("{elsewhere}/")).await.unwrap();
+    click(client, "#claim").await;
+    wait_for(
+        client,
+        "the shop's refusal in the browser",
+        "document.body && document.body.textContent.includes('cross-site request refused')",
+    )
+    .await;
+    assert_eq!(
+        client.current_url().await.unwrap().as_str(),
+        format!("{shop}/books"),
+        "the browser did post to the shop"
+    );
+    let refusal = js(client, "return document.body.textContent;").await;
+    let refusal = refusal.as_str().unwrap();
+    assert!(
+        refusal.contains(&format!("Origin `{elsewhere}`")),
+        "{refusal}"
+    );
+    assert!(refusal.contains("Sec-Fetch-Site: cross-site"), "{refusal}");
+    assert_eq!(
+        titles(db).await,
+        ["Kindred"],
+        "the forged book was not written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_another_site_posts_to_the_shop_in_headless_chromium_is_refused() {
+    ensure_browser();
+    let (db, _dir) = fresh_db(Signals::new()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_address = listener.local_addr().unwrap();
+    let shop_server = tokio::spawn(axum::serve(listener, shop(db.clone())).into_future());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = listener.local_addr().unwrap().port();
+    let other_server = tokio::spawn(axum::serve(listener, elsewhere(shop_address)).into_future());
+
+    let (mut driver, port) = start_chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = browser(port, profile.path()).await;
+    let outcome = AssertUnwindSafe(cross_site_scenario(
+        &client,
+        &db,
+        &format!("http://{shop_address}"),
+        &format!("http://localhost:{other_port}"),
+    ))
+    .catch_unwind()
+    .await;
+    let closed = client.close().await;
+    let _ = driver.kill().await;
+    shop_server.abort();
+    other_server.abort();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    closed.unwrap();
 }

@@ -237,6 +237,111 @@ async fn actions_without_the_right_token_or_from_another_origin_are_refused() {
 }
 
 #[tokio::test]
+async fn cancel_stops_pending_work_with_the_token() {
+    let f = fixture().await;
+    let available = task_in(&f.db, "available").await;
+    let running = task_in(&f.db, "running").await;
+    let completed = task_in(&f.db, "completed").await;
+    let state = |id: i64| {
+        let db = f.db.clone();
+        async move { db.tasks().get(id).await.unwrap().unwrap().state }
+    };
+
+    // Guarded as retry and purge are.
+    let cancel = format!("/api/tasks/{available}/cancel");
+    refused(
+        &call(&f.read_only, post(&cancel, WITH_TOKEN)).await,
+        StatusCode::FORBIDDEN,
+        "read-only",
+    );
+    refused(
+        &call(&f.guarded, post(&cancel, &[])).await,
+        StatusCode::FORBIDDEN,
+        "x-herald-token",
+    );
+    let cross_site = [("x-herald-token", TOKEN), ("sec-fetch-site", "cross-site")];
+    refused(
+        &call(&f.guarded, post(&cancel, &cross_site)).await,
+        StatusCode::FORBIDDEN,
+        "cross-site",
+    );
+    refused(
+        &call(
+            &f.guarded,
+            post("/api/tasks/cancel?kind=send_receipt", &cross_site),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "cross-site",
+    );
+    assert_eq!(state(available).await, "available", "nothing changed yet");
+
+    for id in [available, running] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/{id}/cancel"), WITH_TOKEN),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(answer.json()["cancelled"], id);
+        assert_eq!(state(id).await, "cancelled");
+    }
+    for (id, needle) in [
+        (available, "is cancelled: only pending"),
+        (completed, "is completed: only pending"),
+    ] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/{id}/cancel"), WITH_TOKEN),
+        )
+        .await;
+        refused(&answer, StatusCode::CONFLICT, needle);
+    }
+    refused(
+        &call(&f.guarded, post("/api/tasks/424242/cancel", WITH_TOKEN)).await,
+        StatusCode::NOT_FOUND,
+        "424242",
+    );
+    refused(
+        &call(&f.guarded, post("/api/tasks/-1/cancel", WITH_TOKEN)).await,
+        StatusCode::BAD_REQUEST,
+        "`-1`",
+    );
+
+    // Every pending task of a kind.
+    let (a, b) = (
+        task_in(&f.db, "available").await,
+        task_in(&f.db, "available").await,
+    );
+    let answer = call(
+        &f.guarded,
+        post("/api/tasks/cancel?kind=send_receipt", WITH_TOKEN),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["cancelled"], 2);
+    assert_eq!(answer.json()["kind"], "send_receipt");
+    assert_eq!(
+        (state(a).await, state(b).await),
+        ("cancelled".to_owned(), "cancelled".to_owned())
+    );
+    assert_eq!(state(completed).await, "completed", "finished tasks stay");
+    for (query, needle) in [
+        ("", "needs `kind`"),
+        ("?kind=", "`kind` is empty"),
+        ("?kind=a&kind=b", "twice"),
+        ("?kind=a&state=dead", "`state`"),
+    ] {
+        let answer = call(
+            &f.guarded,
+            post(&format!("/api/tasks/cancel{query}"), WITH_TOKEN),
+        )
+        .await;
+        refused(&answer, StatusCode::BAD_REQUEST, needle);
+    }
+}
+
+#[tokio::test]
 async fn bad_ids_states_and_limits_get_400_naming_the_value() {
     let f = fixture().await;
     let completed = task_in(&f.db, "completed").await;
@@ -277,6 +382,7 @@ async fn bad_ids_states_and_limits_get_400_naming_the_value() {
         ("", "needs `state`"),
         ("?state=running", "running tasks cannot be purged"),
         ("?state=available", "pending work"),
+        ("?state=available", "cancel them instead"),
         ("?state=zombie", "`zombie`"),
         ("?state=", "``"),
         ("?state=dead&state=completed", "twice"),
@@ -320,25 +426,43 @@ async fn bad_ids_states_and_limits_get_400_naming_the_value() {
 #[tokio::test]
 async fn wrong_methods_get_405_and_unknown_paths_404_with_json() {
     let f = fixture().await;
-    for (method, path) in [
-        (Method::POST, "/api/receivers"),
-        (Method::POST, "/api/tasks"),
-        (Method::POST, "/api/tasks/dead"),
-        (Method::DELETE, "/api/tasks/dead"),
-        (Method::GET, "/api/tasks/1/retry"),
-        (Method::PUT, "/api/tasks/1/retry"),
-        (Method::GET, "/api/tasks/purge"),
-        (Method::POST, "/"),
-        (Method::OPTIONS, "/api/tasks/1/retry"),
-        (Method::PATCH, "/assets/dashboard.js"),
+    for (method, path, allowed) in [
+        (Method::POST, "/api/receivers", "GET, HEAD"),
+        (Method::POST, "/api/tasks", "GET, HEAD"),
+        (Method::POST, "/api/tasks/dead", "GET, HEAD"),
+        (Method::DELETE, "/api/tasks/dead", "GET, HEAD"),
+        (Method::GET, "/api/tasks/1/retry", "POST"),
+        (Method::PUT, "/api/tasks/1/retry", "POST"),
+        (Method::GET, "/api/tasks/purge", "POST"),
+        (Method::POST, "/", "GET, HEAD"),
+        (Method::OPTIONS, "/api/tasks/1/retry", "POST"),
+        (Method::PATCH, "/assets/dashboard.js", "GET, HEAD"),
+        (Method::GET, "/api/tasks/1/cancel", "POST"),
+        (Method::DELETE, "/api/tasks/cancel", "POST"),
     ] {
         let answer = call(&f.guarded, request(method.clone(), path)).await;
-        refused(&answer, StatusCode::METHOD_NOT_ALLOWED, "allowed");
-        assert!(
-            answer.headers.contains_key(header::ALLOW),
-            "{method} {path}: 405 keeps its Allow header"
+        refused(
+            &answer,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("method {method} is not allowed here; allowed: {allowed}"),
+        );
+        assert_eq!(
+            answer.headers[header::ALLOW]
+                .to_str()
+                .unwrap()
+                .replace(',', ", "),
+            allowed,
+            "{method} {path}: 405 keeps its Allow header, and the message agrees with it"
         );
     }
+    // Mounted in an application, as the bookstore mounts it.
+    let app = Router::new().nest("/_herald", f.guarded.clone());
+    let answer = call(&app, request(Method::DELETE, "/_herald/api/tasks")).await;
+    refused(
+        &answer,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "allowed: GET, HEAD",
+    );
     let long = format!("/api/{}", "a".repeat(10_000));
     for path in [
         "/nope",
@@ -360,9 +484,7 @@ async fn wrong_methods_get_405_and_unknown_paths_404_with_json() {
     assert_eq!(get(&metrics, "/nope").await.status, StatusCode::NOT_FOUND);
 }
 
-#[test]
-#[should_panic(expected = "DashboardOptions::token is empty")]
-fn an_empty_token_is_refused_at_startup() {
+fn dashboard_with_token(token: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -370,8 +492,26 @@ fn an_empty_token_is_refused_at_startup() {
     let _ = dashboard(
         db,
         DashboardOptions {
-            token: Some(String::new()),
+            token: Some(token.to_owned()),
             ..Default::default()
         },
     );
+}
+
+#[test]
+#[should_panic(expected = "DashboardOptions::token is refused: the dashboard token is blank")]
+fn an_empty_token_is_refused_at_startup() {
+    dashboard_with_token("");
+}
+
+#[test]
+#[should_panic(expected = "the dashboard token has 5 characters; it needs at least 16")]
+fn a_short_token_is_refused_at_startup() {
+    dashboard_with_token("hunt2");
+}
+
+#[test]
+#[should_panic(expected = "cannot go in an HTTP header (character 16)")]
+fn a_token_that_cannot_go_in_a_header_is_refused_at_startup() {
+    dashboard_with_token("0123456789abcdeé");
 }

@@ -11,15 +11,22 @@
 //! app migrate [--database URL]                           create the models' tables
 //! app receivers                                          every receiver: signal, sender, phase,
 //!                                                        priority, source location
-//! app tasks [counts|dead|retry ID|retry-dead|purge STATE] [--database URL]
+//! app tasks [counts|dead|retry ID|retry-dead|cancel ID|cancel --kind KIND|purge STATE]
+//!           [--database URL]                             the task queue: pending work is cancelled,
+//!                                                        finished tasks (completed, dead,
+//!                                                        cancelled) are purged
 //! app loaddata FILE [--database URL]                     fixtures, saved with raw = true
 //! ```
 //!
 //! With no subcommand it serves (and takes `serve`'s options). Every command takes `--schema NAME`
 //! (default: the `HERALD_SCHEMA` environment variable): on PostgreSQL it works in that schema
 //! (created if missing) instead of `public`, so that several applications, or tests, share one
-//! database; with a SQLite URL it is an error. Every failure is one line on stderr (`error: ...`)
-//! and exit code 1; a command line clap cannot parse is clap's message and exit code 2.
+//! database; with a SQLite URL it is an error. `serve` and `migrate` create a SQLite file that
+//! does not exist; `worker`, `tasks` and `loaddata` work on an existing database and refuse a
+//! missing file (`error: no database at PATH ...`), creating nothing, so that a mistyped
+//! `--database` leaves no empty database behind. Inputs (a fixture file, a task state) are
+//! checked before any database is opened. Every failure is one line on stderr (`error: ...`) and
+//! exit code 1; a command line clap cannot parse is clap's message and exit code 2.
 //!
 //! Herald does not depend on a web framework: `serve` hands the application a bound
 //! [`tokio::net::TcpListener`] and the connected [`Db`], and the application serves its router
@@ -46,6 +53,7 @@ type ServeFn = Box<
     dyn Fn(Db, tokio::net::TcpListener) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync,
 >;
 type WorkerFn = Box<dyn Fn(Worker) -> Worker + Send + Sync>;
+type CheckFn = Box<dyn Fn() -> Result<(), BoxError> + Send + Sync>;
 
 struct ModelEntry {
     name: &'static str,
@@ -61,6 +69,7 @@ pub struct App {
     signals: Box<dyn Fn() -> Signals + Send + Sync>,
     models: Vec<ModelEntry>,
     serve: Option<ServeFn>,
+    checks: Vec<CheckFn>,
     worker: WorkerFn,
 }
 
@@ -74,6 +83,7 @@ impl std::fmt::Debug for App {
                 &self.models.iter().map(|m| m.name).collect::<Vec<_>>(),
             )
             .field("serve", &self.serve.is_some())
+            .field("checks", &self.checks.len())
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +100,7 @@ impl App {
             signals: Box::new(|| Signals::builder().autodiscover().build()),
             models: Vec::new(),
             serve: None,
+            checks: Vec::new(),
             worker: Box::new(|worker| worker),
         }
     }
@@ -131,6 +142,19 @@ impl App {
         self
     }
 
+    /// A check of the application's own configuration (an environment variable, a file) that
+    /// `serve` runs first, before it opens the database, binds or prints anything: an `Err` is the
+    /// command's error, one `error: ...` line and exit code 1, instead of a server that starts and
+    /// then fails. For settings only serving uses, such as a dashboard token; other commands do
+    /// not run it. Checks run in the order they were added. Default: none.
+    pub fn check_before_serve(
+        mut self,
+        check: impl Fn() -> Result<(), BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.checks.push(Box::new(check));
+        self
+    }
+
     /// Configure the worker `serve` embeds and `worker` runs (given one with every
     /// autodiscovered task kind).
     pub fn worker(mut self, configure: impl Fn(Worker) -> Worker + Send + Sync + 'static) -> Self {
@@ -169,14 +193,18 @@ impl App {
         }
     }
 
-    /// Open `database` (or the application's default), in `schema` if one was chosen.
+    /// Open `database` (or the application's default), in `schema` if one was chosen; a missing
+    /// SQLite file is created or refused, as `missing` says.
     async fn connect(
         &self,
         database: Option<String>,
         schema: Option<&Schema>,
+        missing: Missing,
     ) -> Result<Db, BoxError> {
         let url = database.unwrap_or_else(|| self.database.clone());
-        let mut open = Db::open(url.clone()).signals((self.signals)());
+        let mut open = Db::open(url.clone())
+            .signals((self.signals)())
+            .create_if_missing(missing == Missing::Create);
         if let Some(schema) = schema {
             if url.starts_with("sqlite:") {
                 return Err(format!(
@@ -188,6 +216,14 @@ impl App {
             open = open.schema(schema.name.clone());
         }
         open.connect().await.map_err(|e| match e {
+            crate::Error::NoDatabase { path } => format!(
+                "no database at {}: `{} {}` does not create one (`{} migrate --database {url}` does)",
+                path.display(),
+                self.name,
+                missing.command(),
+                self.name,
+            )
+            .into(),
             // These already name the URL, its password masked.
             e @ (crate::Error::Url { .. } | crate::Error::Connect { .. }) => e.to_string().into(),
             other => format!("opening {}: {other}", crate::store::db::mask(&url)).into(),
@@ -207,7 +243,9 @@ impl App {
         match command {
             Command::Serve(args) => self.cmd_serve(args, schema).await,
             Command::Worker { database, name } => {
-                let db = self.connect(database, schema).await?;
+                let db = self
+                    .connect(database, schema, Missing::Refuse("worker"))
+                    .await?;
                 let mut worker = (self.worker)(Worker::new(db.clone()).autodiscover());
                 if let Some(name) = &name {
                     worker = worker.name(name.clone());
@@ -223,7 +261,7 @@ impl App {
                 Ok(())
             }
             Command::Migrate { database } => {
-                let db = self.connect(database, schema).await?;
+                let db = self.connect(database, schema, Missing::Create).await?;
                 self.migrate(&db).await?;
                 println!("migrated {} models", self.models.len());
                 Ok(())
@@ -238,14 +276,24 @@ impl App {
                     .map_err(|e| format!("reading the running receivers: {e}"))?
             }
             Command::Tasks { action, database } => {
-                let db = self.connect(database, schema).await?;
+                // Inputs first: a state that purge refuses is refused before any database is
+                // opened.
+                if let Some(TaskAction::Purge { state }) = &action {
+                    crate::tasks::purgeable(state)?;
+                }
+                let db = self
+                    .connect(database, schema, Missing::Refuse("tasks"))
+                    .await?;
                 cmd_tasks(&db, action.unwrap_or(TaskAction::Counts)).await
             }
             Command::Loaddata { file, database } => {
                 let json = std::fs::read_to_string(&file)
                     .map_err(|e| format!("reading {}: {e}", file.display()))?;
-                let db = self.connect(database, schema).await?;
-                self.loaddata(&db, &json).await
+                let groups = self.fixture_groups(&json)?;
+                let db = self
+                    .connect(database, schema, Missing::Refuse("loaddata"))
+                    .await?;
+                self.loaddata(&db, groups).await
             }
         }
     }
@@ -255,7 +303,10 @@ impl App {
             .serve
             .as_ref()
             .ok_or_else(|| format!("{} has no `serve` (App::serve was not called)", self.name))?;
-        let db = self.connect(args.database, schema).await?;
+        for check in &self.checks {
+            check()?;
+        }
+        let db = self.connect(args.database, schema, Missing::Create).await?;
         self.migrate(&db).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
@@ -338,9 +389,10 @@ impl App {
         );
     }
 
-    /// Rows are grouped by model (`"model": "Book"` or Django's `"shop.book"`) and each group is
-    /// loaded in one transaction, in the order the models were added.
-    async fn loaddata(&self, db: &Db, json: &str) -> Result<(), BoxError> {
+    /// A fixture file's rows, grouped by model (`"model": "Book"` or Django's `"shop.book"`), in
+    /// the order the models were added; the whole file is refused, before any database is opened,
+    /// if it is not a JSON list or a row is for an unknown model.
+    fn fixture_groups(&self, json: &str) -> Result<Vec<(&ModelEntry, String)>, BoxError> {
         let rows: Vec<serde_json::Value> =
             serde_json::from_str(json).map_err(|e| format!("not a JSON list of rows: {e}"))?;
         let is = |row: &serde_json::Value, model: &ModelEntry| {
@@ -348,7 +400,6 @@ impl App {
             name.eq_ignore_ascii_case(model.name)
                 || name.ends_with(&format!(".{}", model.name.to_lowercase()))
         };
-        // Refuse the whole file before loading anything if a row is for an unknown model.
         if let Some((i, row)) = rows
             .iter()
             .enumerate()
@@ -357,12 +408,36 @@ impl App {
             let name = row.get("model").and_then(|m| m.as_str()).unwrap_or("?");
             return Err(format!("row {}: `{name}` is not a model of {}", i + 1, self.name).into());
         }
+        let mut groups = Vec::new();
         for model in &self.models {
             let mine: Vec<&serde_json::Value> = rows.iter().filter(|row| is(row, model)).collect();
-            if mine.is_empty() {
-                continue;
+            if !mine.is_empty() {
+                groups.push((model, serde_json::to_string(&mine)?));
             }
-            let n = (model.fixture)(db.clone(), serde_json::to_string(&mine)?).await?;
+        }
+        Ok(groups)
+    }
+
+    /// Load each model's rows in one transaction, in the order the models were added. A missing
+    /// table (a database that was never migrated) gets a hint to run `migrate`.
+    async fn loaddata(&self, db: &Db, groups: Vec<(&ModelEntry, String)>) -> Result<(), BoxError> {
+        for (model, rows) in groups {
+            let n = (model.fixture)(db.clone(), rows).await.map_err(|e| {
+                let missing_table = e
+                    .as_db()
+                    .is_some_and(|source| source.kind() == crate::DbErrorKind::MissingTable);
+                if missing_table {
+                    format!(
+                        "{e}; the database has no table (or column) for {}: if it was never \
+                         migrated, run `{} migrate --database {}` first",
+                        model.name,
+                        self.name,
+                        db.url()
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
             println!("loaded {n} {} rows", model.name);
         }
         Ok(())
@@ -466,11 +541,52 @@ async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
         TaskAction::RetryDead => {
             println!("{} dead tasks will run again", tasks.retry_dead().await?)
         }
+        TaskAction::Cancel { id: Some(id), .. } => {
+            if !tasks.cancel(id).await? {
+                return Err(match tasks.get(id).await? {
+                    None => format!("no task with id {id}"),
+                    Some(task) => format!(
+                        "task {id} is {}: only pending (available or running) tasks can be cancelled",
+                        task.state
+                    ),
+                }
+                .into());
+            }
+            println!("task {id} cancelled");
+        }
+        TaskAction::Cancel {
+            kind: Some(kind), ..
+        } => {
+            let n = tasks.cancel_kind(&kind).await?;
+            println!("cancelled {n} pending {kind} tasks");
+        }
+        TaskAction::Cancel { .. } => {
+            return Err("tasks cancel needs a task id or --kind KIND".into());
+        }
         TaskAction::Purge { state } => {
             println!("purged {} {state} tasks", tasks.purge(&state).await?)
         }
     }
     Ok(())
+}
+
+/// What a command does with a SQLite file that does not exist: `serve` and `migrate` create it;
+/// the others (which read or manage what is there) refuse, naming the path, so that a mistyped
+/// `--database` does not leave an empty database behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    Create,
+    /// Refused by this command.
+    Refuse(&'static str),
+}
+
+impl Missing {
+    fn command(self) -> &'static str {
+        match self {
+            Missing::Create => "migrate",
+            Missing::Refuse(command) => command,
+        }
+    }
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -628,6 +744,17 @@ enum TaskAction {
     Retry { id: i64 },
     /// Run every dead task again.
     RetryDead,
-    /// Delete the tasks in a state.
+    /// Cancel pending work: one task (available or running), or every pending task of a kind. A
+    /// running task's attempt runs to its end, but its outcome is not kept and it is not retried.
+    Cancel {
+        /// The task's id.
+        #[arg(required_unless_present = "kind", conflicts_with = "kind")]
+        id: Option<i64>,
+        /// Cancel every pending task of this kind instead.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+    },
+    /// Delete the finished tasks (completed, dead or cancelled) in a state; pending work is
+    /// cancelled instead.
     Purge { state: String },
 }

@@ -91,6 +91,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A SQLite file that does not exist, opened with
+    /// [`create_if_missing(false)`](crate::DbBuilder::create_if_missing): nothing was created.
+    #[error("no database at {}: the file does not exist, and it was not created", path.display())]
+    NoDatabase {
+        /// The file's path, as the URL gave it.
+        path: std::path::PathBuf,
+    },
     /// The database could not be opened or reached.
     #[error("cannot connect to `{url}`: {source}")]
     Connect {
@@ -196,6 +203,16 @@ pub enum Error {
         /// Which fixture entry.
         what: String,
         /// Why.
+        reason: String,
+    },
+    /// The task queue refused an operation (`TaskQueue` and [`crate::tasks`]): a state that is not
+    /// one, or an operation that does not apply to it (purging pending work, which is cancelled
+    /// instead). Nothing was changed.
+    #[error("task queue {op}: {reason}")]
+    TaskQueue {
+        /// The operation (`"purge"`, `"list"`, `"cancel"`, ...).
+        op: &'static str,
+        /// What was wrong, naming the value (cut short when long).
         reason: String,
     },
     /// A call that would wait on itself, such as `db.save(..)` from a receiver running on the

@@ -471,3 +471,40 @@ async fn every_field_type_round_trips() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_sqlite_file_is_refused_when_it_must_not_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", path.display());
+    let error = Db::open(url.clone())
+        .create_if_missing(false)
+        .connect()
+        .await
+        .unwrap_err();
+    match &error {
+        Error::NoDatabase { path: named } => assert_eq!(named, &path),
+        other => panic!("Error::NoDatabase, not {other:?}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("no database at {}", path.display())),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+
+    // By default the file is created; then it opens without creating anything.
+    Db::open(url.clone()).connect().await.unwrap().close();
+    assert!(path.exists());
+    let db = Db::open(url)
+        .create_if_missing(false)
+        .connect()
+        .await
+        .unwrap();
+    assert!(db.tasks().counts().await.unwrap().is_empty());
+}

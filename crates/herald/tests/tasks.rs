@@ -495,3 +495,163 @@ async fn a_task_whose_worker_dies_runs_again_on_another_worker() {
     })
     .await;
 }
+
+/// The ids of the tasks in `state`, oldest first.
+async fn ids_in(db: &Db, state: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = db
+        .tasks()
+        .list(state, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// The operation and the message of a task-queue refusal.
+#[track_caller]
+fn refused(error: herald::Error) -> (&'static str, String) {
+    let message = error.to_string();
+    match error {
+        herald::Error::TaskQueue { op, .. } => (op, message),
+        other => panic!("a task queue error, not: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_work_is_cancelled_not_purged_and_purge_takes_finished_states_only() {
+    on_each_backend("bg_cancel", |db, backend| async move {
+        for n in 0..3 {
+            db.enqueue(Task::new("report", serde_json::json!({ "n": n })))
+                .await
+                .unwrap();
+        }
+        db.enqueue(Task::new("email", serde_json::json!({})))
+            .await
+            .unwrap();
+        let pending = ids_in(&db, "available").await;
+        assert_eq!(pending.len(), 4, "{backend}");
+
+        for state in ["available", "running"] {
+            let (op, message) = refused(db.tasks().purge(state).await.unwrap_err());
+            assert_eq!(op, "purge");
+            assert!(
+                message.contains(&format!("{state} tasks cannot be purged"))
+                    && message.contains("pending work")
+                    && message.contains("cancel them instead"),
+                "{backend}: {message}"
+            );
+        }
+        let (op, message) = refused(db.tasks().purge("zombie").await.unwrap_err());
+        assert_eq!(op, "purge");
+        assert!(
+            message.contains("`zombie` is not a task state"),
+            "{message}"
+        );
+        let (op, message) = refused(db.tasks().list("zombie", 5).await.unwrap_err());
+        assert_eq!(op, "list");
+        assert!(message.contains("`zombie`"), "{message}");
+        assert_eq!(
+            ids_in(&db, "available").await,
+            pending,
+            "nothing was purged"
+        );
+
+        assert!(db.tasks().cancel(pending[0]).await.unwrap());
+        assert_eq!(task_state(&db, pending[0]).await, "cancelled");
+        assert!(
+            !db.tasks().cancel(pending[0]).await.unwrap(),
+            "a finished task is not cancelled again"
+        );
+        assert!(!db.tasks().cancel(424_242).await.unwrap());
+        assert_eq!(db.tasks().cancel_kind("report").await.unwrap(), 2);
+        assert_eq!(ids_in(&db, "cancelled").await, pending[..3]);
+        assert_eq!(
+            ids_in(&db, "available").await,
+            pending[3..],
+            "the other kind waits"
+        );
+        let (op, _) = refused(db.tasks().cancel_kind("").await.unwrap_err());
+        assert_eq!(op, "cancel");
+
+        assert_eq!(db.tasks().purge("cancelled").await.unwrap(), 3);
+        assert_eq!(ids_in(&db, "available").await, pending[3..]);
+        assert!(ids_in(&db, "cancelled").await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_does_not_run_and_a_running_one_is_not_recorded_or_retried() {
+    on_each_backend("bg_cancel_run", |db, backend| async move {
+        // `slow` tells when it starts, then waits for the test to let it finish.
+        let (started_tx, mut started) = mpsc::unbounded_channel::<i64>();
+        let (ran_tx, mut ran) = mpsc::unbounded_channel::<String>();
+        let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+        let opened = gate.clone();
+        let worker = Worker::new(db.clone())
+            .poll_interval(Duration::from_millis(10))
+            .task("slow", move |_data, ctx: TaskContext| {
+                let (started, gate) = (started_tx.clone(), opened.clone());
+                async move {
+                    started
+                        .send(ctx.id())
+                        .map_err(|_| ReceiverError::msg("test ended"))?;
+                    gate.notified().await;
+                    Err(ReceiverError::msg("failed after it was cancelled"))
+                }
+            })
+            .task("quick", move |data, _ctx: TaskContext| {
+                let ran = ran_tx.clone();
+                async move {
+                    ran.send(data["name"].as_str().unwrap_or("").to_owned())
+                        .map_err(|_| ReceiverError::msg("test ended"))?;
+                    Ok(())
+                }
+            });
+        // Cancelled before any worker looks: it never runs. The one after it does.
+        db.enqueue(Task::new(
+            "quick",
+            serde_json::json!({ "name": "cancelled" }),
+        ))
+        .await
+        .unwrap();
+        let cancelled = ids_in(&db, "available").await[0];
+        assert!(db.tasks().cancel(cancelled).await.unwrap());
+        db.enqueue(Task::new("quick", serde_json::json!({ "name": "kept" })))
+            .await
+            .unwrap();
+        db.enqueue(
+            Task::new("slow", serde_json::json!({}))
+                .options(TaskOptions::default().max_attempts(3)),
+        )
+        .await
+        .unwrap();
+        let (stop, handle) = spawn_worker(worker);
+        assert_eq!(within("the kept task", ran.recv()).await.unwrap(), "kept");
+
+        let running = within("the slow task to start", started.recv())
+            .await
+            .unwrap();
+        assert_eq!(task_state(&db, running).await, "running", "{backend}");
+        assert!(db.tasks().cancel(running).await.unwrap());
+        assert_eq!(task_state(&db, running).await, "cancelled");
+        // Its attempt goes on to its end (a failure that would be retried); then the worker stops,
+        // having recorded what it could.
+        gate.notify_one();
+        stop.send(()).unwrap();
+        let report = handle.await.unwrap();
+        assert_eq!((report.completed, report.failed), (1, 1), "{backend}");
+        let row = db.tasks().get(running).await.unwrap().unwrap();
+        assert_eq!(
+            (row.state.as_str(), row.attempt, row.last_error),
+            ("cancelled", 1, None),
+            "{backend}: not recorded, not retried"
+        );
+        assert!(ran.try_recv().is_err(), "the cancelled task never ran");
+        assert_eq!(task_state(&db, cancelled).await, "cancelled");
+    })
+    .await;
+}

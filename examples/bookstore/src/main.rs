@@ -53,11 +53,14 @@ fn main() -> ExitCode {
                 .concurrency(16)
                 .retry_base(Duration::from_millis(100))
         })
+        // A bad HERALD_DASHBOARD_TOKEN is refused before the shop starts.
+        .check_before_serve(|| web::dashboard_token().map(drop).map_err(Into::into))
         .serve(|db, listener| async move {
+            let token = web::dashboard_token()?;
             if std::env::var("BOOKSTORE_SAMPLE_DATA").as_deref() != Ok("0") {
                 shop::sample_data(&db).await?;
             }
-            axum::serve(listener, web::router(db)).await?;
+            axum::serve(listener, web::router(db, token)).await?;
             Ok(())
         })
         .run()

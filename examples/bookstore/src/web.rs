@@ -7,7 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald::Db;
 use herald::Store;
-use herald_axum::{DashboardOptions, ServerTimingLayer, dashboard, metrics_router};
+use herald_axum::{
+    DashboardOptions, SameOriginLayer, ServerTimingLayer, dashboard, metrics_router, validate_token,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,7 +17,11 @@ use crate::shop::{AuditEntry, Author, Book, EmailSent, SearchEntry, cache};
 
 /// The whole application: the shop's routes with Server-Timing on every response, `/metrics`,
 /// and the dashboard under `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
-pub(crate) fn router(db: Db) -> Router {
+///
+/// Every route of the shop that changes state (the HTML forms and the JSON API) refuses requests
+/// another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming that site); the
+/// dashboard applies the same rules to its own actions.
+pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
     let shop = Router::new()
         .route("/", get(home))
         .route("/books", post(html_create))
@@ -31,22 +37,43 @@ pub(crate) fn router(db: Db) -> Router {
         .route("/api/audit", get(list_audit))
         .route("/api/emails", get(list_emails))
         .route("/api/tasks", get(list_tasks))
-        .with_state(db.clone());
-    let token = std::env::var("HERALD_DASHBOARD_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+        .with_state(db.clone())
+        .layer(SameOriginLayer::new());
     shop.merge(metrics_router(db.clone()))
         .nest(
             "/_herald",
             dashboard(
                 db,
                 DashboardOptions {
-                    token,
+                    token: dashboard_token,
                     ..Default::default()
                 },
             ),
         )
         .layer(ServerTimingLayer::new())
+}
+
+/// The environment variable the dashboard's token comes from.
+const TOKEN_ENV: &str = "HERALD_DASHBOARD_TOKEN";
+
+/// The dashboard's token, from `HERALD_DASHBOARD_TOKEN`: `None` (a read-only dashboard) when it
+/// is unset or empty; an error naming the variable when it is set to something that is not a
+/// usable token (blank, shorter than 16 characters, or not visible ASCII). `main` checks it
+/// before serving, so that a bad token is one `error:` line, not a panic after the URL.
+pub(crate) fn dashboard_token() -> Result<Option<String>, String> {
+    let token = match std::env::var(TOKEN_ENV) {
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(format!(
+                "{TOKEN_ENV} is not valid UTF-8; the dashboard token must be visible ASCII"
+            ));
+        }
+        Ok(token) if token.is_empty() => return Ok(None),
+        Ok(token) => token,
+    };
+    validate_token(&token)
+        .map(|()| Some(token))
+        .map_err(|why| format!("{TOKEN_ENV} is refused: {why}"))
 }
 
 /// A store error as a response; see [`status_of`].

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{BIN, Server, database_url};
+use common::{BIN, BOUND, Server, database_url};
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -12,6 +12,31 @@ fn run(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("bookstore runs")
+}
+
+/// Run the binary with `env` set, waiting at most [`BOUND`] for it to exit (a server that started
+/// instead of refusing would run forever: then it is killed and the test fails).
+fn run_bounded(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("bookstore runs");
+    let exited = common::poll(BOUND, || child.try_wait().expect("try_wait"));
+    if exited.is_none() {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("its output");
+        panic!(
+            "bookstore {args:?} was still running after {BOUND:?}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    child.wait_with_output().expect("its output")
 }
 
 fn stdout(output: &Output) -> String {
@@ -230,4 +255,203 @@ fn receivers_from_a_wrong_url_is_one_line_and_a_failure() {
         &format!("http://127.0.0.1:{port}/_herald"),
     ]);
     check_one_line_error(&output, &format!("127.0.0.1:{port}/_herald/api/receivers"));
+}
+
+#[test]
+fn a_dashboard_token_that_cannot_work_stops_serve_before_it_starts() {
+    for (token, needle) in [
+        (
+            "   ",
+            "HERALD_DASHBOARD_TOKEN is refused: the dashboard token is blank",
+        ),
+        (
+            "hunter2",
+            "the dashboard token has 7 characters; it needs at least 16",
+        ),
+        (
+            "pässwörd-pässwörd-pässwörd",
+            "cannot go in an HTTP header (character 2)",
+        ),
+        (
+            "a token with spaces in it",
+            "cannot go in an HTTP header (character 2)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let output = run_bounded(
+            &["serve", "--port", "0", "--database", &database_url(&dir)],
+            &[("HERALD_DASHBOARD_TOKEN", token)],
+        );
+        assert_eq!(output.status.code(), Some(1), "{token:?}: {output:?}");
+        check_one_line_error(&output, needle);
+        assert!(
+            stdout(&output).is_empty(),
+            "{token:?}: nothing served, no URL printed: {}",
+            stdout(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            token.trim().is_empty() || !stderr.contains(token),
+            "the token is not echoed: {stderr}"
+        );
+        assert!(
+            !dir.path().join("bookstore.db").exists(),
+            "{token:?}: refused before the database was opened"
+        );
+    }
+}
+
+#[test]
+fn pending_tasks_are_cancelled_and_only_finished_ones_purged() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let fixture = dir.path().join("books.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "Author", "pk": 1, "fields": {"name": "Octavia E. Butler", "email": "oeb@example.invalid"}},
+            {"model": "Book", "pk": 1, "fields": {"author_id": 1, "title": "Kindred", "slug": "kindred", "price_cents": 999}},
+            {"model": "Book", "pk": 2, "fields": {"author_id": 1, "title": "Dawn", "slug": "dawn", "price_cents": 899}}]"#,
+    )
+    .expect("write the fixture");
+    let loaded = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    let count = |state: &str| -> u64 {
+        let counts = run(&["tasks", "counts", "--database", &url]);
+        stdout(&counts)
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(state))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        count("available"),
+        2,
+        "two reindex tasks wait (no worker ran)"
+    );
+
+    // Purging pending work is refused, saying to cancel it; nothing is deleted.
+    let purge = run(&["tasks", "purge", "available", "--database", &url]);
+    check_one_line_error(&purge, "available tasks cannot be purged");
+    check_one_line_error(&purge, "cancel them instead");
+    check_one_line_error(
+        &run(&["tasks", "purge", "running", "--database", &url]),
+        "running tasks cannot be purged",
+    );
+    assert_eq!(count("available"), 2);
+
+    let one = run(&["tasks", "cancel", "1", "--database", &url]);
+    assert!(one.status.success(), "{one:?}");
+    assert_eq!(stdout(&one).trim(), "task 1 cancelled");
+    check_one_line_error(
+        &run(&["tasks", "cancel", "1", "--database", &url]),
+        "task 1 is cancelled: only pending (available or running) tasks can be cancelled",
+    );
+    check_one_line_error(
+        &run(&["tasks", "cancel", "999", "--database", &url]),
+        "no task with id 999",
+    );
+    let by_kind = run(&[
+        "tasks",
+        "cancel",
+        "--kind",
+        "reindex_book",
+        "--database",
+        &url,
+    ]);
+    assert!(by_kind.status.success(), "{by_kind:?}");
+    assert_eq!(
+        stdout(&by_kind).trim(),
+        "cancelled 1 pending reindex_book tasks"
+    );
+    assert_eq!((count("available"), count("cancelled")), (0, 2));
+
+    let purged = run(&["tasks", "purge", "cancelled", "--database", &url]);
+    assert!(purged.status.success(), "{purged:?}");
+    assert_eq!(stdout(&purged).trim(), "purged 2 cancelled tasks");
+    assert_eq!(count("cancelled"), 0);
+}
+
+#[test]
+fn commands_that_use_an_existing_database_do_not_create_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let typo = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", typo.display());
+    let expected = format!("no database at {}", typo.display());
+    for args in [
+        &["tasks", "--database", &url][..],
+        &["tasks", "dead", "--database", &url],
+        &["tasks", "cancel", "1", "--database", &url],
+        &["worker", "--database", &url],
+    ] {
+        let output = run_bounded(args, &[]);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        check_one_line_error(&output, &expected);
+        check_one_line_error(&output, "migrate --database");
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+    }
+    let fixture = dir.path().join("books.json");
+    std::fs::write(&fixture, "[]").expect("write the fixture");
+    let output = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    check_one_line_error(&output, &expected);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("the directory")
+        .map(|e| e.expect("an entry").file_name())
+        .collect();
+    assert_eq!(left, ["books.json"], "no database file was created");
+
+    // `migrate` creates it; then the same listing works.
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let listed = run(&["tasks", "--database", &url]);
+    assert!(listed.status.success(), "{listed:?}");
+}
+
+#[test]
+fn loaddata_into_a_database_that_was_never_migrated_says_to_migrate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = database_url(&dir);
+    // An existing database without the shop's tables: an empty SQLite file.
+    std::fs::File::create(dir.path().join("bookstore.db")).expect("an empty database file");
+    let fixture = dir.path().join("authors.json");
+    std::fs::write(
+        &fixture,
+        r#"[{"model": "Author", "pk": 1, "fields": {"name": "Ursula K. Le Guin", "email": "ukl@example.invalid"}}]"#,
+    )
+    .expect("write the fixture");
+    let output = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    check_one_line_error(&output, "no such table: authors");
+    check_one_line_error(
+        &output,
+        &format!("run `bookstore migrate --database {url}` first"),
+    );
+
+    assert!(run(&["migrate", "--database", &url]).status.success());
+    let loaded = run(&[
+        "loaddata",
+        fixture.to_str().expect("utf-8 path"),
+        "--database",
+        &url,
+    ]);
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(
+        stdout(&loaded).contains("loaded 1 Author rows"),
+        "{}",
+        stdout(&loaded)
+    );
 }

@@ -156,3 +156,110 @@ fn with_no_worker_a_separate_worker_process_runs_the_tasks() {
     });
     assert_eq!(terms, "always coming home");
 }
+
+/// What a page on another site makes the visitor's browser send along with its form.
+const FROM_EVIL: [(&str, &str); 2] = [
+    ("Origin", "http://evil.example"),
+    ("Sec-Fetch-Site", "cross-site"),
+];
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn titles(server: &Server) -> Vec<String> {
+    server
+        .get("/api/books")
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|b| b["title"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn another_site_cannot_change_the_shop() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let book = create(&server, "The Left Hand of Darkness", 999);
+    let id = book["id"].as_i64().expect("an id");
+    let form = [FORM, FROM_EVIL[0], FROM_EVIL[1]];
+    let json = [JSON, FROM_EVIL[0], FROM_EVIL[1]];
+    let attempts = [
+        ("POST", format!("/books/{id}/delete"), &form, String::new()),
+        (
+            "POST",
+            "/books".to_owned(),
+            &form,
+            "title=Spam&price_cents=1".to_owned(),
+        ),
+        (
+            "POST",
+            format!("/books/{id}"),
+            &form,
+            "title=Defaced&price_cents=1".to_owned(),
+        ),
+        (
+            "POST",
+            "/api/books".to_owned(),
+            &json,
+            json!({ "title": "Spam", "price_cents": 1 }).to_string(),
+        ),
+        (
+            "PUT",
+            format!("/api/books/{id}"),
+            &json,
+            json!({ "title": "Defaced", "price_cents": 1 }).to_string(),
+        ),
+        ("DELETE", format!("/api/books/{id}"), &json, String::new()),
+    ];
+    for (method, path, headers, body) in &attempts {
+        let response = server.send(method, path, &headers[..], body);
+        assert_eq!(response.status, 403, "{method} {path}: {}", response.body);
+        let error = response.json()["error"]
+            .as_str()
+            .expect("a message")
+            .to_owned();
+        assert!(
+            error.contains("cross-site request refused") && error.contains("http://evil.example"),
+            "{method} {path}: {error}"
+        );
+    }
+    // A browser that sends only Origin is refused too.
+    let response = server.send(
+        "POST",
+        &format!("/books/{id}/delete"),
+        &[FORM, ("Origin", "http://evil.example")],
+        "",
+    );
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert!(
+        response.body.contains("cross-origin request refused"),
+        "{}",
+        response.body
+    );
+
+    assert_eq!(
+        titles(&server),
+        ["The Left Hand of Darkness"],
+        "nothing changed"
+    );
+}
+
+#[test]
+fn the_shops_own_forms_still_change_it() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let origin = format!("http://{}", server.addr);
+    let own = [
+        FORM,
+        ("Origin", origin.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let created = server.send("POST", "/books", &own, "title=Kindred&price_cents=999");
+    assert_eq!(created.status, 303, "{}", created.body);
+    assert_eq!(created.header("location"), Some("/"));
+    let books = server.get("/api/books").json();
+    let id = books[0]["id"].as_i64().expect("an id");
+    assert_eq!(titles(&server), ["Kindred"]);
+    let deleted = server.send("POST", &format!("/books/{id}/delete"), &own, "");
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert!(titles(&server).is_empty());
+}

@@ -1,5 +1,6 @@
-// Herald dashboard: refreshes the server-rendered page from the JSON endpoints and sends the two
-// actions (retry, purge) with the token typed into the page (kept in this tab's sessionStorage).
+// Herald dashboard: refreshes the server-rendered page from the JSON endpoints and sends the
+// actions (retry, cancel, purge) with the token typed into the page (kept in this tab's
+// sessionStorage).
 // The markup mirrors render.rs: keep the class names and the charts' geometry in step.
 'use strict';
 (() => {
@@ -198,6 +199,17 @@
     if (retry) {
       const id = retry.dataset.task;
       act(retry, `/api/tasks/${encodeURIComponent(id)}/retry`, () => `Task ${id} is queued again.`);
+      return;
+    }
+    const cancel = event.target.closest('button.cancel-kind');
+    if (cancel) {
+      // Cancelling can be undone (retry takes cancelled tasks): no confirmation.
+      const kind = $('cancel-kind').value.trim();
+      if (!kind) {
+        say('Type the kind of the pending tasks to cancel.', 'error');
+        return;
+      }
+      act(cancel, `/api/tasks/cancel?kind=${encodeURIComponent(kind)}`, (a) => `Cancelled ${a.cancelled} pending ${kind} tasks.`);
       return;
     }
     const purge = event.target.closest('button.purge');

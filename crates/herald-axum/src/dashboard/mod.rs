@@ -1,6 +1,7 @@
 //! The dashboard: a router the application mounts, serving a server-rendered page (receivers,
 //! latency histograms, the task queue) that a few lines of JS refresh from JSON endpoints, and the
-//! two actions that change state (retry a task, purge a state), guarded by a token.
+//! actions that change state (retry a task, cancel pending work, purge a finished state), guarded
+//! by the origin rules and a token.
 
 mod render;
 mod views;
@@ -16,12 +17,13 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use herald::Db;
-use herald::tasks::STATES;
+use herald::tasks::{STATES, TaskState};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::same_origin::{Rules, shown};
 use views::{DeadTask, DeadView, Sample, TasksView};
 
 /// The header a state-changing request carries the token in.
@@ -34,18 +36,84 @@ pub const MAX_LIMIT: usize = 1000;
 /// The dead tasks listed when no `limit` is given.
 pub const DEFAULT_LIMIT: usize = 50;
 
+/// The fewest characters a dashboard token may have: a shorter one can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why a dashboard token is refused; from [`validate_token`]. Its message never shows the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// Empty, or only whitespace.
+    Blank,
+    /// A character that cannot travel in an HTTP header as it is: anything but visible ASCII
+    /// (letters, digits, punctuation), such as a space or `é`.
+    NotHeaderSafe {
+        /// Which character, counting from 1.
+        position: usize,
+    },
+    /// Fewer than [`MIN_TOKEN_LEN`] characters.
+    TooShort {
+        /// How many it has.
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Blank => f.write_str(
+                "the dashboard token is blank (empty or only whitespace): it would let anyone \
+                 retry, cancel and purge tasks; leave it unset for a read-only dashboard",
+            ),
+            Self::NotHeaderSafe { position } => write!(
+                f,
+                "the dashboard token has a character that cannot go in an HTTP header \
+                 (character {position}); use visible ASCII: letters, digits and punctuation"
+            ),
+            Self::TooShort { len } => write!(
+                f,
+                "the dashboard token has {len} characters; it needs at least {MIN_TOKEN_LEN}, \
+                 so that it cannot be guessed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidToken {}
+
+/// Is `token` usable as [`DashboardOptions::token`]? It must have at least [`MIN_TOKEN_LEN`]
+/// characters, all visible ASCII (it travels in the [`X-Herald-Token`](TOKEN_HEADER) header,
+/// which the page's JS sets from what was typed). [`dashboard`] panics on a token this refuses;
+/// an application that reads the token from its configuration calls this first, to report a
+/// bad one as a configuration error instead.
+pub fn validate_token(token: &str) -> Result<(), InvalidToken> {
+    if token.trim().is_empty() {
+        return Err(InvalidToken::Blank);
+    }
+    if let Some(at) = token.chars().position(|c| !c.is_ascii_graphic()) {
+        return Err(InvalidToken::NotHeaderSafe { position: at + 1 });
+    }
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(InvalidToken::TooShort { len: token.len() });
+    }
+    Ok(())
+}
+
 /// How the dashboard behaves. Every option documents its default; build with
 /// `DashboardOptions { token: Some(..), ..Default::default() }`.
 #[derive(Clone)]
 pub struct DashboardOptions {
-    /// The token that state-changing requests (retry, purge) must carry in the
+    /// The token that state-changing requests (retry, cancel, purge) must carry in the
     /// [`X-Herald-Token`](TOKEN_HEADER) header. Default: `None`, and then the dashboard is
     /// read-only: every state-changing endpoint answers 403. Take it from configuration or the
-    /// environment, long and random; an empty token is refused at startup.
+    /// environment, long and random: a token [`validate_token`] refuses (blank, shorter than
+    /// [`MIN_TOKEN_LEN`], or not visible ASCII) panics at startup.
     pub token: Option<String>,
-    /// Origins (`scheme://host[:port]`, exactly as browsers send them) allowed to make
-    /// state-changing requests besides the dashboard's own (an `Origin` whose host and port are
-    /// the request's `Host`). Default: none.
+    /// Origins (`scheme://host[:port]`, exactly as browsers send them, no path or trailing
+    /// slash) allowed to make state-changing requests besides the dashboard's own (an `Origin`
+    /// whose host and port are the request's `Host`); the rules are those of
+    /// [`SameOriginLayer`](crate::SameOriginLayer). Default: none. A malformed one panics at
+    /// startup.
     pub allowed_origins: Vec<String>,
     /// How often the page refreshes itself from the JSON endpoints. Default: 2 s. At least 100 ms.
     pub refresh: Duration,
@@ -88,16 +156,10 @@ impl std::fmt::Debug for DashboardOptions {
 impl DashboardOptions {
     #[track_caller]
     fn validate(&self) {
-        if let Some(token) = &self.token {
-            assert!(
-                !token.trim().is_empty(),
-                "DashboardOptions::token is empty: an empty token would let anyone retry and purge \
-                 tasks; use None for a read-only dashboard"
-            );
-            assert!(
-                token.bytes().all(|b| b.is_ascii_graphic()),
-                "DashboardOptions::token must be visible ASCII (it travels in an HTTP header)"
-            );
+        if let Some(token) = &self.token
+            && let Err(why) = validate_token(token)
+        {
+            panic!("DashboardOptions::token is refused: {why}");
         }
         assert!(
             self.refresh >= Duration::from_millis(100),
@@ -116,30 +178,45 @@ impl DashboardOptions {
 /// `Router::new().nest("/_herald", herald_axum::dashboard(db, options))`. It opens no socket: it
 /// is served wherever the application binds.
 ///
-/// Panics at startup (pointing at the caller) on an empty token, a refresh under 100 ms or a
-/// history under 2 samples.
+/// Panics at startup (pointing at the caller) on a token [`validate_token`] refuses, a malformed
+/// allowed origin, a refresh under 100 ms or a history under 2 samples.
 ///
 #[doc = include_str!("../../docs/dashboard-api.md")]
 #[track_caller]
 pub fn dashboard(db: Db, options: DashboardOptions) -> Router {
     options.validate();
+    let origins = Rules::new(
+        options.allowed_origins.clone(),
+        "DashboardOptions::allowed_origins",
+    );
     let state = Arc::new(Dashboard {
         db,
         options,
+        origins,
         history: Mutex::new(History::default()),
     });
-    Router::new()
-        .route("/", get(page))
-        .route("/assets/dashboard.js", get(script))
-        .route("/assets/dashboard.css", get(style))
-        .route("/api/receivers", get(api_receivers))
-        .route("/api/tasks", get(api_tasks))
-        .route("/api/tasks/dead", get(api_dead))
-        .route("/api/tasks/purge", post(api_purge))
-        .route("/api/tasks/{id}/retry", post(api_retry))
+    // Each path's methods as a service of its own (`route_service`), so that the layer below
+    // wraps the whole method router and sees the `Allow` header it puts on a 405; a layer on
+    // `route`s would wrap each method's handler and the method fallback before that header is set.
+    let paths: [(&str, MethodRouter<Arc<Dashboard>>); 10] = [
+        ("/", get(page)),
+        ("/assets/dashboard.js", get(script)),
+        ("/assets/dashboard.css", get(style)),
+        ("/api/receivers", get(api_receivers)),
+        ("/api/tasks", get(api_tasks)),
+        ("/api/tasks/dead", get(api_dead)),
+        ("/api/tasks/purge", post(api_purge)),
+        ("/api/tasks/cancel", post(api_cancel_kind)),
+        ("/api/tasks/{id}/retry", post(api_retry)),
+        ("/api/tasks/{id}/cancel", post(api_cancel)),
+    ];
+    paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route_service(path, methods.with_state::<()>(state.clone()))
+        })
         .fallback(not_found)
         .layer(map_response(explain_405))
-        .with_state(state)
 }
 
 type Shared = State<Arc<Dashboard>>;
@@ -147,6 +224,7 @@ type Shared = State<Arc<Dashboard>>;
 struct Dashboard {
     db: Db,
     options: DashboardOptions,
+    origins: Rules,
     history: Mutex<History>,
 }
 
@@ -207,38 +285,16 @@ impl Dashboard {
         })
     }
 
-    /// May this request change state? Checked before its inputs are looked at.
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if let Some(site) = headers.get("sec-fetch-site")
-            && site.as_bytes() == b"cross-site"
-        {
-            return Err(ApiError::forbidden(
-                "cross-site request refused (Sec-Fetch-Site: cross-site)".to_owned(),
-            ));
-        }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or("");
-            let host = headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            let same = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host));
-            if !same && !self.options.allowed_origins.iter().any(|o| o == origin) {
-                return Err(ApiError::forbidden(format!(
-                    "cross-origin request refused: Origin `{}` is not this dashboard's (Host `{}`) \
-                     nor one of DashboardOptions::allowed_origins",
-                    shown(origin),
-                    shown(host)
-                )));
-            }
-        }
+    /// May this request change state? Checked before its inputs are looked at: first where it
+    /// comes from (the rules [`SameOriginLayer`](crate::SameOriginLayer) applies), then the token.
+    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), ApiError> {
+        self.origins
+            .check(headers, uri)
+            .map_err(ApiError::forbidden)?;
         let Some(expected) = &self.options.token else {
             return Err(ApiError::forbidden(
                 "this dashboard is read-only: the application configured no token \
-                 (DashboardOptions::token), so retry and purge are refused"
+                 (DashboardOptions::token), so retry, cancel and purge are refused"
                     .to_owned(),
             ));
         };
@@ -261,17 +317,6 @@ impl Dashboard {
 /// much of a guessed token was right.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A client's value, cut to a length fit to echo in a message.
-fn shown(value: &str) -> String {
-    const MAX: usize = 40;
-    if value.chars().count() <= MAX {
-        value.to_owned()
-    } else {
-        let cut: String = value.chars().take(MAX).collect();
-        format!("{cut}… ({} bytes)", value.len())
-    }
 }
 
 /// An error answer: `{"error": "..."}` with a status.
@@ -414,29 +459,35 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     }
 }
 
-/// The states `POST /api/tasks/purge` accepts.
-const PURGEABLE: &[&str] = &["dead", "completed", "cancelled"];
-
-fn parse_purge_state(raw: Option<&str>) -> Result<&'static str, ApiError> {
+/// `state` for `POST /api/tasks/purge`: a finished state, by the task queue's own rule
+/// ([`herald::tasks::purgeable`]: pending work is cancelled, not purged).
+fn parse_purge_state(raw: Option<&str>) -> Result<TaskState, ApiError> {
     let Some(raw) = raw else {
-        return Err(ApiError::bad(format!(
-            "purge needs `state`, one of {}",
-            PURGEABLE.join(", ")
-        )));
+        return Err(ApiError::bad(
+            "purge needs `state`, one of completed, dead, cancelled".to_owned(),
+        ));
     };
-    if let Some(state) = PURGEABLE.iter().find(|s| **s == raw) {
-        return Ok(state);
+    herald::tasks::purgeable(raw).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+/// The longest task kind `POST /api/tasks/cancel` accepts.
+const MAX_KIND: usize = 200;
+
+/// `kind` for `POST /api/tasks/cancel`: present, not empty, at most [`MAX_KIND`] bytes.
+fn parse_kind(raw: Option<&str>) -> Result<&str, ApiError> {
+    match raw {
+        None => Err(ApiError::bad(
+            "cancel needs `kind`, the task kind whose pending tasks to cancel".to_owned(),
+        )),
+        Some("") => Err(ApiError::bad(
+            "`kind` is empty: name a task kind".to_owned(),
+        )),
+        Some(kind) if kind.len() > MAX_KIND => Err(ApiError::bad(format!(
+            "kind `{}` is longer than {MAX_KIND} bytes: no task kind is",
+            shown(kind)
+        ))),
+        Some(kind) => Ok(kind),
     }
-    let why = match raw {
-        "running" => "running tasks cannot be purged: cancel them or let them finish",
-        "available" => "available tasks are pending work: cancel them one by one instead",
-        _ => "unknown task state",
-    };
-    Err(ApiError::bad(format!(
-        "cannot purge state `{}`: {why} (purge takes {})",
-        shown(raw),
-        PURGEABLE.join(", ")
-    )))
 }
 
 async fn api_receivers(State(d): Shared, query: Params) -> Result<Response, ApiError> {
@@ -458,10 +509,11 @@ async fn api_dead(State(d): Shared, query: Params) -> Result<Response, ApiError>
 async fn api_retry(
     State(d): Shared,
     headers: HeaderMap,
+    uri: Uri,
     path: Result<Path<String>, PathRejection>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers)?;
+    d.authorize(&headers, &uri)?;
     let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
     params(query, &[])?;
     let id = parse_id(&raw)?;
@@ -501,20 +553,84 @@ async fn api_retry(
 async fn api_purge(
     State(d): Shared,
     headers: HeaderMap,
+    uri: Uri,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers)?;
+    d.authorize(&headers, &uri)?;
     let pairs = params(query, &["state"])?;
     let state = parse_purge_state(param(&pairs, "state"))?;
     let purged =
         d.db.tasks()
-            .purge(state)
+            .purge(state.as_str())
             .await
             .map_err(|e| ApiError::store("purging tasks", &e))?;
-    tracing::info!(target: "herald::dashboard", state, purged, "tasks purged from the dashboard");
+    tracing::info!(target: "herald::dashboard", %state, purged, "tasks purged from the dashboard");
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "purged": purged, "state": state }),
+        &json!({ "purged": purged, "state": state.as_str() }),
+    ))
+}
+
+async fn api_cancel(
+    State(d): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    path: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers, &uri)?;
+    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
+    params(query, &[])?;
+    let id = parse_id(&raw)?;
+    let tasks = d.db.tasks();
+    let cancelled = tasks
+        .cancel(id)
+        .await
+        .map_err(|e| ApiError::store("cancelling the task", &e))?;
+    if !cancelled {
+        let task = tasks
+            .get(id)
+            .await
+            .map_err(|e| ApiError::store("reading the task", &e))?;
+        return Err(match task {
+            None => ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!("no task with id {id}"),
+            },
+            Some(task) => ApiError {
+                status: StatusCode::CONFLICT,
+                message: format!(
+                    "task {id} is {}: only pending (available or running) tasks can be cancelled",
+                    task.state
+                ),
+            },
+        });
+    }
+    tracing::info!(target: "herald::dashboard", task = id, "task cancelled from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "cancelled": id, "state": "cancelled" }),
+    ))
+}
+
+async fn api_cancel_kind(
+    State(d): Shared,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Params,
+) -> Result<Response, ApiError> {
+    d.authorize(&headers, &uri)?;
+    let pairs = params(query, &["kind"])?;
+    let kind = parse_kind(param(&pairs, "kind"))?;
+    let cancelled =
+        d.db.tasks()
+            .cancel_kind(kind)
+            .await
+            .map_err(|e| ApiError::store("cancelling tasks", &e))?;
+    tracing::info!(target: "herald::dashboard", kind, cancelled, "pending tasks cancelled from the dashboard");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "cancelled": cancelled, "kind": kind }),
     ))
 }
 
@@ -526,8 +642,9 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
-/// A 405 from the router gets a JSON body naming the allowed methods (its `Allow` header stays).
-async fn explain_405(response: Response) -> Response {
+/// A 405 from the router gets a JSON body naming the method and the allowed ones (its `Allow`
+/// header stays).
+async fn explain_405(method: Method, response: Response) -> Response {
     if response.status() != StatusCode::METHOD_NOT_ALLOWED {
         return response;
     }
@@ -536,9 +653,15 @@ async fn explain_405(response: Response) -> Response {
         .get(header::ALLOW)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_owned();
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
     let (mut parts, _) = response.into_parts();
-    let body = json!({ "error": format!("method not allowed here; allowed: {allow}") });
+    let body = json!({
+        "error": format!("method {} is not allowed here; allowed: {allow}", shown(method.as_str()))
+    });
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -652,18 +775,38 @@ mod tests {
             let error = parse_id(bad).expect_err(bad);
             assert!(error.message.contains(bad), "{}", error.message);
         }
-        assert_eq!(parse_purge_state(Some("dead")).ok(), Some("dead"));
+        assert_eq!(parse_purge_state(Some("dead")).ok(), Some(TaskState::Dead));
         for bad in [None, Some("running"), Some("available"), Some("zombie")] {
             assert!(parse_purge_state(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_kind(Some("reindex")).ok(), Some("reindex"));
+        for bad in [None, Some("")] {
+            assert!(parse_kind(bad).is_err(), "{bad:?}");
+        }
+        let long = "k".repeat(MAX_KIND + 1);
+        assert!(parse_kind(Some(&long)).is_err());
     }
 
     #[test]
-    fn echoed_values_are_cut_short() {
-        let long = "x".repeat(10_000);
-        let shown = shown(&long);
-        assert!(shown.len() < 80, "{shown}");
-        assert!(shown.ends_with("(10000 bytes)"));
+    fn tokens_are_long_visible_ascii() {
+        assert_eq!(validate_token("0123456789abcdef"), Ok(()));
+        assert_eq!(validate_token(""), Err(InvalidToken::Blank));
+        assert_eq!(validate_token("   "), Err(InvalidToken::Blank));
+        assert_eq!(
+            validate_token("short"),
+            Err(InvalidToken::TooShort { len: 5 })
+        );
+        assert_eq!(
+            validate_token("0123456789abcdé"),
+            Err(InvalidToken::NotHeaderSafe { position: 15 })
+        );
+        assert_eq!(
+            validate_token("0123456789 abcdef"),
+            Err(InvalidToken::NotHeaderSafe { position: 11 })
+        );
+        let message = validate_token("s3cret").unwrap_err().to_string();
+        assert!(message.contains("at least 16"), "{message}");
+        assert!(!message.contains("s3cret"), "never shown: {message}");
     }
 
     #[test]

@@ -391,6 +391,12 @@ fn tasks_section(out: &mut String, page: &Page<'_>) {
                 );
             }
             out.push_str(
+                "</div><div class=\"actions\"><input id=\"cancel-kind\" type=\"text\" \
+                 autocomplete=\"off\" spellcheck=\"false\" placeholder=\"task kind\" \
+                 aria-label=\"kind of the pending tasks to cancel\">\
+                 <button type=\"button\" class=\"cancel-kind\">Cancel pending</button>",
+            );
+            out.push_str(
                 "</div></div><div class=\"card\"><h3>Over time</h3><div id=\"queue-chart\">",
             );
             out.push_str(&queue_chart(view.states, &view.history));
@@ -445,7 +451,7 @@ pub(crate) fn page(page: &Page<'_>) -> String {
     }
     out.push_str(
         "<label for=\"token\">Token</label><input id=\"token\" type=\"password\" autocomplete=\"off\" \
-         spellcheck=\"false\" placeholder=\"needed to retry or purge\"></div></header>\
+         spellcheck=\"false\" placeholder=\"needed to retry, cancel or purge\"></div></header>\
          <div id=\"status\" class=\"status\" role=\"status\" aria-live=\"polite\"></div><main>",
     );
     receivers_section(&mut out, receivers);

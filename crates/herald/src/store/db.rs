@@ -110,6 +110,7 @@ pub struct DbBuilder {
     schema: Option<String>,
     group_commit: bool,
     connect_timeout: Option<Duration>,
+    create_if_missing: bool,
 }
 
 impl DbBuilder {
@@ -176,9 +177,26 @@ impl DbBuilder {
         self
     }
 
+    /// SQLite: create the database file when it does not exist. Default: on, so that the first
+    /// `connect` of an application (its `migrate`, its server) makes the file. Off, a missing
+    /// file is [`Error::NoDatabase`] naming its path and nothing is created: for a program that
+    /// only reads or manages an existing database (listing its task queue), where a mistyped path
+    /// would otherwise leave an empty database behind and report an empty queue. PostgreSQL and
+    /// in-memory databases ignore it.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
     /// Open the connections and apply Herald's migrations.
     pub async fn connect(self) -> Result<Db> {
         let location = parse_url(&self.url)?;
+        if let Location::SqliteFile(path) = &location
+            && !self.create_if_missing
+            && !path.exists()
+        {
+            return Err(Error::NoDatabase { path: path.clone() });
+        }
         let signals = self.signals.unwrap_or_default();
         // Receivers declared `blocking` run through `block_in_place` on the caller's runtime.
         signals.set_blocking_runner(lifecycle::block_in_place);
@@ -203,7 +221,14 @@ impl DbBuilder {
                     Location::SqliteFile(path) => path.clone(),
                     _ => PathBuf::from(":memory:"),
                 };
-                let open = sqlite_open(&path, self.busy_timeout, false);
+                let open = sqlite_open(
+                    &path,
+                    SqliteOptions {
+                        busy_timeout: self.busy_timeout,
+                        read_only: false,
+                        create: self.create_if_missing,
+                    },
+                );
                 threads.extend(
                     pool::spawn(
                         "writer",
@@ -222,7 +247,14 @@ impl DbBuilder {
                     writer.clone()
                 } else {
                     let (reader, reader_jobs) = flume::unbounded::<Job>();
-                    let open = sqlite_open(&path, self.busy_timeout, true);
+                    let open = sqlite_open(
+                        &path,
+                        SqliteOptions {
+                            busy_timeout: self.busy_timeout,
+                            read_only: true,
+                            create: false,
+                        },
+                    );
                     threads.extend(
                         pool::spawn(
                             "reader",
@@ -289,14 +321,8 @@ impl DbBuilder {
     }
 }
 
-fn sqlite_open(path: &Path, busy_timeout: Duration, read_only: bool) -> Open {
-    let (path, options) = (
-        path.to_owned(),
-        SqliteOptions {
-            busy_timeout,
-            read_only,
-        },
-    );
+fn sqlite_open(path: &Path, options: SqliteOptions) -> Open {
+    let path = path.to_owned();
     Arc::new(move || SqliteBackend::open(&path, &options).map(|b| Box::new(b) as Box<dyn Backend>))
 }
 
@@ -340,7 +366,8 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Start opening the database at `url`: `sqlite://PATH` (created when missing; WAL,
+    /// Start opening the database at `url`: `sqlite://PATH` (created when missing, unless
+    /// [`create_if_missing(false)`](DbBuilder::create_if_missing); WAL,
     /// `synchronous=NORMAL`, a busy timeout), `sqlite::memory:`, or `postgres://USER@HOST/DB`.
     pub fn open(url: impl Into<String>) -> DbBuilder {
         DbBuilder {
@@ -354,6 +381,7 @@ impl Db {
             schema: None,
             group_commit: true,
             connect_timeout: None,
+            create_if_missing: true,
         }
     }
 

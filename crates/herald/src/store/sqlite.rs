@@ -21,6 +21,8 @@ use crate::value::{SqlType, Value, format_timestamp, parse_timestamp};
 pub(crate) struct SqliteOptions {
     pub(crate) busy_timeout: Duration,
     pub(crate) read_only: bool,
+    /// Create the file when it is missing (read-write connections only).
+    pub(crate) create: bool,
 }
 
 pub(crate) struct SqliteBackend {
@@ -28,15 +30,18 @@ pub(crate) struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Open (and create, unless read-only) the database at `path`; `":memory:"` for a private
-    /// in-memory database.
+    /// Open (and create, when `create` and not read-only) the database at `path`; `":memory:"`
+    /// for a private in-memory database.
     pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self, DbError> {
         let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        flags |= if options.read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY
+        if options.read_only {
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
-        };
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
+            if options.create || path == Path::new(":memory:") {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+        }
         let conn = Connection::open_with_flags(path, flags).map_err(classify)?;
         conn.busy_timeout(options.busy_timeout).map_err(classify)?;
         conn.set_prepared_statement_cache_capacity(256);

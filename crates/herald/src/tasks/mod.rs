@@ -11,8 +11,10 @@
 //!   worker ─ claim (one statement per batch) ─ run ─ complete | retry later | dead
 //! ```
 //!
-//! Task states: `available` (waiting, possibly until a later `run_at`), `running` (claimed, under a
-//! lease), `completed`, `dead`, `cancelled`.
+//! Task states ([`TaskState`]): `available` (waiting, possibly until a later `run_at`), `running`
+//! (claimed, under a lease), `completed`, `dead`, `cancelled`. The first two are pending work:
+//! [`TaskQueue::cancel`] stops it. The last three are finished: [`TaskQueue::purge`] deletes them,
+//! and only them.
 
 mod presence;
 pub(crate) mod queue;
@@ -343,17 +345,120 @@ fn task_row(row: Vec<Value>) -> TaskRow {
     }
 }
 
-/// The states a task can be in.
+/// The states a task can be in, as they are stored (`TaskRow::state`).
 pub const STATES: &[&str] = &["available", "running", "completed", "dead", "cancelled"];
 
-fn check_state(state: &str) -> Result<()> {
-    if STATES.contains(&state) {
-        Ok(())
+/// A task's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for a worker, possibly until a later `run_at` (a retry's backoff). Pending.
+    Available,
+    /// Claimed by a worker, under a lease. Pending.
+    Running,
+    /// Ran to completion. Finished.
+    Completed,
+    /// Failed its last attempt, or can never run (unknown kind, undecodable payload). Finished.
+    Dead,
+    /// Cancelled before it finished. Finished.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Every state, in the order of [`STATES`].
+    pub const ALL: [TaskState; 5] = [
+        TaskState::Available,
+        TaskState::Running,
+        TaskState::Completed,
+        TaskState::Dead,
+        TaskState::Cancelled,
+    ];
+
+    /// The state as it is stored: `"available"`, `"running"`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Available => "available",
+            TaskState::Running => "running",
+            TaskState::Completed => "completed",
+            TaskState::Dead => "dead",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Work still to do (`available`, `running`): what [`TaskQueue::cancel`] stops.
+    pub fn is_pending(self) -> bool {
+        matches!(self, TaskState::Available | TaskState::Running)
+    }
+
+    /// Done with (`completed`, `dead`, `cancelled`): no worker runs it unless it is retried; what
+    /// [`TaskQueue::purge`] deletes.
+    pub fn is_finished(self) -> bool {
+        !self.is_pending()
+    }
+
+    /// The state named `raw`, or [`Error::TaskQueue`] for operation `op` naming it.
+    fn named(op: &'static str, raw: &str) -> Result<TaskState> {
+        TaskState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| Error::TaskQueue {
+                op,
+                reason: format!(
+                    "`{}` is not a task state (one of {})",
+                    shown(raw),
+                    STATES.join(", ")
+                ),
+            })
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskState {
+    type Err = Error;
+
+    /// One of [`STATES`]; anything else is [`Error::TaskQueue`] naming it.
+    fn from_str(raw: &str) -> Result<TaskState> {
+        TaskState::named("state", raw)
+    }
+}
+
+/// The state [`TaskQueue::purge`] would delete tasks of, or the error it would return: only
+/// finished states (`completed`, `dead`, `cancelled`) are purged. Pending work (`available`,
+/// `running`) is cancelled instead ([`TaskQueue::cancel`], [`TaskQueue::cancel_kind`]), then
+/// purged as `cancelled`; deleting it would lose it without a trace. For a caller that checks
+/// its input before it reaches the database (the dashboard answers 400 with this message).
+pub fn purgeable(state: &str) -> Result<TaskState> {
+    let state = TaskState::named("purge", state)?;
+    if state.is_pending() {
+        let holder = if state == TaskState::Running {
+            "that a worker holds"
+        } else {
+            "waiting for a worker"
+        };
+        return Err(Error::TaskQueue {
+            op: "purge",
+            reason: format!(
+                "{state} tasks cannot be purged: they are pending work {holder}; cancel them \
+                 instead, then purge `cancelled` (purge takes completed, dead, cancelled)"
+            ),
+        });
+    }
+    Ok(state)
+}
+
+/// A value from the caller, cut to a length fit to echo in a message.
+fn shown(value: &str) -> String {
+    const MAX: usize = 40;
+    if value.chars().count() <= MAX {
+        value.to_owned()
     } else {
-        Err(Error::Fixture {
-            what: "task state".to_owned(),
-            reason: format!("`{state}` is not one of {}", STATES.join(", ")),
-        })
+        let cut: String = value.chars().take(MAX).collect();
+        format!("{cut}… ({} bytes)", value.len())
     }
 }
 
@@ -401,9 +506,10 @@ impl TaskQueue<'_> {
             .collect())
     }
 
-    /// Tasks in `state`, newest first, at most `limit`.
+    /// Tasks in `state`, newest first, at most `limit`. A state that is not one of [`STATES`] is
+    /// [`Error::TaskQueue`].
     pub async fn list(&self, state: &str, limit: usize) -> Result<Vec<TaskRow>> {
-        check_state(state)?;
+        TaskState::named("list", state)?;
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE state = ? ORDER BY id DESC LIMIT ?"
         ));
@@ -466,28 +572,48 @@ impl TaskQueue<'_> {
         .await
     }
 
-    /// Cancel a task that has not started; true if there was one.
+    /// Cancel a pending task: an `available` one will not run; a `running` one's current attempt
+    /// is not interrupted (a worker runs it to its end), but its outcome is not recorded and it
+    /// is not retried. The task is then `cancelled` (purgeable, or [`retry`](Self::retry)able).
+    /// True if the task was pending; false if there is no such task or it had already finished
+    /// (read it with [`get`](Self::get) to tell which).
     pub async fn cancel(&self, id: i64) -> Result<bool> {
-        Ok(self
-            .change(
-                "UPDATE herald_tasks SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'available'",
-                vec![Value::Int(queue::now_micros()), Value::Int(id)],
-            )
-            .await?
-            > 0)
+        let sql = self.sql(
+            "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
+             WHERE id = ? AND state IN ('available', 'running')",
+        );
+        let params = vec![Value::Int(queue::now_micros()), Value::Int(id)];
+        Ok(self.db.run(move |c| c.execute(&sql, &params)).await? > 0)
     }
 
-    /// Delete every task in `state` (not `running`); returns how many.
-    pub async fn purge(&self, state: &str) -> Result<u64> {
-        check_state(state)?;
-        if state == "running" {
-            return Err(Error::Fixture {
-                what: "purge".to_owned(),
-                reason: "running tasks cannot be purged; cancel or wait".to_owned(),
+    /// Cancel every pending (`available` or `running`) task of `kind`, as [`cancel`](Self::cancel)
+    /// does one; returns how many. An empty `kind` is [`Error::TaskQueue`].
+    pub async fn cancel_kind(&self, kind: &str) -> Result<u64> {
+        if kind.is_empty() {
+            return Err(Error::TaskQueue {
+                op: "cancel",
+                reason: "no task kind given (an empty kind names no task)".to_owned(),
             });
         }
+        let sql = self.sql(
+            "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
+             WHERE kind = ? AND state IN ('available', 'running')",
+        );
+        let params = vec![
+            Value::Int(queue::now_micros()),
+            Value::Text(kind.to_owned()),
+        ];
+        self.db.run(move |c| c.execute(&sql, &params)).await
+    }
+
+    /// Delete every task in `state`, a finished state (`completed`, `dead` or `cancelled`);
+    /// returns how many. Pending work is not deleted: `available` and `running` are
+    /// [`Error::TaskQueue`] saying to cancel instead (see [`purgeable`]), and so is a state that
+    /// is not one; nothing is deleted then.
+    pub async fn purge(&self, state: &str) -> Result<u64> {
+        let state = purgeable(state)?;
         let sql = self.sql("DELETE FROM herald_tasks WHERE state = ?");
-        let state = Value::Text(state.to_owned());
+        let state = Value::Text(state.as_str().to_owned());
         self.db.run(move |c| c.execute(&sql, &[state])).await
     }
 }

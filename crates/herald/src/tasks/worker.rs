@@ -552,7 +552,8 @@ fn collect(
 }
 
 /// Write the outcomes: completions in one statement, failures one by one. An attempt whose lease
-/// was taken over is not recorded (fenced by its attempt number).
+/// was taken over is not recorded (fenced by its attempt number), nor one of a task cancelled
+/// while it ran (fenced by its state).
 fn record(conn: &Conn, outcomes: &[Settle]) -> Result<()> {
     let done: Vec<(i64, u32)> = outcomes
         .iter()
@@ -563,7 +564,7 @@ fn record(conn: &Conn, outcomes: &[Settle]) -> Result<()> {
         .collect();
     let completed = queue::complete_many(conn, &done)?;
     if completed < done.len() as u64 {
-        tracing::warn!(target: "herald::worker", lost = done.len() as u64 - completed, "some tasks' leases were taken over; their completions were not recorded");
+        tracing::warn!(target: "herald::worker", lost = done.len() as u64 - completed, "some tasks were cancelled while they ran, or their leases were taken over; their completions were not recorded");
     }
     for outcome in outcomes {
         if let Settle::Failed {
@@ -574,7 +575,7 @@ fn record(conn: &Conn, outcomes: &[Settle]) -> Result<()> {
         } = outcome
             && !queue::fail(conn, *id, *attempt, error, *retry)?
         {
-            tracing::warn!(target: "herald::worker", task = id, attempt, "the task's lease was taken over; this failure was not recorded");
+            tracing::warn!(target: "herald::worker", task = id, attempt, "the task was cancelled while it ran, or its lease was taken over; this failure was not recorded");
         }
     }
     Ok(())

@@ -60,6 +60,11 @@ impl Server {
         request(&self.addr, "POST", path, Some(body.to_string()))
     }
 
+    /// `method path` with these headers and body (see [`request_with`]).
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        request_with(&self.addr, method, path, headers, body)
+    }
+
     /// Poll `check` on `path` until it returns `Some`, for at most 10 seconds.
     pub fn wait_for<T>(&self, path: &str, mut check: impl FnMut(&Response) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -112,11 +117,32 @@ impl Response {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn request(addr: &str, method: &str, path: &str, json: Option<String>) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the bookstore");
     let body = json.unwrap_or_default();
+    request_with(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        &body,
+    )
+}
+
+/// [`request`] with these headers (besides `Host`, `Connection` and `Content-Length`) and body.
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect to the bookstore");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
+         Content-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write request");
