@@ -15,8 +15,7 @@ use crate::error::{DbError, Error, Result};
 use crate::model::{Dialect, Model};
 use crate::store::backend::Backend;
 use crate::store::hooks::{Hook, HookKind, HookRun};
-use crate::tasks::Task;
-use crate::tasks::queue::{self, NewTask};
+use crate::store::outbox::{self as queue, NewTask, NotifyThrottle, Task};
 use crate::value::{SqlType, Value};
 
 /// How deep writes may nest inside receivers before [`Error::Recursion`].
@@ -53,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) recursion_limit: usize,
     /// Woken when a commit adds tasks, so this process's workers start them at once.
     pub(crate) tasks_added: Arc<tokio::sync::Notify>,
+    /// When each queue was last notified to other processes (PostgreSQL).
+    pub(crate) notified: NotifyThrottle,
 }
 
 /// The result of a save.

@@ -1,6 +1,8 @@
 //! [`Db`]: opening a database (SQLite or PostgreSQL) and its connection threads; its operations
 //! are the [`Store`] ones, autocommit, and [`Quiet`] is the same without signals.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -205,6 +207,7 @@ impl DbBuilder {
             alias: self.alias.into(),
             recursion_limit: self.recursion_limit,
             tasks_added: Arc::new(tokio::sync::Notify::new()),
+            notified: Default::default(),
         });
         let masked = mask(&self.url);
         let connect_error = |source: DbError| Error::Connect {
@@ -212,7 +215,6 @@ impl DbBuilder {
             source,
         };
         let (writer, writer_jobs) = flume::unbounded::<Job>();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut postgres = None;
         let (dialect, reader) = match &location {
@@ -292,13 +294,6 @@ impl DbBuilder {
                     .await
                     .map_err(connect_error)?,
                 );
-                // Once the server is known to answer: LISTEN for other processes' new tasks.
-                crate::store::listen::spawn(
-                    config,
-                    self.schema.clone(),
-                    shared.tasks_added.clone(),
-                    stop.clone(),
-                );
                 (Dialect::Postgres, writer.clone())
             }
         };
@@ -310,8 +305,7 @@ impl DbBuilder {
                 dialect,
                 url: masked,
                 threads: Mutex::new(threads),
-                stop,
-                task_stats: Default::default(),
+                extensions: Mutex::new(HashMap::new()),
                 postgres,
                 schema: self.schema.clone(),
             }),
@@ -327,24 +321,17 @@ fn sqlite_open(path: &Path, options: SqliteOptions) -> Open {
 }
 
 struct Inner {
-    task_stats: crate::tasks::stats::TaskStats,
+    /// The state of the layers above the store, one value per type (see [`Db::extension`]).
+    extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// PostgreSQL: how to open a session of one's own (worker presence), and the schema.
     postgres: Option<crate::store::pg_config::PgConfig>,
     schema: Option<String>,
-    /// Tells the LISTEN thread (PostgreSQL) to stop.
-    stop: Arc<std::sync::atomic::AtomicBool>,
     writer: flume::Sender<Job>,
     reader: flume::Sender<Job>,
     shared: Arc<Shared>,
     dialect: Dialect,
     url: String,
     threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// A database: the store every write of a model goes through, with its signals.
@@ -390,8 +377,17 @@ impl Db {
         &self.inner.shared.signals
     }
 
-    pub(crate) fn task_stats_handle(&self) -> &crate::tasks::stats::TaskStats {
-        &self.inner.task_stats
+    /// State that a layer above the store keeps per database (the workers' statistics, their
+    /// LISTEN thread), made on first use and dropped with the last handle of the `Db`. The store
+    /// holds it without knowing its type, so the layers point one way.
+    pub(crate) fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut extensions = crate::store::conn::lock(&self.inner.extensions);
+        let slot = extensions
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        slot.clone()
+            .downcast::<T>()
+            .expect("an extension is stored under its own TypeId")
     }
 
     /// Woken when a commit in this process adds tasks.

@@ -17,7 +17,7 @@ pub(crate) struct Migration {
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "herald_tasks",
-    sql: crate::tasks::queue::migration,
+    sql: crate::store::outbox::migration,
 }];
 
 /// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row

@@ -9,9 +9,9 @@ pub(crate) mod event;
 pub(crate) mod fixture;
 pub(crate) mod hooks;
 pub(crate) mod lifecycle;
-pub(crate) mod listen;
 pub(crate) mod migrate;
 pub(crate) mod ops;
+pub(crate) mod outbox;
 pub(crate) mod pg_config;
 #[cfg(feature = "postgres-tls")]
 pub(crate) mod pg_tls;

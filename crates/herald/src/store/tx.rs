@@ -95,7 +95,7 @@ impl Tx<'_> {
 
     /// Add a task in this transaction: written just before the outermost commit, with the
     /// transaction's other tasks; a rollback leaves none.
-    pub async fn enqueue(&self, task: crate::tasks::Task) -> Result<()> {
+    pub async fn enqueue(&self, task: crate::store::outbox::Task) -> Result<()> {
         self.run(move |conn| conn.enqueue(task)).await
     }
 

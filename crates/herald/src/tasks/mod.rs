@@ -16,19 +16,17 @@
 //! [`TaskQueue::cancel`] stops it. The last three are finished: [`TaskQueue::purge`] deletes them,
 //! and only them.
 
+mod listen;
 mod presence;
 pub(crate) mod queue;
 pub(crate) mod stats;
 mod worker;
 
-use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use herald_dispatch::{
     Connection, ModelSignal, OnPostDelete, OnPostSave, PostDelete, PostSave, ReceiverBuilder,
 };
-use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::model::{Dialect, Model, numbered};
@@ -37,6 +35,7 @@ use crate::store::event::EventConn;
 use crate::store::ops::Store;
 use crate::value::{SqlType, Value};
 
+pub use crate::store::outbox::{PAYLOAD_VERSION, Task, TaskOptions};
 pub use stats::TaskKindStats;
 pub use worker::{TaskContext, Worker, WorkerReport};
 
@@ -55,145 +54,6 @@ impl StaticTask {
 }
 
 inventory::collect!(StaticTask);
-
-/// The payload format version written into every task row.
-pub const PAYLOAD_VERSION: i64 = 1;
-
-/// How a task runs: queue, priority, attempts, timeout, delay, and coalescing. Every option
-/// documents its default.
-#[derive(Clone, Debug)]
-pub struct TaskOptions {
-    queue: Cow<'static, str>,
-    priority: i32,
-    max_attempts: u32,
-    timeout: Duration,
-    delay: Duration,
-    unique_pk: bool,
-    skip_raw: bool,
-}
-
-impl Default for TaskOptions {
-    fn default() -> Self {
-        Self {
-            queue: Cow::Borrowed("default"),
-            priority: 0,
-            max_attempts: 5,
-            timeout: Duration::from_secs(60),
-            delay: Duration::ZERO,
-            unique_pk: false,
-            skip_raw: false,
-        }
-    }
-}
-
-impl TaskOptions {
-    /// The queue (workers choose which queues they serve). Default: `"default"`.
-    pub fn queue(mut self, queue: impl Into<Cow<'static, str>>) -> Self {
-        self.queue = queue.into();
-        self
-    }
-    /// Higher runs first. Default: 0.
-    pub fn priority(mut self, priority: i32) -> Self {
-        self.priority = priority;
-        self
-    }
-    /// Attempts before the task is kept as dead. Default: 5.
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-    /// An attempt that runs longer fails. Default: 60 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-    /// Run no sooner than this after the commit. Default: at once.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-    /// Coalesce pending tasks for one row into one run (`unique = "pk"`): saving a row a hundred
-    /// times between two polls runs the task once, with the newest instance. Default: off.
-    pub fn unique_pk(mut self) -> Self {
-        self.unique_pk = true;
-        self
-    }
-    /// Enqueue nothing for raw saves (`loaddata`, `raw = true`), as a Django receiver that returns
-    /// early when `raw` is set: fixtures do not send emails. Deletes are never raw. Default: off,
-    /// so a raw save enqueues like any other, as Django sends its signals for raw saves.
-    pub fn skip_raw(mut self) -> Self {
-        self.skip_raw = true;
-        self
-    }
-}
-
-/// A task to add to the queue: a kind (which worker function runs it), a JSON payload, options.
-#[derive(Clone, Debug)]
-pub struct Task {
-    kind: Cow<'static, str>,
-    payload: serde_json::Value,
-    options: TaskOptions,
-    unique_key: Option<String>,
-}
-
-impl Task {
-    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`] gets it back).
-    pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
-        Self {
-            kind: kind.into(),
-            payload: json!({ "v": PAYLOAD_VERSION, "data": data }),
-            options: TaskOptions::default(),
-            unique_key: None,
-        }
-    }
-
-    /// A task of `kind` for one instance of a model (as a background receiver enqueues it).
-    pub fn for_instance<M: Model>(
-        kind: impl Into<Cow<'static, str>>,
-        instance: &M,
-        options: &TaskOptions,
-    ) -> Self {
-        let kind = kind.into();
-        let unique_key = options.unique_pk.then(|| {
-            format!(
-                "{kind}:{}:{}",
-                M::NAME,
-                instance.pk_string().unwrap_or_default()
-            )
-        });
-        Self {
-            payload: json!({ "v": PAYLOAD_VERSION, "model": M::NAME, "instance": instance.to_json() }),
-            kind,
-            options: options.clone(),
-            unique_key,
-        }
-    }
-
-    /// Set the options.
-    pub fn options(mut self, options: TaskOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Coalesce with a pending task of the same key.
-    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
-        self.unique_key = Some(key.into());
-        self
-    }
-
-    pub(crate) fn into_new(self) -> queue::NewTask {
-        queue::NewTask {
-            kind: self.kind.into_owned(),
-            queue: self.options.queue.into_owned(),
-            payload: self.payload.to_string(),
-            priority: self.options.priority,
-            max_attempts: self.options.max_attempts,
-            timeout: self.options.timeout,
-            unique_key: self.unique_key,
-            delay: self.options.delay,
-        }
-    }
-}
 
 /// A background receiver about to be connected; from [`Background::background`].
 #[must_use = "nothing is connected until `.connect()`"]
@@ -626,7 +486,7 @@ impl Db {
 
     /// Statistics per task kind, as this process's workers recorded them.
     pub fn task_stats(&self) -> Vec<TaskKindStats> {
-        self.task_stats_handle().snapshot()
+        self.extension::<stats::TaskStats>().snapshot()
     }
 
     /// Add a task outside any transaction (inside one, use [`crate::Tx::enqueue`]).

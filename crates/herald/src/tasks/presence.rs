@@ -19,8 +19,8 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::model::numbered;
 use crate::store::conn::Conn;
+use crate::store::outbox::now_micros;
 use crate::store::pg_config::PgConfig;
-use crate::tasks::queue::now_micros;
 use crate::value::{SqlType, Value};
 
 /// The advisory-lock class of worker presence (the first `int4` of the two-key form).

@@ -16,8 +16,10 @@ use crate::model::{Model, from_json};
 use crate::store::conn::Conn;
 use crate::store::db::Db;
 use crate::store::ops::Store;
+use crate::tasks::listen::Listening;
 use crate::tasks::presence::{self, Presence};
 use crate::tasks::queue::{self, Claimed};
+use crate::tasks::stats::TaskStats;
 use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
 
 /// What a running task knows about itself.
@@ -77,6 +79,8 @@ pub struct Worker {
     retention: Duration,
     grace: Duration,
     name: String,
+    /// The statistics of the `Db`'s workers (its extension).
+    stats: Arc<TaskStats>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -119,6 +123,7 @@ impl Worker {
     /// A worker for `db`'s task queue, serving queue `"default"`, 4 at a time.
     pub fn new(db: Db) -> Self {
         Self {
+            stats: db.extension::<TaskStats>(),
             db,
             kinds: HashMap::new(),
             queues: vec!["default".to_owned()],
@@ -254,6 +259,7 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
         tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, kinds = ?self.kinds(), concurrency = self.concurrency, "worker started");
         let wake = self.db.tasks_added();
+        self.db.extension::<Listening>().start(&self.db);
         let presence = match self.db.postgres_session() {
             Some((config, schema)) => {
                 let key = presence::key(schema.as_deref(), &self.name);
@@ -428,7 +434,7 @@ impl Worker {
             db: self.db.clone(),
         };
         let wait = Duration::from_micros((task.started_at - task.created_at).max(0) as u64);
-        self.db.task_stats_handle().kind(&task.kind).started(wait);
+        self.stats.kind(&task.kind).started(wait);
         running.spawn(async move {
             let started = Instant::now();
             let outcome = match runner {
@@ -460,7 +466,7 @@ impl Worker {
     /// and log failures.
     fn judge(&self, finished: Finished, report: &mut WorkerReport) -> Settle {
         let Finished { task, outcome, ran } = finished;
-        let stats = self.db.task_stats_handle().kind(&task.kind);
+        let stats = self.stats.kind(&task.kind);
         let (id, attempt, kind) = (task.id, task.attempt, task.kind);
         match outcome {
             Outcome::Done => {

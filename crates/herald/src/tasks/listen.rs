@@ -1,4 +1,5 @@
-//! PostgreSQL `LISTEN`: wakes this process's workers when another process commits tasks.
+//! PostgreSQL `LISTEN`: wakes this process's workers when another process commits tasks. One
+//! thread per `Db`, started by the first worker that runs on it and stopped when the `Db` goes.
 //!
 //! A notification only wakes a worker; workers poll as well, because notifications sent while the
 //! listener reconnects are lost. The channel is per schema (`herald_tasks_<schema>`), so databases
@@ -17,8 +18,34 @@ pub(crate) fn channel(schema: &str) -> String {
     format!("herald_tasks_{schema}")
 }
 
+/// The LISTEN thread of one `Db`, kept as the `Db`'s extension: started once, stopped when the
+/// `Db` (and so this) drops.
+#[derive(Debug, Default)]
+pub(crate) struct Listening {
+    stop: Arc<AtomicBool>,
+    started: std::sync::OnceLock<()>,
+}
+
+impl Listening {
+    /// Start listening for `db` (PostgreSQL only), once.
+    pub(crate) fn start(&self, db: &crate::Db) {
+        let Some((config, schema)) = db.postgres_session() else {
+            return;
+        };
+        self.started.get_or_init(|| {
+            spawn(config, schema, db.tasks_added(), self.stop.clone());
+        });
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Listens on its own connection and thread until `stop` is set.
-pub(crate) fn spawn(
+fn spawn(
     config: PgConfig,
     schema: Option<String>,
     wake: Arc<tokio::sync::Notify>,

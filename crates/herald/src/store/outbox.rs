@@ -1,0 +1,331 @@
+//! The outbox: the task rows background receivers (and `conn.enqueue(..)`) append in the
+//! transaction of the write that caused them, so that a rollback leaves none and a commit
+//! guarantees one.
+//!
+//! What is here belongs to the store, which knows nothing of workers: what a task is ([`Task`],
+//! [`TaskOptions`]), its row ([`NewTask`]), inserting a transaction's rows in one statement just
+//! before its COMMIT ([`insert`]), the `NOTIFY` that tells other processes (throttled per `Db`),
+//! and the table's migration. The workers that drain it (`crate::tasks`) sit on top.
+//!
+//! Times are integer microseconds since the Unix epoch in both databases, so comparisons need no
+//! dialect-specific date functions.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::error::Result;
+use crate::model::{Dialect, Model, placeholder};
+use crate::store::conn::{Conn, lock};
+use crate::value::Value;
+
+/// The payload format version written into every task row.
+pub const PAYLOAD_VERSION: i64 = 1;
+
+/// How a task runs: queue, priority, attempts, timeout, delay, and coalescing. Every option
+/// documents its default.
+#[derive(Clone, Debug)]
+pub struct TaskOptions {
+    queue: Cow<'static, str>,
+    priority: i32,
+    max_attempts: u32,
+    timeout: Duration,
+    delay: Duration,
+    unique_pk: bool,
+    pub(crate) skip_raw: bool,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self {
+            queue: Cow::Borrowed("default"),
+            priority: 0,
+            max_attempts: 5,
+            timeout: Duration::from_secs(60),
+            delay: Duration::ZERO,
+            unique_pk: false,
+            skip_raw: false,
+        }
+    }
+}
+
+impl TaskOptions {
+    /// The queue (workers choose which queues they serve). Default: `"default"`.
+    pub fn queue(mut self, queue: impl Into<Cow<'static, str>>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+    /// Higher runs first. Default: 0.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+    /// Attempts before the task is kept as dead. Default: 5.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+    /// An attempt that runs longer fails. Default: 60 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Run no sooner than this after the commit. Default: at once.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+    /// Coalesce pending tasks for one row into one run (`unique = "pk"`): saving a row a hundred
+    /// times between two polls runs the task once, with the newest instance. Default: off.
+    pub fn unique_pk(mut self) -> Self {
+        self.unique_pk = true;
+        self
+    }
+    /// Enqueue nothing for raw saves (`loaddata`, `raw = true`), as a Django receiver that returns
+    /// early when `raw` is set: fixtures do not send emails. Deletes are never raw. Default: off,
+    /// so a raw save enqueues like any other, as Django sends its signals for raw saves.
+    pub fn skip_raw(mut self) -> Self {
+        self.skip_raw = true;
+        self
+    }
+}
+
+/// A task to add to the queue: a kind (which worker function runs it), a JSON payload, options.
+#[derive(Clone, Debug)]
+pub struct Task {
+    kind: Cow<'static, str>,
+    payload: serde_json::Value,
+    options: TaskOptions,
+    unique_key: Option<String>,
+}
+
+impl Task {
+    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`] gets it back).
+    pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
+        Self {
+            kind: kind.into(),
+            payload: json!({ "v": PAYLOAD_VERSION, "data": data }),
+            options: TaskOptions::default(),
+            unique_key: None,
+        }
+    }
+
+    /// A task of `kind` for one instance of a model (as a background receiver enqueues it).
+    pub fn for_instance<M: Model>(
+        kind: impl Into<Cow<'static, str>>,
+        instance: &M,
+        options: &TaskOptions,
+    ) -> Self {
+        let kind = kind.into();
+        let unique_key = options.unique_pk.then(|| {
+            format!(
+                "{kind}:{}:{}",
+                M::NAME,
+                instance.pk_string().unwrap_or_default()
+            )
+        });
+        Self {
+            payload: json!({ "v": PAYLOAD_VERSION, "model": M::NAME, "instance": instance.to_json() }),
+            kind,
+            options: options.clone(),
+            unique_key,
+        }
+    }
+
+    /// Set the options.
+    pub fn options(mut self, options: TaskOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Coalesce with a pending task of the same key.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    pub(crate) fn into_new(self) -> NewTask {
+        NewTask {
+            kind: self.kind.into_owned(),
+            queue: self.options.queue.into_owned(),
+            payload: self.payload.to_string(),
+            priority: self.options.priority,
+            max_attempts: self.options.max_attempts,
+            timeout: self.options.timeout,
+            unique_key: self.unique_key,
+            delay: self.options.delay,
+        }
+    }
+}
+
+/// The migration that creates the tasks table (version 1), in `dialect`. Times are integer
+/// microseconds since the epoch (64-bit in both databases).
+pub(crate) fn migration(dialect: Dialect) -> String {
+    let (id, big) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+        Dialect::Postgres => (
+            "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            "BIGINT",
+        ),
+    };
+    format!(
+        "CREATE TABLE herald_tasks (
+    id {id},
+    kind TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_ms {big} NOT NULL,
+    unique_key TEXT,
+    created_at {big} NOT NULL,
+    run_at {big} NOT NULL,
+    started_at {big},
+    finished_at {big},
+    lease_until {big},
+    worker TEXT,
+    last_error TEXT,
+    progress TEXT
+);
+CREATE INDEX herald_tasks_claim ON herald_tasks (state, queue, priority DESC, run_at, id);
+CREATE UNIQUE INDEX herald_tasks_unique ON herald_tasks (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL;
+"
+    )
+}
+
+/// Now, in microseconds since the epoch.
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros().min(i64::MAX as u128) as i64)
+}
+
+pub(crate) fn micros(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+/// A task row about to be inserted.
+#[derive(Clone, Debug)]
+pub(crate) struct NewTask {
+    pub(crate) kind: String,
+    pub(crate) queue: String,
+    pub(crate) payload: String,
+    pub(crate) priority: i32,
+    pub(crate) max_attempts: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) unique_key: Option<String>,
+    pub(crate) delay: Duration,
+}
+
+/// Insert `tasks` in one statement. Tasks with a `unique_key` coalesce with a pending task of the
+/// same key: its payload becomes the newest one.
+pub(crate) fn insert(conn: &Conn, tasks: Vec<NewTask>) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    // Within one statement a key may appear once: keep the last of each.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut rows: Vec<Option<NewTask>> = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Some(key) = &task.unique_key {
+            if let Some(&earlier) = seen.get(key) {
+                rows[earlier] = None;
+            }
+            seen.insert(key.clone(), rows.len());
+        }
+        rows.push(Some(task));
+    }
+    let rows: Vec<NewTask> = rows.into_iter().flatten().collect();
+    let dialect = conn.dialect();
+    let now = now_micros();
+    for chunk in rows.chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO herald_tasks (kind, queue, state, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at) VALUES ",
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 9);
+        for (i, task) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let n = params.len();
+            sql.push_str(&format!(
+                "({}, {}, 'available', {}, {}, {}, {}, {}, {}, {})",
+                placeholder(dialect, n + 1),
+                placeholder(dialect, n + 2),
+                placeholder(dialect, n + 3),
+                placeholder(dialect, n + 4),
+                placeholder(dialect, n + 5),
+                placeholder(dialect, n + 6),
+                placeholder(dialect, n + 7),
+                placeholder(dialect, n + 8),
+                placeholder(dialect, n + 9),
+            ));
+            params.extend([
+                Value::Text(task.kind.clone()),
+                Value::Text(task.queue.clone()),
+                Value::Text(task.payload.clone()),
+                Value::Int(i64::from(task.priority)),
+                Value::Int(i64::from(task.max_attempts)),
+                Value::Int(task.timeout.as_millis().min(i64::MAX as u128) as i64),
+                task.unique_key.clone().map_or(Value::Null, Value::Text),
+                Value::Int(now),
+                Value::Int(now + micros(task.delay)),
+            ]);
+        }
+        sql.push_str(
+            " ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
+             DO UPDATE SET payload = excluded.payload",
+        );
+        conn.execute(&sql, &params)?;
+    }
+    if dialect == Dialect::Postgres {
+        notify(conn, rows.iter().map(|t| t.queue.as_str()))?;
+    }
+    Ok(())
+}
+
+/// The most often one process sends a `NOTIFY` for one queue: each costs the enqueueing transaction
+/// a round trip's worth of work on the server. A notification skipped here is not lost work: a
+/// worker that was busy within the last [`BUSY_POLL_WINDOW`] polls every `NOTIFY_EVERY`, and every
+/// worker polls anyway.
+pub(crate) const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+
+/// How long after its last activity a worker keeps polling every [`NOTIFY_EVERY`].
+pub(crate) const BUSY_POLL_WINDOW: Duration = Duration::from_millis(50);
+
+/// When each queue of one `Db` was last notified (µs since the epoch): per `Db`, so that two
+/// databases in one process do not share a throttle.
+#[derive(Debug, Default)]
+pub(crate) struct NotifyThrottle(Mutex<HashMap<String, i64>>);
+
+fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> Result<()> {
+    let now = now_micros();
+    let mut due: Vec<String> = Vec::new();
+    {
+        let mut last = lock(&conn.shared().notified.0);
+        for queue in queues {
+            if due.iter().any(|q| q == queue) {
+                continue;
+            }
+            let recent = last
+                .get(queue)
+                .is_some_and(|t| now - t < micros(NOTIFY_EVERY));
+            if !recent {
+                last.insert(queue.to_owned(), now);
+                due.push(queue.to_owned());
+            }
+        }
+    }
+    for queue in due {
+        conn.execute(
+            "SELECT pg_notify('herald_tasks_' || current_schema(), $1)",
+            &[Value::Text(queue)],
+        )?;
+    }
+    Ok(())
+}
