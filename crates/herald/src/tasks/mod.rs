@@ -16,8 +16,11 @@
 //! [`TaskQueue::cancel`] stops it. The last three are finished: [`TaskQueue::purge`] deletes them,
 //! and only them.
 
+mod executor;
 mod listen;
+mod maintenance;
 mod presence;
+mod producer;
 pub(crate) mod queue;
 pub(crate) mod stats;
 mod worker;

@@ -1,35 +1,35 @@
-//! The worker: claims tasks in batches, runs them on the async runtime, records the outcome, keeps
-//! their leases alive, rescues tasks whose worker died, and prunes old completed ones.
+//! The worker: its options, and its loop, which ties the parts together: the producer (claim and
+//! settle, `producer.rs`), the executor (one attempt, `executor.rs`) and maintenance (heartbeats,
+//! rescue, pruning, `maintenance.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::task::JoinSet;
 
 use crate::ReceiverResult;
 use crate::error::Result;
 use crate::model::{Model, from_json};
-use crate::store::conn::Conn;
 use crate::store::db::Db;
 use crate::store::ops::Store;
+use crate::tasks::executor::{Finished, decode_payload, runner};
 use crate::tasks::listen::Listening;
-use crate::tasks::presence::{self, Presence};
-use crate::tasks::queue::{self, Claimed};
+use crate::tasks::maintenance::Maintenance;
+use crate::tasks::producer::{Settle, collect, record, settle};
+use crate::tasks::queue;
 use crate::tasks::stats::TaskStats;
-use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
+use crate::tasks::{RunError, Runner};
 
 /// What a running task knows about itself.
 #[derive(Clone, Debug)]
 pub struct TaskContext {
-    id: i64,
-    kind: Arc<str>,
-    attempt: u32,
-    max_attempts: u32,
-    db: Db,
+    pub(super) id: i64,
+    pub(super) kind: Arc<str>,
+    pub(super) attempt: u32,
+    pub(super) max_attempts: u32,
+    pub(super) db: Db,
 }
 
 impl TaskContext {
@@ -69,10 +69,10 @@ impl TaskContext {
 /// process of its own, on as many machines as wanted (PostgreSQL). Every option documents its default.
 #[must_use = "a worker does nothing until `.run(..)` is awaited"]
 pub struct Worker {
-    db: Db,
-    kinds: HashMap<String, Runner>,
+    pub(super) db: Db,
+    pub(super) kinds: HashMap<String, Runner>,
     queues: Vec<String>,
-    concurrency: usize,
+    pub(super) concurrency: usize,
     lease: Duration,
     poll: Duration,
     retry_base: Duration,
@@ -80,7 +80,7 @@ pub struct Worker {
     grace: Duration,
     name: String,
     /// The statistics of the `Db`'s workers (its extension).
-    stats: Arc<TaskStats>,
+    pub(super) stats: Arc<TaskStats>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -105,18 +105,6 @@ pub struct WorkerReport {
     pub failed: u64,
     /// Tasks handed back unfinished at shutdown.
     pub released: u64,
-}
-
-enum Outcome {
-    Done,
-    Failed(String),
-    Dead(String),
-}
-
-struct Finished {
-    task: Claimed,
-    outcome: Outcome,
-    ran: Duration,
 }
 
 impl Worker {
@@ -237,7 +225,7 @@ impl Worker {
         self
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         let base = self
             .retry_base
@@ -260,19 +248,8 @@ impl Worker {
         tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, kinds = ?self.kinds(), concurrency = self.concurrency, "worker started");
         let wake = self.db.tasks_added();
         self.db.extension::<Listening>().start(&self.db);
-        let presence = match self.db.postgres_session() {
-            Some((config, schema)) => {
-                let key = presence::key(schema.as_deref(), &self.name);
-                let name = self.name.clone();
-                tokio::task::spawn_blocking(move || Presence::hold(config, key, &name))
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|held| (held, schema))
-            }
-            None => None,
-        };
-        let mut next_look = tokio::time::Instant::now() + presence::LOOK_EVERY;
+        let mut maintenance =
+            Maintenance::start(&self.db, &self.name, self.lease, self.retention).await;
         let mut shutdown = std::pin::pin!(shutdown);
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut held: HashMap<i64, u32> = HashMap::new();
@@ -280,9 +257,6 @@ impl Worker {
         let mut report = WorkerReport::default();
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut busy_at: Option<tokio::time::Instant> = None;
-        let mut next_heartbeat = tokio::time::Instant::now() + self.lease / 3;
-        let mut next_rescue = tokio::time::Instant::now();
-        let mut next_prune = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut claim_backoff = Duration::ZERO;
         loop {
             while let Some(done) = running.try_join_next() {
@@ -338,10 +312,6 @@ impl Worker {
             };
             let deadline =
                 stopping.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let mut maintenance = next_heartbeat.min(next_rescue).min(next_prune);
-            if presence.is_some() {
-                maintenance = maintenance.min(next_look);
-            }
             tokio::select! {
                 () = &mut shutdown, if stopping.is_none() => {
                     tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
@@ -358,64 +328,12 @@ impl Worker {
                     claim_backoff = Duration::ZERO;
                 }
                 () = tokio::time::sleep_until(deadline), if stopping.is_some() => {
-                    running.abort_all();
-                    while let Some(done) = running.try_join_next() {
-                        collect(done, &mut held, &mut finished);
-                    }
-                    let outcomes: Vec<Settle> = finished.drain(..).map(|f| self.judge(f, &mut report)).collect();
-                    let unfinished: Vec<(i64, u32)> = held.drain().collect();
-                    report.released += unfinished.len() as u64;
-                    self.db
-                        .run(move |conn| {
-                            conn.atomic(|conn| {
-                                record(conn, &outcomes)?;
-                                for (id, attempt) in &unfinished {
-                                    queue::release(conn, *id, *attempt)?;
-                                }
-                                Ok(())
-                            })
-                        })
-                        .await?;
+                    self.hand_back(&mut running, &mut held, &mut finished, &mut report).await?;
                     break;
                 }
-                () = tokio::time::sleep_until(maintenance) => {
-                    let now = tokio::time::Instant::now();
-                    if now >= next_heartbeat {
-                        next_heartbeat = now + self.lease / 3;
-                        let ids: Vec<(i64, u32)> = held.iter().map(|(k, v)| (*k, *v)).collect();
-                        let lease = self.lease;
-                        if let Err(error) = self.db.run(move |conn| queue::heartbeat(conn, &ids, lease)).await {
-                            tracing::warn!(target: "herald::worker", %error, "heartbeat failed");
-                        }
-                    }
-                    if now >= next_rescue {
-                        next_rescue = now + (self.lease / 2).max(Duration::from_millis(20));
-                        match self.db.run(queue::rescue).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::warn!(target: "herald::worker", rescued = n, "rescued tasks whose worker stopped"),
-                            Err(error) => tracing::warn!(target: "herald::worker", %error, "rescue failed"),
-                        }
-                    }
-                    if let Some((_, schema)) = &presence
-                        && now >= next_look
-                    {
-                        next_look = now + presence::LOOK_EVERY;
-                        let (schema, me) = (schema.clone(), self.name.clone());
-                        match self.db.run(move |conn| presence::rescue_gone(conn, schema.as_deref(), &me)).await {
-                            Ok(0) => {}
-                            Ok(n) => {
-                                tracing::warn!(target: "herald::worker", rescued = n, "rescued tasks whose worker is gone (its database session ended)");
-                                wake.notify_one();
-                            }
-                            Err(error) => tracing::warn!(target: "herald::worker", %error, "looking for gone workers failed"),
-                        }
-                    }
-                    if now >= next_prune {
-                        next_prune = now + Duration::from_secs(60);
-                        let retention = self.retention;
-                        if let Err(error) = self.db.run(move |conn| queue::prune(conn, retention)).await {
-                            tracing::warn!(target: "herald::worker", %error, "pruning failed");
-                        }
+                () = tokio::time::sleep_until(maintenance.due()) => {
+                    if maintenance.turn(&self.db, &held).await.rescued > 0 {
+                        wake.notify_one();
                     }
                 }
             }
@@ -424,265 +342,34 @@ impl Worker {
         Ok(report)
     }
 
-    fn start(&self, running: &mut JoinSet<Finished>, task: Claimed) {
-        let runner = self.kinds.get(&task.kind).cloned();
-        let ctx = TaskContext {
-            id: task.id,
-            kind: Arc::from(task.kind.as_str()),
-            attempt: task.attempt,
-            max_attempts: task.max_attempts,
-            db: self.db.clone(),
-        };
-        let wait = Duration::from_micros((task.started_at - task.created_at).max(0) as u64);
-        self.stats.kind(&task.kind).started(wait);
-        running.spawn(async move {
-            let started = Instant::now();
-            let outcome = match runner {
-                None => Outcome::Dead(format!("no worker knows the task kind `{}`", task.kind)),
-                Some(runner) => {
-                    let payload = serde_json::from_str(&task.payload)
-                        .unwrap_or_else(|e| serde_json::json!({ "undecodable": e.to_string() }));
-                    let attempt = AssertUnwindSafe(runner(payload, ctx)).catch_unwind();
-                    match tokio::time::timeout(task.timeout, attempt).await {
-                        Err(_) => Outcome::Failed(format!("timed out after {:?}", task.timeout)),
-                        Ok(Err(panic)) => {
-                            Outcome::Failed(format!("panicked: {}", panic_text(&*panic)))
-                        }
-                        Ok(Ok(Err(RunError::Undecodable(e)))) => Outcome::Dead(e),
-                        Ok(Ok(Err(RunError::Failed(e)))) => Outcome::Failed(e),
-                        Ok(Ok(Ok(()))) => Outcome::Done,
-                    }
-                }
-            };
-            Finished {
-                task,
-                outcome,
-                ran: started.elapsed(),
-            }
-        });
-    }
-
-    /// Decide what a finished attempt means (complete, retry after a backoff, or dead), count it,
-    /// and log failures.
-    fn judge(&self, finished: Finished, report: &mut WorkerReport) -> Settle {
-        let Finished { task, outcome, ran } = finished;
-        let stats = self.stats.kind(&task.kind);
-        let (id, attempt, kind) = (task.id, task.attempt, task.kind);
-        match outcome {
-            Outcome::Done => {
-                report.completed += 1;
-                stats.finished(&kind, ran, false, false);
-                Settle::Done { id, attempt }
-            }
-            Outcome::Failed(error) => {
-                report.failed += 1;
-                let retry = (attempt < task.max_attempts).then(|| self.backoff(attempt));
-                stats.finished(&kind, ran, true, retry.is_some());
-                tracing::warn!(target: "herald::worker", task = id, kind = %kind, attempt, error = %error, retry_in = ?retry, "task failed");
-                Settle::Failed {
-                    id,
-                    attempt,
-                    error,
-                    retry,
-                }
-            }
-            Outcome::Dead(error) => {
-                report.failed += 1;
-                stats.finished(&kind, ran, true, false);
-                tracing::error!(target: "herald::worker", task = id, kind = %kind, error = %error, "task is dead");
-                Settle::Failed {
-                    id,
-                    attempt,
-                    error,
-                    retry: None,
-                }
-            }
-        }
-    }
-}
-
-/// What to write for one finished attempt.
-enum Settle {
-    Done {
-        id: i64,
-        attempt: u32,
-    },
-    Failed {
-        id: i64,
-        attempt: u32,
-        error: String,
-        retry: Option<Duration>,
-    },
-}
-
-/// After a task finishes while others still run, how long the worker waits for more to finish
-/// before it records them and claims again, in one transaction.
-const LINGER: Duration = Duration::from_millis(1);
-
-impl Worker {
-    /// Collect the attempts that finish within [`LINGER`], until a quarter of the slots are free:
-    /// one turn then records them all, instead of a transaction for each finished task (which,
-    /// under load, competes with the application's writes for SQLite's one writer). A new task's
-    /// start does not wait for this: a free slot claims as soon as a commit wakes the worker.
-    async fn linger(
+    /// The shutdown grace is over: stop what still runs, record what finished and hand the rest
+    /// back to the queue, in one transaction.
+    async fn hand_back(
         &self,
         running: &mut JoinSet<Finished>,
         held: &mut HashMap<i64, u32>,
         finished: &mut Vec<Finished>,
-    ) {
-        let enough = self.concurrency.div_ceil(4);
-        let until = tokio::time::Instant::now() + LINGER;
-        while finished.len() < enough && !running.is_empty() {
-            tokio::select! {
-                Some(done) = running.join_next() => collect(done, held, finished),
-                () = tokio::time::sleep_until(until) => break,
-            }
+        report: &mut WorkerReport,
+    ) -> Result<()> {
+        running.abort_all();
+        while let Some(done) = running.try_join_next() {
+            collect(done, held, finished);
         }
+        let outcomes: Vec<Settle> = finished.drain(..).map(|f| self.judge(f, report)).collect();
+        let unfinished: Vec<(i64, u32)> = held.drain().collect();
+        report.released += unfinished.len() as u64;
+        self.db
+            .run(move |conn| {
+                conn.atomic(|conn| {
+                    record(conn, &outcomes)?;
+                    for (id, attempt) in &unfinished {
+                        queue::release(conn, *id, *attempt)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
-}
-
-fn collect(
-    done: std::result::Result<Finished, tokio::task::JoinError>,
-    held: &mut HashMap<i64, u32>,
-    finished: &mut Vec<Finished>,
-) {
-    match done {
-        Ok(done) => {
-            held.remove(&done.task.id);
-            finished.push(done);
-        }
-        // A runner that was aborted (shutdown) or whose task panicked outside the catch: its
-        // lease expires and the task runs again.
-        Err(error) => tracing::error!(target: "herald::worker", %error, "a task runner stopped"),
-    }
-}
-
-/// Write the outcomes: completions in one statement, failures one by one. An attempt whose lease
-/// was taken over is not recorded (fenced by its attempt number), nor one of a task cancelled
-/// while it ran (fenced by its state).
-fn record(conn: &Conn, outcomes: &[Settle]) -> Result<()> {
-    let done: Vec<(i64, u32)> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Settle::Done { id, attempt } => Some((*id, *attempt)),
-            Settle::Failed { .. } => None,
-        })
-        .collect();
-    let completed = queue::complete_many(conn, &done)?;
-    if completed < done.len() as u64 {
-        tracing::warn!(target: "herald::worker", lost = done.len() as u64 - completed, "some tasks were cancelled while they ran, or their leases were taken over; their completions were not recorded");
-    }
-    for outcome in outcomes {
-        if let Settle::Failed {
-            id,
-            attempt,
-            error,
-            retry,
-        } = outcome
-            && !queue::fail(conn, *id, *attempt, error, *retry)?
-        {
-            tracing::warn!(target: "herald::worker", task = id, attempt, "the task was cancelled while it ran, or its lease was taken over; this failure was not recorded");
-        }
-    }
-    Ok(())
-}
-
-/// On PostgreSQL, let the worker's own transaction commit without waiting for its WAL flush. A
-/// claim or an outcome lost to a server crash only means the task runs again, which at-least-once
-/// delivery allows; the enqueueing transaction, which must not lose the task, keeps its durability.
-fn relax_durability(conn: &Conn) -> Result<()> {
-    if conn.dialect() == crate::model::Dialect::Postgres {
-        conn.batch("SET LOCAL synchronous_commit = off")?;
-    }
-    Ok(())
-}
-
-/// One turn of the worker: record `outcomes` and claim up to `free` tasks, in one transaction.
-fn settle(
-    conn: &Conn,
-    outcomes: &[Settle],
-    queues: &[String],
-    free: usize,
-    name: &str,
-    lease: Duration,
-) -> Result<Vec<Claimed>> {
-    conn.atomic(|conn| {
-        relax_durability(conn)?;
-        record(conn, outcomes)?;
-        if free == 0 {
-            return Ok(Vec::new());
-        }
-        queue::claim(conn, queues, free, name, lease)
-    })
-}
-
-/// A runner: decode the payload into what `run` takes (an undecodable payload is dead at once),
-/// then run it; its error fails the attempt.
-fn runner<T, D, F, Fut>(decode: D, run: F) -> Runner
-where
-    T: Send + 'static,
-    D: Fn(&serde_json::Value) -> std::result::Result<T, RunError> + Send + Sync + 'static,
-    F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ReceiverResult> + Send + 'static,
-{
-    let (decode, run) = (Arc::new(decode), Arc::new(run));
-    Arc::new(move |payload, ctx| {
-        let (decode, run) = (decode.clone(), run.clone());
-        async move {
-            let input = decode(&payload)?;
-            run(input, ctx)
-                .await
-                .map_err(|e| RunError::Failed(e.to_string()))
-        }
-        .boxed()
-    })
-}
-
-fn decode_payload(
-    payload: &serde_json::Value,
-    model: Option<&str>,
-) -> std::result::Result<serde_json::Value, RunError> {
-    if let Some(e) = payload.get("undecodable") {
-        return Err(RunError::Undecodable(format!(
-            "the payload is not JSON: {e}"
-        )));
-    }
-    let version = payload.get("v").and_then(serde_json::Value::as_i64);
-    if version != Some(PAYLOAD_VERSION) {
-        return Err(RunError::Undecodable(format!(
-            "payload version {} is not one this worker reads ({PAYLOAD_VERSION})",
-            version.map_or_else(|| "missing".to_owned(), |v| v.to_string())
-        )));
-    }
-    match model {
-        None => Ok(payload
-            .get("data")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)),
-        Some(expected) => {
-            let found = payload
-                .get("model")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("none");
-            if found != expected {
-                return Err(RunError::Undecodable(format!(
-                    "the payload is for model `{found}`, not `{expected}`"
-                )));
-            }
-            payload
-                .get("instance")
-                .cloned()
-                .ok_or_else(|| RunError::Undecodable("the payload has no instance".to_owned()))
-        }
-    }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic".to_owned())
 }
 
 /// `host:pid` for a process's first worker, `host:pid-N` for its Nth.
