@@ -26,11 +26,16 @@ pub enum DbErrorKind {
     Other,
 }
 
-/// A failure reported by the database driver, classified.
+/// A failure reported by the database driver, classified, with the driver's own error kept: its
+/// code (PostgreSQL's SQLSTATE, SQLite's extended result code) and, through
+/// [`source`](std::error::Error::source), the driver's error value, as sqlx's `DatabaseError`
+/// keeps them.
 #[derive(Debug)]
 pub struct DbError {
     pub(crate) kind: DbErrorKind,
     pub(crate) message: String,
+    code: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl DbError {
@@ -39,7 +44,24 @@ impl DbError {
         Self {
             kind,
             message: message.into(),
+            code: None,
+            source: None,
         }
+    }
+
+    /// The same, with the driver's code (`"23505"`, `"2067"`).
+    pub(crate) fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The same, keeping the driver's error as its source.
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Its kind.
@@ -51,6 +73,12 @@ impl DbError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The driver's code for it, when it has one: PostgreSQL's SQLSTATE (`"23505"` for a unique
+    /// violation), SQLite's extended result code as a number (`"2067"`).
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
 }
 
 impl fmt::Display for DbError {
@@ -59,7 +87,13 @@ impl fmt::Display for DbError {
     }
 }
 
-impl std::error::Error for DbError {}
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// What a store operation was doing when it failed, for the message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -229,6 +229,22 @@ async fn a_unique_violation_is_a_clear_error_and_fires_no_post_save() {
             "{backend}: {error}"
         );
         assert_eq!(error.as_db().unwrap().kind(), DbErrorKind::Unique);
+        // The driver's code and error are kept, as sqlx's DatabaseError keeps them.
+        let expected_code = if backend == "postgres" {
+            "23505"
+        } else {
+            "2067"
+        };
+        assert_eq!(
+            error.as_db().unwrap().code(),
+            Some(expected_code),
+            "{backend}"
+        );
+        let driver = std::error::Error::source(error.as_db().unwrap()).expect("the driver's error");
+        assert!(
+            driver.to_string().to_lowercase().contains("unique"),
+            "{backend}: {driver}"
+        );
         assert!(
             error
                 .to_string()

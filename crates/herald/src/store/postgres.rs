@@ -316,7 +316,7 @@ fn classify(err: &postgres::Error, client_closed: bool) -> DbError {
         } else {
             DbErrorKind::Other
         };
-        return DbError::new(kind, error_chain(err));
+        return DbError::new(kind, error_chain(err)).with_source(Driver(err.to_string()));
     };
     let code = db.code();
     let kind = if *code == SqlState::UNIQUE_VIOLATION {
@@ -343,7 +343,22 @@ fn classify(err: &postgres::Error, client_closed: bool) -> DbError {
         None => db.message().to_owned(),
     };
     DbError::new(kind, message)
+        .with_code(code.code())
+        .with_source(db.clone())
 }
+
+/// A driver error without a server message, kept as text (the driver's own error type is not
+/// `Clone`, and classification borrows it).
+#[derive(Debug)]
+struct Driver(String);
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Driver {}
 
 /// An error's message followed by its causes', `: `-separated (the driver's own message is often
 /// only "error serializing parameter 1", and the reason is in the cause).

@@ -123,6 +123,10 @@ fn decode(value: ValueRef<'_>, ty: SqlType, column: impl Fn() -> String) -> Resu
 /// Classify a rusqlite error.
 fn classify(error: rusqlite::Error) -> DbError {
     let message = error.to_string();
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code.to_string()),
+        _ => None,
+    };
     let kind = match &error {
         rusqlite::Error::SqliteFailure(
             ffi::Error {
@@ -153,7 +157,12 @@ fn classify(error: rusqlite::Error) -> DbError {
         },
         _ => DbErrorKind::Other,
     };
-    DbError::new(kind, message)
+    let classified = DbError::new(kind, message);
+    let classified = match code {
+        Some(code) => classified.with_code(code),
+        None => classified,
+    };
+    classified.with_source(error)
 }
 
 impl Backend for SqliteBackend {
