@@ -34,6 +34,13 @@ pub enum DbErrorKind {
 pub struct DbError {
     pub(crate) kind: DbErrorKind,
     pub(crate) message: String,
+    /// Boxed, so that a `Result` carrying a store error stays small.
+    driver: Option<Box<Driver>>,
+}
+
+/// What the driver said of a failure, as it said it.
+#[derive(Debug, Default)]
+struct Driver {
     code: Option<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -44,14 +51,13 @@ impl DbError {
         Self {
             kind,
             message: message.into(),
-            code: None,
-            source: None,
+            driver: None,
         }
     }
 
     /// The same, with the driver's code (`"23505"`, `"2067"`).
     pub(crate) fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+        self.driver.get_or_insert_default().code = Some(code.into());
         self
     }
 
@@ -60,7 +66,7 @@ impl DbError {
         mut self,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        self.source = Some(Box::new(source));
+        self.driver.get_or_insert_default().source = Some(Box::new(source));
         self
     }
 
@@ -77,7 +83,7 @@ impl DbError {
     /// The driver's code for it, when it has one: PostgreSQL's SQLSTATE (`"23505"` for a unique
     /// violation), SQLite's extended result code as a number (`"2067"`).
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.driver.as_ref()?.code.as_deref()
     }
 }
 
@@ -89,7 +95,9 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.driver
+            .as_ref()?
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
