@@ -10,11 +10,13 @@ pub(crate) mod fixture;
 pub(crate) mod hooks;
 pub(crate) mod lifecycle;
 pub(crate) mod migrate;
+pub(crate) mod on_conn;
 pub(crate) mod ops;
 pub(crate) mod outbox;
 pub(crate) mod pg_config;
 #[cfg(feature = "postgres-tls")]
 pub(crate) mod pg_tls;
+pub(crate) mod pg_values;
 pub(crate) mod pool;
 pub(crate) mod postgres;
 pub(crate) mod rows;
