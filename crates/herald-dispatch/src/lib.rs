@@ -49,6 +49,7 @@ mod model;
 pub mod mute;
 pub mod observe;
 mod receiver;
+mod registry;
 mod sender;
 mod signal;
 mod signals;

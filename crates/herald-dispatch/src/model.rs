@@ -10,9 +10,61 @@ use crate::error::{Cause, DispatchError, Result, log_robust};
 use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::{Config, Receiver, ReceiverCore};
+use crate::registry::{Inner, SLOTS, SenderSlots, SlotAt};
 use crate::sender::{AnyModel, Sender};
-use crate::signals::{Inner, SLOTS, SenderSlots, SlotAt, default_name, new_entry};
+use crate::signals::{default_name, new_entry};
 use crate::slot::{Callable, Entry, ReceiverFuture, Step, Walk};
+
+/// The walk, written once and expanded twice: a synchronous one (`finish_here`) and an async one
+/// (`call_async(..).await`). (One walk polled synchronously, as an async fn, costs three times the
+/// synchronous one: 35 against 11–15 ns for one receiver; see BENCHMARKS.md.)
+macro_rules! walks {
+    (here $(#[$doc:meta])* fn $name:ident($kind:ident)) => {
+        walks!(@body [$(#[$doc])*] [] $name $kind |core, call, event, _mode, config| {
+            core.call(config, M::NAME, || run_here::<$kind, _>(call, event))
+        });
+    };
+    (awaited $(#[$doc:meta])* fn $name:ident($kind:ident)) => {
+        walks!(@body [$(#[$doc])*] [async] $name $kind |core, call, event, mode, config| {
+            let started = start::<$kind, _>(core, call, config, M::NAME, mode, event);
+            call_async(core, config, M::NAME, started).await
+        });
+    };
+    (@body [$($doc:tt)*] [$($async:tt)*] $name:ident $kind:ident
+        |$core:ident, $call:ident, $event:ident, $mode:ident, $config:ident| $step:block) => {
+        $($doc)*
+        #[inline]
+        $($async)* fn $name(
+            &self,
+            own: &[Arc<ModelEntry<$kind, M>>],
+            every: &[Arc<AnyEntry<$kind>>],
+            event: &mut <$kind as ModelKind>::Event<'_, M>,
+            mode: WalkMode,
+            errors: &mut Vec<DispatchError>,
+        ) {
+            let $config = &self.inner.config;
+            for step in Walk::new(own, every) {
+                let (core, failed) = match step {
+                    Step::Own(entry) => {
+                        let ($core, $call, $event, $mode) = (&entry.core, &entry.call, &mut *event, mode);
+                        (&entry.core, $step)
+                    }
+                    Step::Every(entry) => {
+                        let mut erased = $kind::erase(event);
+                        let ($core, $call, $event, $mode) = (&entry.core, &entry.call, &mut erased, mode);
+                        (&entry.core, $step)
+                    }
+                };
+                if let Some(cause) = failed {
+                    errors.push(failure::<$kind, M>(core, event, cause));
+                    if !mode.robust {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+}
 
 /// Sent before an instance is written. Receivers may change `instance`: what they leave is what is
 /// written.
@@ -580,31 +632,32 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         every: bool,
         event: &mut K::Event<'_, M>,
     ) -> std::result::Result<(), DispatchError> {
-        let slot = self.at().slot;
+        let at = self.at();
         let own = own
-            .and_then(|slots| slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(slot))
+            .and_then(|slots| slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot))
             .map_or(&[][..], |s| s.entries());
         let every = if every {
             self.inner
                 .every
-                .slot::<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>(slot)
+                .slot::<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>(at.slot)
                 .map_or(&[][..], |s| s.entries())
         } else {
             &[]
         };
         let mut errors = Vec::new();
-        self.walk(own, every, event, false, &mut errors);
+        self.walk_here(own, every, event, WalkMode::HERE, &mut errors);
         errors.pop().map_or(Ok(()), Err)
     }
 
-    /// Run every receiver in order, whatever fails; return every failure, in order. Each failure
-    /// is also logged at ERROR on `herald::dispatch`, naming the receiver, signal, sender and key.
+    /// Run every receiver in order, whatever fails; return every failure, in order. Each
+    /// failure is also logged at ERROR on `herald::dispatch`, naming the receiver, signal,
+    /// sender and key.
     pub fn send_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.inner.live.load(Relaxed) != 0
             && let Some((own, every)) = self.lists()
         {
-            self.walk(own, every, event, true, &mut errors);
+            self.walk_here(own, every, event, WalkMode::HERE.robust(), &mut errors);
         }
         if !errors.is_empty() {
             log_robust(&errors);
@@ -612,46 +665,19 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         errors
     }
 
-    /// The walk of a synchronous send: each receiver in dispatch order, on this thread.
-    #[inline]
-    fn walk(
-        &self,
-        own: &[Arc<ModelEntry<K, M>>],
-        every: &[Arc<AnyEntry<K>>],
-        event: &mut K::Event<'_, M>,
-        robust: bool,
-        errors: &mut Vec<DispatchError>,
-    ) {
-        let config = &self.inner.config;
-        for step in Walk::new(own, every) {
-            let (core, failed) = match step {
-                Step::Own(entry) => (
-                    &entry.core,
-                    entry
-                        .core
-                        .call(config, M::NAME, || call::<K, M>(&entry.call, event)),
-                ),
-                Step::Every(entry) => (
-                    &entry.core,
-                    entry.core.call(config, M::NAME, || {
-                        call::<K, dyn AnyModel>(&entry.call, &mut K::erase(event))
-                    }),
-                ),
-            };
-            if let Some(cause) = failed {
-                errors.push(failure::<K, M>(core, event, cause));
-                if !robust {
-                    return;
-                }
-            }
-        }
+    walks! {
+        here
+        /// The walk of a synchronous send: each receiver in dispatch order, on this thread (an
+        /// async one driven to completion here); stops at the first failure unless `mode` is
+        /// robust.
+        fn walk_here(K)
     }
 }
 
-/// The async sends, written once and instantiated for each signal: the walk's future holds the
-/// event across `.await`s, and the compiler proves such a future `Send` only for a concrete event
-/// type (not for the generic `K::Event<'_, M>`).
-macro_rules! async_sends {
+/// The sends, over the walk above, written once and instantiated for each signal: the compiler
+/// proves an async walk's future `Send` only for a concrete event type (not for the generic
+/// `K::Event<'_, M>`).
+macro_rules! sends {
     ($($kind:ident, $event:ident);*) => {$(
         impl<M: Sender> ModelSignal<'_, $kind, M> {
     /// [`send`](Self::send) from async code: async receivers are awaited (in the caller's async
@@ -665,7 +691,7 @@ macro_rules! async_sends {
         if self.inner.live.load(Relaxed) != 0
             && let Some((own, every)) = self.lists()
         {
-            self.walk_async(own, every, event, false, &mut errors).await;
+            self.walk(own, every, event, WalkMode::AWAITED, &mut errors).await;
         }
         errors.pop().map_or(Ok(()), Err)
     }
@@ -676,61 +702,56 @@ macro_rules! async_sends {
         if self.inner.live.load(Relaxed) != 0
             && let Some((own, every)) = self.lists()
         {
-            self.walk_async(own, every, event, true, &mut errors).await;
+            self.walk(own, every, event, WalkMode::AWAITED.robust(), &mut errors).await;
         }
         errors
     }
 
-    /// The walk of an async send: the same order, awaiting async receivers.
-    async fn walk_async(
-        &self,
-        own: &[Arc<ModelEntry<$kind, M>>],
-        every: &[Arc<AnyEntry<$kind>>],
-        event: &mut $event<'_, M>,
-        robust: bool,
-        errors: &mut Vec<DispatchError>,
-    ) {
-        let config = &self.inner.config;
-        for step in Walk::new(own, every) {
-            let (core, failed) = match step {
-                Step::Own(entry) => {
-                    let started = start::<$kind, M>(&entry.core, &entry.call, config, M::NAME, event);
-                    (
-                        &entry.core,
-                        call_async(&entry.core, config, M::NAME, started).await,
-                    )
-                }
-                Step::Every(entry) => {
-                    let mut erased = $kind::erase(event);
-                    let started = start::<$kind, dyn AnyModel>(
-                        &entry.core,
-                        &entry.call,
-                        config,
-                        M::NAME,
-                        &mut erased,
-                    );
-                    (
-                        &entry.core,
-                        call_async(&entry.core, config, M::NAME, started).await,
-                    )
-                }
-            };
-            if let Some(cause) = failed {
-                errors.push(failure::<$kind, M>(core, event, cause));
-                if !robust {
-                    return;
-                }
-            }
-        }
+    walks! {
+        awaited
+        /// The walk of an async send: the same, async receivers awaited.
+        fn walk($kind)
     }
         }
     )*};
 }
-async_sends!(OnPreSave, PreSave; OnPostSave, PostSave; OnPreDelete, PreDelete; OnPostDelete, PostDelete);
+sends!(OnPreSave, PreSave; OnPostSave, PostSave; OnPreDelete, PreDelete; OnPostDelete, PostDelete);
 
-/// Call one receiver synchronously: an async one is driven to completion on this thread.
+/// How a walk runs: stopping at the first failure or not, and where a receiver declared
+/// `blocking` runs (through the blocking runner when awaited on an async runtime; directly in a
+/// synchronous send, which the store makes only on its connection threads).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WalkMode {
+    pub(crate) robust: bool,
+    pub(crate) offload: bool,
+}
+
+impl WalkMode {
+    /// A synchronous send.
+    pub(crate) const HERE: WalkMode = WalkMode {
+        robust: false,
+        offload: false,
+    };
+    /// An awaited send.
+    pub(crate) const AWAITED: WalkMode = WalkMode {
+        robust: false,
+        offload: true,
+    };
+
+    /// The same, going on after a failure.
+    pub(crate) const fn robust(self) -> WalkMode {
+        WalkMode {
+            robust: true,
+            ..self
+        }
+    }
+}
+
+/// Call one receiver on this thread: an async one is driven to completion here by a minimal
+/// executor (the store enters the caller's async runtime first); a blocking one is called
+/// directly (a synchronous send runs on a connection thread, not on an async runtime's worker).
 #[inline(always)]
-fn call<K: ModelKind, N: ?Sized + 'static>(
+fn run_here<K: ModelKind, N: ?Sized + 'static>(
     call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
     event: &mut K::Event<'_, N>,
 ) -> Result {
@@ -740,9 +761,26 @@ fn call<K: ModelKind, N: ?Sized + 'static>(
     }
 }
 
-/// What starting a receiver from an async send gave: its outcome (a synchronous receiver ran to
-/// the end), or the future of an async one to await.
-enum Started<'a> {
+/// [`run_here`] for a receiver already started: finish it on this thread. `None`: it succeeded
+/// (or was muted).
+#[inline(always)]
+pub(crate) fn finish_here(
+    core: &ReceiverCore,
+    config: &Config,
+    sender: &'static str,
+    started: Started<'_>,
+) -> Option<Cause> {
+    match started {
+        Started::Done(outcome) => outcome,
+        Started::Pending(future) => {
+            core.call(config, sender, || futures::executor::block_on(future))
+        }
+    }
+}
+
+/// What starting a receiver gave: its outcome (a synchronous receiver ran to the end), or the
+/// future of an async one to await.
+pub(crate) enum Started<'a> {
     Done(Option<Cause>),
     Pending(ReceiverFuture<'a>),
 }
@@ -751,15 +789,17 @@ enum Started<'a> {
 /// blocking runner), an async one is returned to be awaited. Kept synchronous so that the awaiting
 /// walk holds no receiver type across an `.await` (which would defeat the compiler's proof that
 /// the walk's future is `Send`).
+#[inline(always)]
 fn start<'a, K: ModelKind, N: ?Sized + 'static>(
     core: &ReceiverCore,
     call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
     config: &Config,
     sender: &'static str,
+    mode: WalkMode,
     event: &'a mut K::Event<'_, N>,
 ) -> Started<'a> {
     Started::Done(match call {
-        Callable::Sync(f) if core.info.blocking => {
+        Callable::Sync(f) if mode.offload && core.info.blocking => {
             core.call(config, sender, || config.run_blocking(|| f(event)))
         }
         Callable::Sync(f) => core.call(config, sender, || f(event)),
@@ -767,8 +807,8 @@ fn start<'a, K: ModelKind, N: ?Sized + 'static>(
     })
 }
 
-/// Run one receiver from an async send. `None`: it succeeded (or was muted).
-async fn call_async(
+/// Finish one receiver: await it if it is async. `None`: it succeeded (or was muted).
+pub(crate) async fn call_async(
     core: &ReceiverCore,
     config: &Config,
     sender: &'static str,
