@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald::Db;
 use herald::dispatch::StatsSnapshot;
-use herald::tasks::{STATES, TaskKindStats};
+use herald::tasks::{TaskKindStats, TaskState};
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -91,20 +91,19 @@ pub async fn metrics_text(db: &Db) -> String {
                 "gauge",
                 "Tasks in the queue table, by queue and state.",
             );
-            let mut by_queue: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+            let mut by_queue: BTreeMap<&str, BTreeMap<TaskState, u64>> = BTreeMap::new();
             for c in &counts {
                 *by_queue
                     .entry(c.queue.as_str())
                     .or_default()
-                    .entry(c.state.as_str())
+                    .entry(c.state)
                     .or_default() += c.count;
             }
             for (queue, states) in &by_queue {
-                let mut all: Vec<&str> = STATES.to_vec();
-                all.extend(states.keys().filter(|s| !STATES.contains(s)));
-                for state in all {
-                    let n = states.get(state).copied().unwrap_or(0);
-                    out.sample("herald_tasks", &[("queue", *queue), ("state", state)], n);
+                for state in TaskState::ALL {
+                    let n = states.get(&state).copied().unwrap_or(0);
+                    let labels = [("queue", *queue), ("state", state.as_str())];
+                    out.sample("herald_tasks", &labels, n);
                 }
             }
         }
