@@ -56,6 +56,7 @@ mod signals;
 mod slot;
 mod stats;
 mod tagged;
+mod walk;
 
 pub use connect::{Connection, ReceiverBuilder};
 pub use error::{Cause, DispatchError, Error, Result};

@@ -10,10 +10,10 @@ use crate::error::Cause;
 use crate::error::{DispatchError, Result};
 use crate::handler::AsyncReceiverRef;
 use crate::info::{Phase, SourceLocation};
-use crate::model::{Started, WalkMode, call_async, finish_here};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
 use crate::signals::{default_name, new_entry};
 use crate::slot::{Callable, Entry, ErasedSlot, ReceiverFuture, Refused, Slot};
+use crate::walk::{Started, WalkMode, call_async, finish_here};
 
 type SyncReceiver<E> = dyn Fn(&E) -> Result + Send + Sync;
 type AsyncReceiver<E> = dyn for<'a> Fn(&'a E) -> ReceiverFuture<'a> + Send + Sync;
