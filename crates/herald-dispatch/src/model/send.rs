@@ -17,55 +17,74 @@ use crate::sender::{AnyModel, Sender};
 use crate::slot::{Callable, Entry, Step, Walk};
 use crate::walk::{Started, WalkMode, call_async};
 
-/// The walk, written once and expanded twice: a synchronous one (`finish_here`) and an async one
-/// (`call_async(..).await`). (One walk polled synchronously, as an async fn, costs three times the
-/// synchronous one: 35 against 11–15 ns for one receiver; see BENCHMARKS.md.)
+/// The walk, written once and expanded twice: synchronous (each receiver called, an async one
+/// driven to its end here) and awaited (async receivers awaited; `blocking` ones offloaded when
+/// the mode says so). Only the step that calls one receiver differs; the order, the failures and
+/// where the walk stops are this one text. (A single async walk, polled synchronously for `send`,
+/// cost a one-receiver send three times as much: 35 against 11–15 ns.)
 macro_rules! walks {
     (here $(#[$doc:meta])* fn $name:ident($kind:ident)) => {
-        walks!(@body [$(#[$doc])*] [] $name $kind |core, call, event, _mode, config| {
-            core.call(config, M::NAME, || run_here::<$kind, _>(call, event))
-        });
+        walks!(@walk here [] [$(#[$doc])*] $name $kind [entry event config mode]);
     };
     (awaited $(#[$doc:meta])* fn $name:ident($kind:ident)) => {
-        walks!(@body [$(#[$doc])*] [async] $name $kind |core, call, event, mode, config| {
-            let started = start::<$kind, _>(core, call, config, M::NAME, mode, event);
-            call_async(core, config, M::NAME, started).await
-        });
+        walks!(@walk awaited [async] [$(#[$doc])*] $name $kind [entry event config mode]);
     };
-    (@body [$($doc:tt)*] [$($async:tt)*] $name:ident $kind:ident
-        |$core:ident, $call:ident, $event:ident, $mode:ident, $config:ident| $step:block) => {
+    (@walk $how:ident [$($async:tt)*] [$($doc:tt)*] $name:ident $kind:ident
+        [$entry:ident $event:ident $config:ident $mode:ident]) => {
         $($doc)*
         #[inline]
         $($async)* fn $name(
             &self,
             own: &[Arc<ModelEntry<$kind, M>>],
             every: &[Arc<AnyEntry<$kind>>],
-            event: &mut <$kind as ModelKind>::Event<'_, M>,
-            mode: WalkMode,
+            $event: &mut <$kind as ModelKind>::Event<'_, M>,
+            $mode: WalkMode,
             errors: &mut Vec<DispatchError>,
         ) {
             let $config = &self.inner.config;
             for step in Walk::new(own, every) {
                 let (core, failed) = match step {
-                    Step::Own(entry) => {
-                        let ($core, $call, $event, $mode) = (&entry.core, &entry.call, &mut *event, mode);
-                        (&entry.core, $step)
-                    }
-                    Step::Every(entry) => {
-                        let mut erased = $kind::erase(event);
-                        let ($core, $call, $event, $mode) = (&entry.core, &entry.call, &mut erased, mode);
-                        (&entry.core, $step)
-                    }
+                    Step::Own($entry) => (
+                        &$entry.core,
+                        walks!(@step $how own $kind [$entry $event $config $mode]),
+                    ),
+                    Step::Every($entry) => (
+                        &$entry.core,
+                        walks!(@step $how every $kind [$entry $event $config $mode]),
+                    ),
                 };
                 if let Some(cause) = failed {
-                    errors.push(failure::<$kind, M>(core, event, cause));
-                    if !mode.robust {
+                    errors.push(failure::<$kind, M>(core, $event, cause));
+                    if !$mode.robust {
                         return;
                     }
                 }
             }
         }
     };
+    // One receiver, called here. (The every-sender event is made inside the call, after the
+    // mute check: LLVM keeps the loop tighter so.)
+    (@step here own $kind:ident [$entry:ident $event:ident $config:ident $mode:ident]) => {
+        $entry.core.call($config, M::NAME, || run_here::<$kind, M>(&$entry.call, $event))
+    };
+    (@step here every $kind:ident [$entry:ident $event:ident $config:ident $mode:ident]) => {
+        $entry.core.call($config, M::NAME, || {
+            run_here::<$kind, dyn AnyModel>(&$entry.call, &mut $kind::erase($event))
+        })
+    };
+    // One receiver, awaited: started synchronously, so that no receiver type is held across the
+    // `.await` (which would defeat the compiler's proof that the walk's future is `Send`).
+    (@step awaited own $kind:ident [$entry:ident $event:ident $config:ident $mode:ident]) => {{
+        let started = start::<$kind, M>(&$entry.core, &$entry.call, $config, M::NAME, $mode, $event);
+        call_async(&$entry.core, $config, M::NAME, started).await
+    }};
+    (@step awaited every $kind:ident [$entry:ident $event:ident $config:ident $mode:ident]) => {{
+        let mut erased = $kind::erase($event);
+        let started = start::<$kind, dyn AnyModel>(
+            &$entry.core, &$entry.call, $config, M::NAME, $mode, &mut erased,
+        );
+        call_async(&$entry.core, $config, M::NAME, started).await
+    }};
 }
 
 type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
