@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::connect::{Connection, ReceiverBuilder};
+use crate::cow::Reading;
 use crate::error::Result;
 use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
 use crate::info::{Phase, SourceLocation};
@@ -13,7 +14,7 @@ use crate::receiver::Receiver;
 use crate::registry::{Inner, SLOTS, SlotAt};
 use crate::sender::{AnyModel, Sender};
 use crate::signals::{default_name, new_entry};
-use crate::slot::{Callable, Entry, ReceiverFuture};
+use crate::slot::{Callable, Entry, ReceiverFuture, Slot};
 
 mod send;
 
@@ -289,6 +290,7 @@ pub type AsyncReceiver<K, M> =
     dyn for<'a, 'e> Fn(&'a mut <K as ModelKind>::Event<'e, M>) -> ReceiverFuture<'a> + Send + Sync;
 
 type ModelEntry<K, M> = Entry<SyncReceiver<K, M>, AsyncReceiver<K, M>>;
+type ModelSlot<K, M> = Slot<SyncReceiver<K, M>, AsyncReceiver<K, M>>;
 
 /// One model signal for one sender (or for every sender), in one phase: connect receivers to it,
 /// send it. Get one from [`Signals`](crate::Signals).
@@ -325,15 +327,25 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
         }
     }
 
+    /// This signal's, sender's and phase's receiver list, if it has receivers.
     #[inline]
-    fn entries(&self) -> &'s [Arc<ModelEntry<K, M>>] {
+    fn slot(&self) -> Option<&'s ModelSlot<K, M>> {
         let at = self.at();
         match self.inner.sender_slots(at.sender) {
-            Some(slots) if slots.interest.load(Relaxed) & (1 << at.slot) != 0 => slots
-                .slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot)
-                .map_or(&[], |s| s.entries()),
-            _ => &[],
+            Some(slots) if slots.interest.load(Relaxed) & (1 << at.slot) != 0 => {
+                slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot)
+            }
+            _ => None,
         }
+    }
+
+    /// The receivers connected here, in dispatch order, while `reading` lasts.
+    #[inline]
+    fn entries<'r>(&self, reading: &'r Reading) -> &'r [Arc<ModelEntry<K, M>>]
+    where
+        's: 'r,
+    {
+        self.slot().map_or(&[], |s| s.entries(reading))
     }
 
     fn builder<F: 'static>(
@@ -360,7 +372,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
 
     /// The receivers connected here (this signal, sender and phase), in dispatch order.
     pub fn receivers(&self) -> Vec<Receiver> {
-        self.entries()
+        self.entries(&Reading::begin())
             .iter()
             .map(|e| Receiver {
                 core: e.core.clone(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::connect::{Connection, ReceiverBuilder};
+use crate::cow::Reading;
 use crate::error::Cause;
 use crate::error::{DispatchError, Result};
 use crate::handler::AsyncReceiverRef;
@@ -187,7 +188,7 @@ impl<E: ?Sized + 'static> Signal<E> {
     pub fn receivers(&self) -> Vec<Receiver> {
         self.shared
             .slot
-            .entries()
+            .entries(&Reading::begin())
             .iter()
             .map(|e| Receiver {
                 core: e.core.clone(),
@@ -283,7 +284,8 @@ impl<E: ?Sized + 'static> Signal<E> {
     /// The walk of a synchronous send (as the model signals': see `model.rs`): each receiver in
     /// order on this thread, stopping at the first failure unless `mode` is robust.
     fn walk_here(&self, event: &E, mode: WalkMode, errors: &mut Vec<DispatchError>) {
-        for entry in self.shared.slot.entries() {
+        let reading = Reading::begin();
+        for entry in self.shared.slot.entries(&reading) {
             let started = self.start(entry, event, mode);
             if let Some(cause) = finish_here(&entry.core, &self.shared.config, NO_SENDER, started)
                 && Self::failed(entry, cause, mode, errors)
@@ -295,7 +297,8 @@ impl<E: ?Sized + 'static> Signal<E> {
 
     /// The walk of an async send: the same, async receivers awaited.
     async fn walk(&self, event: &E, mode: WalkMode, errors: &mut Vec<DispatchError>) {
-        for entry in self.shared.slot.entries() {
+        let entries = self.shared.slot.shared(&Reading::begin());
+        for entry in entries.iter() {
             let started = self.start(entry, event, mode);
             if let Some(cause) =
                 call_async(&entry.core, &self.shared.config, NO_SENDER, started).await

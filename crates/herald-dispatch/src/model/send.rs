@@ -10,6 +10,7 @@ use super::{AsyncReceiver, ModelEntry, ModelKind, ModelSignal, SyncReceiver};
 use super::{
     OnPostDelete, OnPostSave, OnPreDelete, OnPreSave, PostDelete, PostSave, PreDelete, PreSave,
 };
+use crate::cow::Reading;
 use crate::error::{Cause, DispatchError, Result, log_robust};
 use crate::receiver::{Config, ReceiverCore};
 use crate::registry::SenderSlots;
@@ -89,20 +90,28 @@ macro_rules! walks {
 
 type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
 /// A sender's own receivers and the every-sender receivers of one signal and phase.
-type Lists<'s, K, M> = (&'s [Arc<ModelEntry<K, M>>], &'s [Arc<AnyEntry<K>>]);
+type Lists<'r, K, M> = (&'r [Arc<ModelEntry<K, M>>], &'r [Arc<AnyEntry<K>>]);
+/// The same lists, held after the `Reading` they were loaded under (by an async send).
+type SharedLists<K, M> = (Shared<ModelEntry<K, M>>, Shared<AnyEntry<K>>);
+type Shared<T> = Option<Arc<Vec<Arc<T>>>>;
+
+/// A shared list as a slice (`None`: no receivers).
+fn listed<T>(list: &Shared<T>) -> &[Arc<T>] {
+    list.as_deref().map_or(&[], |l| l.as_slice())
+}
 
 impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     /// Whether any receiver (for `M` or for every sender) would run for this signal and phase.
     #[inline]
     pub fn has_receivers(&self) -> bool {
-        self.inner.live.load(Relaxed) != 0 && self.lists().is_some()
+        self.inner.live.load(Relaxed) != 0 && self.lists(&Reading::begin()).is_some()
     }
 
     /// Whether any receiver that would run for this signal and phase is async (a store enters the
     /// caller's async runtime on its connection only for those).
     pub fn has_async_receivers(&self) -> bool {
         self.inner.live.load(Relaxed) != 0
-            && self.lists().is_some_and(|(own, every)| {
+            && self.lists(&Reading::begin()).is_some_and(|(own, every)| {
                 own.iter().any(|e| e.core.info.is_async)
                     || every.iter().any(|e| e.core.info.is_async)
             })
@@ -111,15 +120,29 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     /// The receivers to run: this sender's and every sender's, or `None` when both are empty.
     /// A few loads, no hashing: senders are indexed.
     #[inline]
-    fn lists(&self) -> Option<Lists<'s, K, M>> {
-        let own = self.entries();
-        let every = ModelSignal::<'s, K, dyn AnyModel> {
+    fn lists<'r>(&self, reading: &'r Reading) -> Option<Lists<'r, K, M>>
+    where
+        's: 'r,
+    {
+        let own = self.entries(reading);
+        let every = self.every().entries(reading);
+        (!own.is_empty() || !every.is_empty()).then_some((own, every))
+    }
+
+    /// [`lists`](Self::lists) as shared handles, for a walk that outlives `reading`.
+    fn shared_lists(&self, reading: &Reading) -> Option<SharedLists<K, M>> {
+        let own = self.slot().map(|s| s.shared(reading));
+        let every = self.every().slot().map(|s| s.shared(reading));
+        (!listed(&own).is_empty() || !listed(&every).is_empty()).then_some((own, every))
+    }
+
+    /// The handle of the every-sender receivers of this signal and phase.
+    fn every(&self) -> ModelSignal<'s, K, dyn AnyModel> {
+        ModelSignal {
             inner: self.inner,
             phase: self.phase,
             _kind: PhantomData,
         }
-        .entries();
-        (!own.is_empty() || !every.is_empty()).then_some((own, every))
     }
 
     /// Run the receivers in order, on this thread; stop at the first failure and return it. With no
@@ -153,14 +176,15 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         event: &mut K::Event<'_, M>,
     ) -> std::result::Result<(), DispatchError> {
         let at = self.at();
+        let reading = Reading::begin();
         let own = own
             .and_then(|slots| slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot))
-            .map_or(&[][..], |s| s.entries());
+            .map_or(&[][..], |s| s.entries(&reading));
         let every = if every {
             self.inner
                 .every
                 .slot::<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>(at.slot)
-                .map_or(&[][..], |s| s.entries())
+                .map_or(&[][..], |s| s.entries(&reading))
         } else {
             &[]
         };
@@ -175,7 +199,7 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     pub fn send_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
+            && let Some((own, every)) = self.lists(&Reading::begin())
         {
             self.walk_here(own, every, event, WalkMode::HERE.robust(), &mut errors);
         }
@@ -208,10 +232,14 @@ macro_rules! sends {
         event: &mut $event<'_, M>,
     ) -> std::result::Result<(), DispatchError> {
         let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
-        {
-            self.walk(own, every, event, WalkMode::AWAITED, &mut errors).await;
+        // Loaded in a statement of its own: the `Reading` ends with it, before any `.await`.
+        let lists = if self.inner.live.load(Relaxed) != 0 {
+            self.shared_lists(&Reading::begin())
+        } else {
+            None
+        };
+        if let Some((own, every)) = lists {
+            self.walk(listed(&own), listed(&every), event, WalkMode::AWAITED, &mut errors).await;
         }
         errors.pop().map_or(Ok(()), Err)
     }
@@ -219,10 +247,15 @@ macro_rules! sends {
     /// [`send_robust`](Self::send_robust) from async code, as [`send_async`](Self::send_async).
     pub async fn send_async_robust(&self, event: &mut $event<'_, M>) -> Vec<DispatchError> {
         let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
-        {
-            self.walk(own, every, event, WalkMode::AWAITED.robust(), &mut errors).await;
+        // Loaded in a statement of its own: the `Reading` ends with it, before any `.await`.
+        let lists = if self.inner.live.load(Relaxed) != 0 {
+            self.shared_lists(&Reading::begin())
+        } else {
+            None
+        };
+        if let Some((own, every)) = lists {
+            self.walk(listed(&own), listed(&every), event, WalkMode::AWAITED.robust(), &mut errors)
+                .await;
         }
         errors
     }
