@@ -35,14 +35,15 @@
 //!   reclamation would.
 //! - **Threads** register their counter's address on their first `Reading`, and remove it when
 //!   they exit (a thread-local destructor, which also clears the counter's "registered" mark). A
-//!   `Reading` begun where the thread can no longer register (during its own thread-local
-//!   teardown) raises a process-wide counter instead, with a read-modify-write.
+//!   `Reading` begun where the thread can no longer register (a send from another thread-local's
+//!   destructor, after ours ran) turns freeing off for the rest of the process: writers cannot see
+//!   that thread, so they keep every list from then on, as where there is no barrier.
 //! - A list's `Drop` takes `&mut self`: no reader (who needs `&self`) can exist then.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, compiler_fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub(crate) struct CowList<T> {
@@ -179,8 +180,8 @@ mod readers {
 
     /// Counters' addresses of every live thread that has read a list.
     static REGISTRY: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-    /// `Reading`s held by threads that could not register (during their thread-local teardown).
-    static UNREGISTERED: AtomicUsize = AtomicUsize::new(0);
+    /// A thread read lists without a registered counter: nothing is freed any more.
+    static UNSEEN_READER: AtomicBool = AtomicBool::new(false);
 
     #[inline]
     pub(super) fn raise(counter: &AtomicUsize) {
@@ -193,14 +194,9 @@ mod readers {
 
     #[inline]
     pub(super) fn lower(counter: &AtomicUsize) {
-        let now = counter.load(Ordering::Relaxed);
-        if now & REGISTERED == 0 {
-            UNREGISTERED.fetch_sub(1, Ordering::Release);
-            return;
-        }
         // Release: every use of the lists loaded under the `Reading` happens before a writer that
         // sees this store frees them.
-        counter.store(now - ONE, Ordering::Release);
+        counter.store(counter.load(Ordering::Relaxed) - ONE, Ordering::Release);
     }
 
     #[cold]
@@ -213,15 +209,16 @@ mod readers {
         if registered.is_ok() {
             counter.store((now | REGISTERED) + ONE, Ordering::Relaxed);
         } else {
-            // The thread's destructors are running: count this `Reading` where writers see it.
-            UNREGISTERED.fetch_add(1, Ordering::SeqCst);
+            // The thread's destructors are running: writers cannot see this thread any more.
+            UNSEEN_READER.store(true, Ordering::SeqCst);
+            counter.store(now + ONE, Ordering::Relaxed);
         }
     }
 
     /// Whether no thread is reading lists now. False when that cannot be known (no process-wide
     /// barrier here): the caller then keeps what it would have freed.
     pub(super) fn none_reading() -> bool {
-        if !barrier::process_wide() {
+        if UNSEEN_READER.load(Ordering::SeqCst) || !barrier::process_wide() {
             return false;
         }
         let registry = registry();
@@ -231,7 +228,8 @@ mod readers {
             let counter = unsafe { &*(address as *const AtomicUsize) };
             counter.load(Ordering::Acquire) < ONE
         });
-        counters_down && UNREGISTERED.load(Ordering::SeqCst) == 0
+        // Read again after the barrier: a reader that set it before loading a list is seen.
+        counters_down && !UNSEEN_READER.load(Ordering::SeqCst)
     }
 
     fn registry() -> MutexGuard<'static, Vec<usize>> {
