@@ -494,6 +494,7 @@ backend_test!(every_field_type_round_trips, |db, backend| async move {
     assert_eq!(db.all::<Everything>().await.unwrap(), vec![row]);
 });
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_sqlite_file_is_refused_when_it_must_not_be_created() {
     let dir = tempfile::tempdir().unwrap();
