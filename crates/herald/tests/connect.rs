@@ -1,6 +1,7 @@
 //! Connecting to PostgreSQL: the connect timeout, and TLS (`sslmode`) through rustls. TLS is
 //! checked against the server of `HERALD_TEST_POSTGRES_URL`, whose certificate is the one
 //! `/etc/ssl/certs/ssl-cert-snakeoil.pem` holds (issued to `localhost`), as on Debian.
+#![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,11 @@
 //!
 //! Both tests re-run this test binary as child processes (`--exact <child test>`); a child test
 //! does its part only when its environment variable is set, and returns at once otherwise.
+// A build with one backend leaves out the other's tests, and what only they use.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -15,7 +20,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{BOUND, Book, book, targets, until, within};
+use common::{BOUND, Book, book, until, within};
 use herald::Store;
 use herald::dispatch::{Error as ReceiverError, Signals};
 use herald::tasks::{Background, Task, TaskContext, TaskCount, TaskOptions, Worker};
@@ -287,159 +292,173 @@ async fn crash_child_saves_books_until_killed() {
 
 /// Kill the writer child with SIGKILL while it saves, then drain its queue: every book in the
 /// table had its task run exactly once, and no task ran for a book that is not there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writer_killed_mid_run_leaves_a_task_for_every_committed_save_and_none_for_the_rest() {
-    for target in targets("crash") {
-        let backend = target.name;
-        // On PostgreSQL the child's sessions carry a name, so that the parent can wait for the
-        // server to finish with them (see below).
-        let session = target
-            .schema
-            .as_ref()
-            .map(|schema| format!("herald_crash_{schema}"));
-        let child_url = match &session {
-            Some(name) => named_sessions(&target.url, name),
-            None => target.url.clone(),
-        };
-        let mut env = vec![(CRASH_CHILD, child_url.as_str())];
-        if let Some(schema) = &target.schema {
-            env.push((CRASH_SCHEMA, schema.as_str()));
-        }
-        let mut child = ChildTest::spawn("crash_child_saves_books_until_killed", &env);
-        let announcement = child.wait_for(READY).await;
-        let committed_before_ready = field(&announcement, "committed");
-        assert!(
-            field(&announcement, "uncommitted") > 0,
-            "{backend}: {announcement}"
-        );
-        // Kill it at no particular point of its loop, once it has committed more since.
-        let db = open(&target.url, target.schema.clone()).await;
-        until("the child to commit more books", || {
-            let db = db.clone();
-            async move { book_count(&db).await > committed_before_ready as i64 }
-        })
-        .await;
-        if let Some(name) = &session {
-            assert!(
-                sessions_named(&db, name.clone()).await > 0,
-                "the child's sessions carry the name `{name}`"
-            );
-        }
-        assert!(
-            child.still_running(),
-            "{backend}: the child was still saving just before the kill"
-        );
-        let status = child.kill();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{backend}: the child died of the SIGKILL, not of its own accord: {status:?}"
-        );
-        if let Some(name) = &session {
-            sessions_ended(&db, name).await;
-        }
+mod a_writer_killed_mid_run_leaves_a_task_for_every_committed_save_and_none_for_the_rest {
+    use super::*;
 
-        let books = db.all::<Book>().await.unwrap();
-        assert!(
-            books.len() > committed_before_ready,
-            "{backend}: {} rows, but {committed_before_ready} saves had committed before the \
-             announcement and more after it",
-            books.len()
-        );
-        let strays: Vec<&str> = books
-            .iter()
-            .map(|b| b.title.as_str())
-            .filter(|t| t.starts_with("uncommitted"))
-            .collect();
-        assert!(
-            strays.is_empty(),
-            "{backend}: uncommitted saves survived: {strays:?}"
-        );
-        let ids: Vec<i64> = books.iter().map(|b| b.id.unwrap()).collect();
-        let counts = db.tasks().counts().await.unwrap();
-        assert_eq!(
-            (
-                in_state(&counts, "available"),
-                counts.iter().map(|c| c.count).sum()
-            ),
-            (ids.len() as u64, ids.len() as u64),
-            "{backend}: one waiting task per committed save, and no other: {counts:?}"
-        );
-
-        let ran = Arc::new(Mutex::new(Vec::new()));
-        let worker = Worker::new(db.clone())
-            .poll_interval(Duration::from_millis(20))
-            .model_task::<Book, _, _>("reindex", {
-                let ran = ran.clone();
-                move |book: Book, _ctx: TaskContext| {
-                    let ran = ran.clone();
-                    async move {
-                        let id = book
-                            .id
-                            .ok_or_else(|| ReceiverError::msg("a book without id"))?;
-                        ran.lock().unwrap().push((id, book.title));
-                        Ok(())
-                    }
-                }
-            });
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(worker.run(async {
-            let _ = stopped.await;
-        }));
-        until("the queue to drain", || {
-            let db = db.clone();
-            async move {
-                let counts = db.tasks().counts().await.unwrap();
-                in_state(&counts, "available") + in_state(&counts, "running") == 0
-            }
-        })
-        .await;
-        stop.send(()).unwrap();
-        let report = within("the worker to stop", running)
-            .await
-            .unwrap()
-            .unwrap();
-
-        let mut ran = std::mem::take(&mut *ran.lock().unwrap());
-        ran.sort_unstable();
-        let mut expected = ids.clone();
-        expected.sort_unstable();
-        let unknown: Vec<&(i64, String)> = ran
-            .iter()
-            .filter(|(id, _)| expected.binary_search(id).is_err())
-            .collect();
-        assert!(
-            unknown.is_empty(),
-            "{backend}: tasks ran for books that are not in the table: {unknown:?} (the table \
-             has {} books, the largest id {:?}; {} now)",
-            expected.len(),
-            expected.last(),
-            book_count(&db).await
-        );
-        let ran: Vec<i64> = ran.into_iter().map(|(id, _)| id).collect();
-        assert_eq!(
-            ran, expected,
-            "{backend}: every committed book's task ran exactly once"
-        );
-        assert_eq!(
-            (report.completed, report.failed, report.released),
-            (ids.len() as u64, 0, 0),
-            "{backend}"
-        );
-        let counts = db.tasks().counts().await.unwrap();
-        assert_eq!(
-            in_state(&counts, "completed"),
-            ids.len() as u64,
-            "{backend}: {counts:?}"
-        );
-        println!(
-            "{backend}: killed after {} committed books ({committed_before_ready} before the \
-             announcement); ran {} tasks",
-            ids.len(),
-            ran.len()
-        );
-        target.cleanup(db).await;
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        killed_writer(common::sqlite("crash")).await;
     }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+    async fn postgres() {
+        killed_writer(common::postgres("crash")).await;
+    }
+}
+
+async fn killed_writer(target: common::Target) {
+    let backend = target.name;
+    // On PostgreSQL the child's sessions carry a name, so that the parent can wait for the
+    // server to finish with them (see below).
+    let session = target
+        .schema
+        .as_ref()
+        .map(|schema| format!("herald_crash_{schema}"));
+    let child_url = match &session {
+        Some(name) => named_sessions(&target.url, name),
+        None => target.url.clone(),
+    };
+    let mut env = vec![(CRASH_CHILD, child_url.as_str())];
+    if let Some(schema) = &target.schema {
+        env.push((CRASH_SCHEMA, schema.as_str()));
+    }
+    let mut child = ChildTest::spawn("crash_child_saves_books_until_killed", &env);
+    let announcement = child.wait_for(READY).await;
+    let committed_before_ready = field(&announcement, "committed");
+    assert!(
+        field(&announcement, "uncommitted") > 0,
+        "{backend}: {announcement}"
+    );
+    // Kill it at no particular point of its loop, once it has committed more since.
+    let db = open(&target.url, target.schema.clone()).await;
+    until("the child to commit more books", || {
+        let db = db.clone();
+        async move { book_count(&db).await > committed_before_ready as i64 }
+    })
+    .await;
+    if let Some(name) = &session {
+        assert!(
+            sessions_named(&db, name.clone()).await > 0,
+            "the child's sessions carry the name `{name}`"
+        );
+    }
+    assert!(
+        child.still_running(),
+        "{backend}: the child was still saving just before the kill"
+    );
+    let status = child.kill();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "{backend}: the child died of the SIGKILL, not of its own accord: {status:?}"
+    );
+    if let Some(name) = &session {
+        sessions_ended(&db, name).await;
+    }
+
+    let books = db.all::<Book>().await.unwrap();
+    assert!(
+        books.len() > committed_before_ready,
+        "{backend}: {} rows, but {committed_before_ready} saves had committed before the \
+         announcement and more after it",
+        books.len()
+    );
+    let strays: Vec<&str> = books
+        .iter()
+        .map(|b| b.title.as_str())
+        .filter(|t| t.starts_with("uncommitted"))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "{backend}: uncommitted saves survived: {strays:?}"
+    );
+    let ids: Vec<i64> = books.iter().map(|b| b.id.unwrap()).collect();
+    let counts = db.tasks().counts().await.unwrap();
+    assert_eq!(
+        (
+            in_state(&counts, "available"),
+            counts.iter().map(|c| c.count).sum()
+        ),
+        (ids.len() as u64, ids.len() as u64),
+        "{backend}: one waiting task per committed save, and no other: {counts:?}"
+    );
+
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let worker = Worker::new(db.clone())
+        .poll_interval(Duration::from_millis(20))
+        .model_task::<Book, _, _>("reindex", {
+            let ran = ran.clone();
+            move |book: Book, _ctx: TaskContext| {
+                let ran = ran.clone();
+                async move {
+                    let id = book
+                        .id
+                        .ok_or_else(|| ReceiverError::msg("a book without id"))?;
+                    ran.lock().unwrap().push((id, book.title));
+                    Ok(())
+                }
+            }
+        });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    until("the queue to drain", || {
+        let db = db.clone();
+        async move {
+            let counts = db.tasks().counts().await.unwrap();
+            in_state(&counts, "available") + in_state(&counts, "running") == 0
+        }
+    })
+    .await;
+    stop.send(()).unwrap();
+    let report = within("the worker to stop", running)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut ran = std::mem::take(&mut *ran.lock().unwrap());
+    ran.sort_unstable();
+    let mut expected = ids.clone();
+    expected.sort_unstable();
+    let unknown: Vec<&(i64, String)> = ran
+        .iter()
+        .filter(|(id, _)| expected.binary_search(id).is_err())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "{backend}: tasks ran for books that are not in the table: {unknown:?} (the table \
+         has {} books, the largest id {:?}; {} now)",
+        expected.len(),
+        expected.last(),
+        book_count(&db).await
+    );
+    let ran: Vec<i64> = ran.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        ran, expected,
+        "{backend}: every committed book's task ran exactly once"
+    );
+    assert_eq!(
+        (report.completed, report.failed, report.released),
+        (ids.len() as u64, 0, 0),
+        "{backend}"
+    );
+    let counts = db.tasks().counts().await.unwrap();
+    assert_eq!(
+        in_state(&counts, "completed"),
+        ids.len() as u64,
+        "{backend}: {counts:?}"
+    );
+    println!(
+        "{backend}: killed after {} committed books ({committed_before_ready} before the \
+         announcement); ran {} tasks",
+        ids.len(),
+        ran.len()
+    );
+    target.cleanup(db).await;
 }
 
 // ---- 2. worker processes sharing one queue -----------------------------------------------------
@@ -481,15 +500,11 @@ async fn worker_child_runs_count_tasks_until_killed() {
 
 /// Ten thousand tasks, three worker processes of four slots each: every task ran exactly once, and
 /// more than one process did the work.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HERALD_TEST_POSTGRES_URL"]
 async fn three_worker_processes_share_the_queue_and_run_every_task_exactly_once() {
-    let Some(target) = targets("many_workers")
-        .into_iter()
-        .find(|t| t.schema.is_some())
-    else {
-        println!("skipped: HERALD_TEST_POSTGRES_URL is not set");
-        return;
-    };
+    let target = common::postgres("many_workers");
     let schema = target.schema.clone().unwrap();
     let db = target.open().await;
     db.execute(
@@ -638,13 +653,11 @@ async fn holder_child_claims_a_task_and_never_finishes_it() {
 /// A worker process killed with SIGKILL while it holds a task with a ten-minute lease: its
 /// database session ends with it, and a worker here runs the task again long before the lease
 /// would have let it.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
 async fn a_killed_workers_task_runs_again_long_before_its_lease() {
-    let target = targets("presence")
-        .into_iter()
-        .find(|t| t.schema.is_some())
-        .expect("HERALD_TEST_POSTGRES_URL is set");
+    let target = common::postgres("presence");
     let schema = target.schema.clone().unwrap();
     let db = target.open().await;
     db.enqueue(Task::new("hold", json!({}))).await.unwrap();

@@ -2,6 +2,7 @@
 //! own commit): single writes queued behind one another share one COMMIT, and
 //! each keeps its own outcome. The writes are queued deterministically: an open transaction pins
 //! the writer, each save is polled once (which sends its job), and the commit releases them all.
+#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -10,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
-use common::{Book, Log, book, targets, titles};
+use common::{Book, Log, book, titles};
 use herald::Store;
 use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::{Db, Model};
@@ -38,7 +39,7 @@ fn save(db: &Db, mut book: Book) -> impl Future<Output = herald::Result<Book>> +
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_writes_keep_their_own_outcome_and_hooks() {
-    let target = targets("group_outcomes").into_iter().next().unwrap();
+    let target = common::sqlite("group_outcomes");
     let db = target.open().await;
 
     let log = Log::default();
@@ -214,7 +215,7 @@ async fn each_queued_write_reports_its_on_commit_receivers_to_its_own_observer()
     use herald::dispatch::observe;
     use std::sync::Arc;
 
-    let target = targets("group_observers").into_iter().next().unwrap();
+    let target = common::sqlite("group_observers");
     let db = target.open().await;
     let _on_commit = db
         .signals()

@@ -1,9 +1,14 @@
 //! The store's signal lifecycle, on SQLite and (when `HERALD_TEST_POSTGRES_URL` is set) PostgreSQL.
+// A build with one backend leaves out the other's tests, and what only they use.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
-use common::{Audit, Book, Edition, Everything, Log, book, on_each_backend};
+use common::{Audit, Book, Edition, Everything, Log, book};
 use herald::Store;
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
@@ -36,9 +41,9 @@ async fn count(db: &Db, table: &str) -> i64 {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pre_save_then_post_save_with_created_true_on_insert_and_false_on_update() {
-    on_each_backend("order", |db, backend| async move {
+backend_test!(
+    pre_save_then_post_save_with_created_true_on_insert_and_false_on_update,
+    |db, backend| async move {
         let log = Log::default();
         let _pre = log.pre_save(&db, |e| format!("pre_save {:?}", e.instance.id));
         let _post = log.post_save(&db, |e| {
@@ -64,34 +69,50 @@ async fn pre_save_then_post_save_with_created_true_on_insert_and_false_on_update
             "{backend}"
         );
         assert_eq!(db.get::<Book>(id).await.unwrap().unwrap().price_cents, 1200);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixture_loading_saves_with_raw_true() {
-    on_each_backend("raw", |db, backend| async move {
+backend_test!(
+    fixture_loading_saves_with_raw_true,
+    |db, backend| async move {
         let log = Log::default();
-        let _post = log.post_save(&db, |e| format!("{} raw={} created={}", e.instance.title, e.raw, e.created));
+        let _post = log.post_save(&db, |e| {
+            format!("{} raw={} created={}", e.instance.title, e.raw, e.created)
+        });
         let fixture = r#"[
-            {"model": "Book", "pk": 7, "fields": {"title": "Emma", "slug": "emma", "body": "", "price_cents": 500}},
-            {"model": "shop.book", "pk": 8, "fields": {"title": "Persuasion", "slug": "persuasion", "body": "", "price_cents": 600}}
-        ]"#;
-        assert_eq!(db.load_fixture::<Book>(fixture).await.unwrap(), 2, "{backend}");
-        assert_eq!(log.take(), ["Emma raw=true created=true", "Persuasion raw=true created=true"]);
-        assert_eq!(db.get::<Book>(8).await.unwrap().unwrap().title, "Persuasion");
+        {"model": "Book", "pk": 7, "fields": {"title": "Emma", "slug": "emma", "body": "", "price_cents": 500}},
+        {"model": "shop.book", "pk": 8, "fields": {"title": "Persuasion", "slug": "persuasion", "body": "", "price_cents": 600}}
+    ]"#;
+        assert_eq!(
+            db.load_fixture::<Book>(fixture).await.unwrap(),
+            2,
+            "{backend}"
+        );
+        assert_eq!(
+            log.take(),
+            [
+                "Emma raw=true created=true",
+                "Persuasion raw=true created=true"
+            ]
+        );
+        assert_eq!(
+            db.get::<Book>(8).await.unwrap().unwrap().title,
+            "Persuasion"
+        );
 
         let broken = r#"[{"model": "Book", "pk": 9, "fields": {"title": 3}}]"#;
         let error = db.load_fixture::<Book>(broken).await.unwrap_err();
-        assert!(error.to_string().contains("field `title`: expected text"), "{error}");
+        assert!(
+            error.to_string().contains("field `title`: expected text"),
+            "{error}"
+        );
         assert!(db.get::<Book>(9).await.unwrap().is_none());
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_set_key_not_in_the_table_gives_created_true() {
-    on_each_backend("caller_key", |db, backend| async move {
+backend_test!(
+    a_caller_set_key_not_in_the_table_gives_created_true,
+    |db, backend| async move {
         let log = Log::default();
         let seen = log.clone();
         let _post =
@@ -124,13 +145,12 @@ async fn a_caller_set_key_not_in_the_table_gives_created_true() {
                 .copies,
             4
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothing() {
-    on_each_backend("update_fields", |db, backend| async move {
+backend_test!(
+    update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothing,
+    |db, backend| async move {
         let log = Log::default();
         let _pre = log.pre_save(&db, |e| format!("pre {:?}", e.update_fields));
         let _post = log.post_save(&db, |e| format!("post {:?}", e.update_fields));
@@ -141,9 +161,17 @@ async fn update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothi
         b.title = "Dune Messiah".into();
         b.price_cents = 1;
         db.save_fields(&mut b, &["title"]).await.unwrap();
-        assert_eq!(log.take(), [r#"pre Some(["title"])"#, r#"post Some(["title"])"#], "{backend}");
+        assert_eq!(
+            log.take(),
+            [r#"pre Some(["title"])"#, r#"post Some(["title"])"#],
+            "{backend}"
+        );
         let stored = db.get::<Book>(b.id.unwrap()).await.unwrap().unwrap();
-        assert_eq!((stored.title.as_str(), stored.price_cents), ("Dune Messiah", 900), "only the title was written");
+        assert_eq!(
+            (stored.title.as_str(), stored.price_cents),
+            ("Dune Messiah", 900),
+            "only the title was written"
+        );
 
         let nothing = db.save_fields(&mut b, &[]).await.unwrap();
         assert!(!nothing.written);
@@ -151,15 +179,20 @@ async fn update_fields_are_passed_through_exactly_and_the_empty_list_sends_nothi
 
         let error = db.save_fields(&mut b, &["titel"]).await.unwrap_err();
         assert!(matches!(error, Error::UnknownField { .. }), "{error}");
-        assert_eq!(error.to_string(), "Book has no field `titel` (update_fields); its fields are: id, title, slug, body, price_cents");
-        assert!(log.take().is_empty(), "an unknown field is an error before any receiver runs");
-    })
-    .await;
-}
+        assert_eq!(
+            error.to_string(),
+            "Book has no field `titel` (update_fields); its fields are: id, title, slug, body, price_cents"
+        );
+        assert!(
+            log.take().is_empty(),
+            "an unknown field is an error before any receiver runs"
+        );
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pre_save_change_is_what_is_stored() {
-    on_each_backend("slug", |db, _backend| async move {
+backend_test!(
+    a_pre_save_change_is_what_is_stored,
+    |db, _backend| async move {
         let _slug = db
             .signals()
             .pre_save::<Book>()
@@ -194,13 +227,12 @@ async fn a_pre_save_change_is_what_is_stored() {
             "given",
             "only when empty"
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vetoing_pre_save_writes_nothing_and_names_the_receiver() {
-    on_each_backend("veto", |db, backend| async move {
+backend_test!(
+    a_vetoing_pre_save_writes_nothing_and_names_the_receiver,
+    |db, backend| async move {
         let _veto = db
             .signals()
             .pre_save::<Book>()
@@ -228,13 +260,12 @@ async fn a_vetoing_pre_save_writes_nothing_and_names_the_receiver() {
         );
         assert_eq!(count(&db, "books").await, 0);
         assert_eq!(b.id, None);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
-    on_each_backend("post_fails", |db, backend| async move {
+backend_test!(
+    a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote,
+    |db, backend| async move {
         let _audit = db.signals().post_save_any().in_transaction().connect(
             |e: &PostSave<'_, dyn AnyModel>| {
                 if e.instance.model_name() == "Audit" {
@@ -282,13 +313,12 @@ async fn a_failing_post_save_rolls_the_write_back_with_what_receivers_wrote() {
         );
         assert_eq!(count(&db, "books").await, 1, "the book was rolled back");
         assert_eq!(count(&db, "audit").await, 1, "and so was its audit row");
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delete_sends_pre_delete_and_post_delete_with_the_key_still_set() {
-    on_each_backend("delete", |db, backend| async move {
+backend_test!(
+    delete_sends_pre_delete_and_post_delete_with_the_key_still_set,
+    |db, backend| async move {
         let log = Log::default();
         let (pre, post) = (log.clone(), log.clone());
         let _pre = db
@@ -323,13 +353,12 @@ async fn delete_sends_pre_delete_and_post_delete_with_the_key_still_set() {
             [format!("pre_delete Some({id})")],
             "post_delete only when a row went"
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_for_every_model_and_one_for_book_both_fire_for_a_book() {
-    on_each_backend("any_and_book", |db, _backend| async move {
+backend_test!(
+    a_receiver_for_every_model_and_one_for_book_both_fire_for_a_book,
+    |db, _backend| async move {
         let log = Log::default();
         let (any, own) = (log.clone(), log.clone());
         let _any = db
@@ -355,13 +384,12 @@ async fn a_receiver_for_every_model_and_one_for_book_both_fire_for_a_book() {
         .await
         .unwrap();
         assert_eq!(log.take(), ["any Book", "book", "any Edition"]);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order() {
-    on_each_backend("bulk_create", |db, backend| async move {
+backend_test!(
+    bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order,
+    |db, backend| async move {
         let log = Log::default();
         let pre = log.clone();
         let _slug = db
@@ -412,13 +440,12 @@ async fn bulk_create_sends_both_signals_for_every_row_and_assigns_keys_in_order(
         );
         assert_eq!(db.delete_many(&books[..100]).await.unwrap(), 100);
         assert_eq!(count(&db, "books").await, 150);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_signals_skips_every_receiver() {
-    on_each_backend("quiet", |db, _backend| async move {
+backend_test!(
+    without_signals_skips_every_receiver,
+    |db, _backend| async move {
         let log = Log::default();
         let seen = log.clone();
         let _pre = db
@@ -435,43 +462,39 @@ async fn without_signals_skips_every_receiver() {
         db.without_signals().delete(&b).await.unwrap();
         assert!(log.take().is_empty());
         assert_eq!(count(&db, "books").await, 2);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_field_type_round_trips() {
-    on_each_backend("types", |db, backend| async move {
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:01:51.123456Z")
+backend_test!(every_field_type_round_trips, |db, backend| async move {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:01:51.123456Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut row = Everything {
+        id: None,
+        small: -7,
+        ratio: 0.25,
+        flag: true,
+        name: "naïve".into(),
+        maybe: None,
+        blob: vec![0, 1, 255],
+        at,
+        doc: serde_json::json!({"tags": ["a", "b"], "n": 1}),
+    };
+    db.save(&mut row).await.unwrap();
+    assert_eq!(
+        db.get::<Everything>(row.id.unwrap())
+            .await
             .unwrap()
-            .with_timezone(&chrono::Utc);
-        let mut row = Everything {
-            id: None,
-            small: -7,
-            ratio: 0.25,
-            flag: true,
-            name: "naïve".into(),
-            maybe: None,
-            blob: vec![0, 1, 255],
-            at,
-            doc: serde_json::json!({"tags": ["a", "b"], "n": 1}),
-        };
-        db.save(&mut row).await.unwrap();
-        assert_eq!(
-            db.get::<Everything>(row.id.unwrap())
-                .await
-                .unwrap()
-                .unwrap(),
-            row,
-            "{backend}"
-        );
-        row.maybe = Some("set".into());
-        db.save(&mut row).await.unwrap();
-        assert_eq!(db.all::<Everything>().await.unwrap(), vec![row]);
-    })
-    .await;
-}
+            .unwrap(),
+        row,
+        "{backend}"
+    );
+    row.maybe = Some("set".into());
+    db.save(&mut row).await.unwrap();
+    assert_eq!(db.all::<Everything>().await.unwrap(), vec![row]);
+});
 
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_sqlite_file_is_refused_when_it_must_not_be_created() {
     let dir = tempfile::tempdir().unwrap();

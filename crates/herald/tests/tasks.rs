@@ -1,11 +1,16 @@
 //! Durable background receivers, on SQLite and (when `HERALD_TEST_POSTGRES_URL` is set) PostgreSQL.
+// A build with one backend leaves out the other's tests, and what only they use.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Book, book, on_each_backend, until, within};
+use common::{Book, book, until, within};
 use herald::Store;
 use herald::dispatch::Error as ReceiverError;
 use herald::tasks::{Background, Task, TaskContext, TaskOptions, TaskState, Worker, purgeable};
@@ -53,9 +58,9 @@ fn spawn_worker(
     (stop, handle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_committed_save_runs_its_background_receiver_once_and_a_rolled_back_one_none() {
-    on_each_backend("bg_once", |db, backend| async move {
+backend_test!(
+    a_committed_save_runs_its_background_receiver_once_and_a_rolled_back_one_none,
+    |db, backend| async move {
         db.signals()
             .post_save::<Book>()
             .background("reindex", TaskOptions::default())
@@ -92,13 +97,12 @@ async fn a_committed_save_runs_its_background_receiver_once_and_a_rolled_back_on
             receivers[0].info().phase(),
             herald::dispatch::Phase::Background
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn raw_saves_enqueue_unless_the_receiver_skips_them() {
-    on_each_backend("bg_raw", |db, backend| async move {
+backend_test!(
+    raw_saves_enqueue_unless_the_receiver_skips_them,
+    |db, backend| async move {
         db.signals()
             .post_save::<Book>()
             .background("reindex", TaskOptions::default())
@@ -133,13 +137,12 @@ async fn raw_saves_enqueue_unless_the_receiver_skips_them() {
             ],
             "{backend}: the fixture's raw save enqueued no email"
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_background_receiver_sees_the_row_committed_from_another_connection() {
-    on_each_backend("bg_sees", |db, backend| async move {
+backend_test!(
+    the_background_receiver_sees_the_row_committed_from_another_connection,
+    |db, backend| async move {
         db.signals()
             .post_save::<Book>()
             .background("check", TaskOptions::default())
@@ -166,13 +169,12 @@ async fn the_background_receiver_sees_the_row_committed_from_another_connection(
         );
         stop.send(()).unwrap();
         handle.await.unwrap();
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_task_is_retried_with_growing_delays_then_dead_then_retried_by_hand() {
-    on_each_backend("bg_retry", |db, backend| async move {
+backend_test!(
+    a_failing_task_is_retried_with_growing_delays_then_dead_then_retried_by_hand,
+    |db, backend| async move {
         let (tries_tx, mut tries) = mpsc::unbounded_channel::<u32>();
         let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let failing = fail.clone();
@@ -246,13 +248,12 @@ async fn a_failing_task_is_retried_with_growing_delays_then_dead_then_retried_by
         .await;
         stop.send(()).unwrap();
         handle.await.unwrap();
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unique_pk_coalesces_pending_tasks_for_one_row_into_one_run() {
-    on_each_backend("bg_unique", |db, backend| async move {
+backend_test!(
+    unique_pk_coalesces_pending_tasks_for_one_row_into_one_run,
+    |db, backend| async move {
         db.signals()
             .post_save::<Book>()
             .background("reindex", TaskOptions::default().unique_pk())
@@ -279,13 +280,12 @@ async fn unique_pk_coalesces_pending_tasks_for_one_row_into_one_run() {
         assert_eq!(titles, ["other", "v100"], "the newest instance, once");
         stop.send(()).unwrap();
         assert_eq!(handle.await.unwrap().completed, 2);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_or_timed_out_task_is_a_failed_attempt_not_a_dead_worker() {
-    on_each_backend("bg_panic", |db, backend| async move {
+backend_test!(
+    a_panicking_or_timed_out_task_is_a_failed_attempt_not_a_dead_worker,
+    |db, backend| async move {
         let (ok_tx, mut ok) = mpsc::unbounded_channel::<()>();
         let worker = Worker::new(db.clone())
             .poll_interval(Duration::from_millis(10))
@@ -341,18 +341,21 @@ async fn a_panicking_or_timed_out_task_is_a_failed_attempt_not_a_dead_worker() {
         within("the worker still running", ok.recv()).await.unwrap();
         stop.send(()).unwrap();
         handle.await.unwrap();
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_kinds_and_payloads_that_no_longer_decode_are_dead_with_a_clear_error() {
-    on_each_backend("bg_bad", |db, backend| async move {
+backend_test!(
+    unknown_kinds_and_payloads_that_no_longer_decode_are_dead_with_a_clear_error,
+    |db, backend| async move {
         let (ran_tx, _ran) = mpsc::unbounded_channel();
         let (stop, handle) = spawn_worker(reindexer(&db, ran_tx));
-        db.enqueue(Task::new("nobody_knows", serde_json::Value::Null)).await.unwrap();
+        db.enqueue(Task::new("nobody_knows", serde_json::Value::Null))
+            .await
+            .unwrap();
         // An old row after a deploy: the instance lacks a field the model now requires.
-        let old = serde_json::json!({"v": 1, "model": "Book", "instance": {"id": 1, "title": "old"}}).to_string();
+        let old =
+            serde_json::json!({"v": 1, "model": "Book", "instance": {"id": 1, "title": "old"}})
+                .to_string();
         let params = vec![Value::Text(old)];
         let sql = if db.is_postgres() {
             "INSERT INTO herald_tasks (kind, queue, state, payload, priority, max_attempts, timeout_ms, created_at, run_at) VALUES ('reindex', 'default', 'available', $1, 0, 5, 1000, 0, 0)"
@@ -366,22 +369,32 @@ async fn unknown_kinds_and_payloads_that_no_longer_decode_are_dead_with_a_clear_
         })
         .await;
         let dead = db.tasks().dead(10).await.unwrap();
-        let errors: Vec<&str> = dead.iter().filter_map(|t| t.last_error.as_deref()).collect();
-        assert!(errors.contains(&"no worker knows the task kind `nobody_knows`"), "{backend}: {errors:?}");
+        let errors: Vec<&str> = dead
+            .iter()
+            .filter_map(|t| t.last_error.as_deref())
+            .collect();
         assert!(
-            errors.iter().any(|e| e.starts_with("the Book in the payload no longer decodes: field `slug`")),
+            errors.contains(&"no worker knows the task kind `nobody_knows`"),
+            "{backend}: {errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("the Book in the payload no longer decodes: field `slug`")),
             "{errors:?}"
         );
-        assert!(dead.iter().all(|t| t.attempt == 1), "dead at once, no retry loop");
+        assert!(
+            dead.iter().all(|t| t.attempt == 1),
+            "dead at once, no retry loop"
+        );
         stop.send(()).unwrap();
         handle.await.unwrap();
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_running_tasks_or_hands_them_back() {
-    on_each_backend("bg_shutdown", |db, backend| async move {
+backend_test!(
+    graceful_shutdown_finishes_running_tasks_or_hands_them_back,
+    |db, backend| async move {
         let (started_tx, mut started) = mpsc::unbounded_channel::<String>();
         let (release_tx, release_rx) = tokio::sync::watch::channel(false);
         let worker = Worker::new(db.clone())
@@ -437,13 +450,12 @@ async fn graceful_shutdown_finishes_running_tasks_or_hands_them_back() {
             ("endless", 0),
             "without using an attempt"
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_whose_worker_dies_runs_again_on_another_worker() {
-    on_each_backend("bg_lease", |db, backend| async move {
+backend_test!(
+    a_task_whose_worker_dies_runs_again_on_another_worker,
+    |db, backend| async move {
         let (first_tx, mut first) = mpsc::unbounded_channel::<u32>();
         let doomed = Worker::new(db.clone())
             .name("doomed")
@@ -492,9 +504,8 @@ async fn a_task_whose_worker_dies_runs_again_on_another_worker() {
         assert_eq!(handle.await.unwrap().completed, 1);
         let done = db.tasks().list(TaskState::Completed, 10).await.unwrap();
         assert_eq!(done.len(), 1);
-    })
-    .await;
-}
+    }
+);
 
 /// The ids of the tasks in `state`, oldest first.
 async fn ids_in(db: &Db, state: &str) -> Vec<i64> {
@@ -520,9 +531,9 @@ fn refused(error: herald::Error) -> (&'static str, String) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_work_is_cancelled_not_purged_and_purge_takes_finished_states_only() {
-    on_each_backend("bg_cancel", |db, backend| async move {
+backend_test!(
+    pending_work_is_cancelled_not_purged_and_purge_takes_finished_states_only,
+    |db, backend| async move {
         for n in 0..3 {
             db.enqueue(Task::new("report", serde_json::json!({ "n": n })))
                 .await
@@ -580,13 +591,12 @@ async fn pending_work_is_cancelled_not_purged_and_purge_takes_finished_states_on
         assert_eq!(db.tasks().purge(TaskState::Cancelled).await.unwrap(), 3);
         assert_eq!(ids_in(&db, "available").await, pending[3..]);
         assert!(ids_in(&db, "cancelled").await.is_empty());
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_task_does_not_run_and_a_running_one_is_not_recorded_or_retried() {
-    on_each_backend("bg_cancel_run", |db, backend| async move {
+backend_test!(
+    a_cancelled_task_does_not_run_and_a_running_one_is_not_recorded_or_retried,
+    |db, backend| async move {
         // `slow` tells when it starts, then waits for the test to let it finish.
         let (started_tx, mut started) = mpsc::unbounded_channel::<i64>();
         let (ran_tx, mut ran) = mpsc::unbounded_channel::<String>();
@@ -653,18 +663,23 @@ async fn a_cancelled_task_does_not_run_and_a_running_one_is_not_recorded_or_retr
         );
         assert!(ran.try_recv().is_err(), "the cancelled task never ran");
         assert_eq!(task_state(&db, cancelled).await, "cancelled");
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_row_that_does_not_decode_is_an_error_naming_the_row_and_column() {
-    on_each_backend("bg_undecodable", |db, backend| async move {
+backend_test!(
+    a_task_row_that_does_not_decode_is_an_error_naming_the_row_and_column,
+    |db, backend| async move {
         // A row written by hand, with a state that is not one.
         let sql = "INSERT INTO herald_tasks (kind, queue, state, payload, priority, max_attempts, timeout_ms, created_at, run_at) VALUES ('reindex', 'default', 'zombie', '{}', 0, 5, 1000, 0, 0)";
         db.execute(sql, vec![]).await.unwrap();
         let rows = db
-            .read(|c| c.query("SELECT MAX(id) FROM herald_tasks", &[], &[herald::SqlType::Int]))
+            .read(|c| {
+                c.query(
+                    "SELECT MAX(id) FROM herald_tasks",
+                    &[],
+                    &[herald::SqlType::Int],
+                )
+            })
             .await
             .unwrap();
         let Value::Int(id) = rows[0][0] else {
@@ -674,7 +689,8 @@ async fn a_task_row_that_does_not_decode_is_an_error_naming_the_row_and_column()
         let (op, message) = refused(db.tasks().get(id).await.unwrap_err());
         assert_eq!(op, "get");
         assert!(
-            message.contains(&format!("task {id}")) && message.contains("column `state` holds `zombie`"),
+            message.contains(&format!("task {id}"))
+                && message.contains("column `state` holds `zombie`"),
             "{backend}: {message}"
         );
         let (op, message) = refused(db.tasks().counts().await.unwrap_err());
@@ -682,15 +698,18 @@ async fn a_task_row_that_does_not_decode_is_an_error_naming_the_row_and_column()
         assert!(message.contains("`zombie`"), "{backend}: {message}");
 
         // A negative attempt count is not read as 0.
-        db.execute("UPDATE herald_tasks SET state = 'dead', attempt = -3", vec![])
-            .await
-            .unwrap();
+        db.execute(
+            "UPDATE herald_tasks SET state = 'dead', attempt = -3",
+            vec![],
+        )
+        .await
+        .unwrap();
         let (op, message) = refused(db.tasks().dead(5).await.unwrap_err());
         assert_eq!(op, "list");
         assert!(
-            message.contains(&format!("task {id}")) && message.contains("column `attempt` holds -3"),
+            message.contains(&format!("task {id}"))
+                && message.contains("column `attempt` holds -3"),
             "{backend}: {message}"
         );
-    })
-    .await;
-}
+    }
+);

@@ -1,6 +1,11 @@
 //! Where each receiver runs: caller-side receivers on the task that called the write (a slow one
 //! delays only its own write), `in_transaction` ones on the connection inside the transaction,
 //! `on_commit` ones on the caller after the commit. Every wait is on an event, with a bound.
+// A build with one backend leaves out the other's tests, and what only they use.
+#![cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -9,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Audit, Book, Log, book, on_each_backend, targets, titles, within};
+use common::{Audit, Book, Log, book, titles, within};
 use herald::dispatch::{Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave, muted};
 use herald::tasks::{Background, TaskOptions};
 use herald::{Error, EventConn, Store};
@@ -20,9 +25,9 @@ fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_waiting_in_one_save_does_not_stop_another_clients_save() {
-    on_each_backend("isolation", |db, backend| async move {
+backend_test!(
+    a_receiver_waiting_in_one_save_does_not_stop_another_clients_save,
+    |db, backend| async move {
         // The receiver of "slow" saves tells the test it started, then waits for the test.
         let (entered_tx, mut entered) = mpsc::unbounded_channel::<()>();
         let (release_tx, release) = tokio::sync::watch::channel(false);
@@ -57,15 +62,15 @@ async fn a_receiver_waiting_in_one_save_does_not_stop_another_clients_save() {
         release_tx.send(true).unwrap();
         within("the slow save", slow).await.unwrap().unwrap();
         assert_eq!(titles(&db).await, ["fast 0", "fast 1", "fast 2", "slow"]);
-    })
-    .await;
-}
+    }
+);
 
 /// One runtime worker: a receiver that blocked it without `block_in_place` would stop every other
 /// task of the runtime, the test's own included.
+#[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_blocking_receiver_does_not_stall_the_runtimes_other_tasks() {
-    let target = targets("blocking").into_iter().next().unwrap();
+    let target = common::sqlite("blocking");
     let db = target.open().await;
     let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
     let (release_tx, release) = std::sync::mpsc::channel::<()>();
@@ -106,9 +111,9 @@ async fn a_blocking_receiver_does_not_stall_the_runtimes_other_tasks() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_receivers_use_the_callers_timers_and_channels_in_every_phase() {
-    on_each_backend("async_runtime", |db, backend| async move {
+backend_test!(
+    async_receivers_use_the_callers_timers_and_channels_in_every_phase,
+    |db, backend| async move {
         let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
         let tx = seen_tx.clone();
         let _pre = db.signals().pre_save::<Book>().connect_boxed(move |e| {
@@ -171,13 +176,12 @@ async fn async_receivers_use_the_callers_timers_and_channels_in_every_phase() {
             !lines[2].contains("herald-"),
             "the caller's task: {lines:?}"
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_muted_write_calls_no_receiver_of_any_phase() {
-    on_each_backend("muted", |db, backend| async move {
+backend_test!(
+    a_muted_write_calls_no_receiver_of_any_phase,
+    |db, backend| async move {
         let log = Log::default();
         let _pre = log.pre_save(&db, |e| format!("pre {}", e.instance.title));
         let _post = log.post_save(&db, |e| format!("post {}", e.instance.title));
@@ -217,13 +221,12 @@ async fn a_muted_write_calls_no_receiver_of_any_phase() {
                 .len(),
             1
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e_conn_outside_in_transaction_is_an_error_naming_the_receiver_and_the_option() {
-    on_each_backend("no_conn", |db, backend| async move {
+backend_test!(
+    e_conn_outside_in_transaction_is_an_error_naming_the_receiver_and_the_option,
+    |db, backend| async move {
         let _veto = db
             .signals()
             .pre_save::<Book>()
@@ -245,13 +248,12 @@ async fn e_conn_outside_in_transaction_is_an_error_naming_the_receiver_and_the_o
             "{text}"
         );
         assert!(titles(&db).await.is_empty(), "a pre_save error vetoes");
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_side_post_save_failure_says_the_write_is_kept() {
-    on_each_backend("after_write", |db, backend| async move {
+backend_test!(
+    a_caller_side_post_save_failure_says_the_write_is_kept,
+    |db, backend| async move {
         let _fails = db
             .signals()
             .post_save::<Book>()
@@ -273,7 +275,7 @@ async fn a_caller_side_post_save_failure_says_the_write_is_kept() {
         assert_eq!(
             error.to_string(),
             "post_save receiver `notify` for Book (pk 1) failed: mail server down; the write \
-             itself succeeded and was committed: it is kept (do not retry it)"
+         itself succeeded and was committed: it is kept (do not retry it)"
         );
         assert_eq!(error.as_receiver().unwrap().receiver().name(), "notify");
         assert_eq!(b.id, Some(1), "the instance got its key");
@@ -299,13 +301,12 @@ async fn a_caller_side_post_save_failure_says_the_write_is_kept() {
         );
         tx.rollback().await.unwrap();
         assert_eq!(titles(&db).await, ["Dune"]);
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_commit_receivers_run_on_the_caller_after_tx_commit_in_order() {
-    on_each_backend("on_commit_caller", |db, backend| async move {
+backend_test!(
+    on_commit_receivers_run_on_the_caller_after_tx_commit_in_order,
+    |db, backend| async move {
         let log = Log::default();
         let seen = log.clone();
         let _commit =
@@ -331,14 +332,12 @@ async fn on_commit_receivers_run_on_the_caller_after_tx_commit_in_order() {
             assert!(line.starts_with(&format!("{title} on ")), "{lines:?}");
             assert!(!line.contains("herald-"), "on the caller's task: {lines:?}");
         }
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_made_in_an_in_transaction_receiver_runs_its_receivers_there_and_its_on_commit_after()
- {
-    on_each_backend("nested_write", |db, backend| async move {
+backend_test!(
+    a_write_made_in_an_in_transaction_receiver_runs_its_receivers_there_and_its_on_commit_after,
+    |db, backend| async move {
         let log = Log::default();
         // The audit row is written by an in_transaction receiver of Book, through the connection.
         let _audit =
@@ -391,13 +390,12 @@ async fn a_write_made_in_an_in_transaction_receiver_runs_its_receivers_there_and
         let audit = db.all::<Audit>().await.unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].action, "saved (checked)");
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_recursion_limit_guards_caller_side_saves_deletes_and_bulk_writes() {
-    on_each_backend("recursion_caller", |db, backend| async move {
+backend_test!(
+    the_recursion_limit_guards_caller_side_saves_deletes_and_bulk_writes,
+    |db, backend| async move {
         // A caller-side post_save that saves its instance again, and again.
         let again = db.clone();
         let saves = Arc::new(AtomicUsize::new(0));
@@ -454,31 +452,30 @@ async fn the_recursion_limit_guards_caller_side_saves_deletes_and_bulk_writes() 
             error.to_string().contains("nested 32 writes deep"),
             "{error}"
         );
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_write_is_one_job_between_its_caller_side_receivers() {
-    use herald::dispatch::ReceiverInfo;
-    use herald::dispatch::observe::{self, Observer};
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Heard(Mutex<Vec<String>>, AtomicUsize);
-    impl Observer for Heard {
-        fn receiver(&self, r: &ReceiverInfo, _: &'static str, _: Duration, _: bool, _: bool) {
-            self.0
-                .lock()
-                .unwrap()
-                .push(format!("{} {}", r.signal(), r.phase()));
-        }
-        fn store_job(&self, _elapsed: Duration) {
-            self.1.fetch_add(1, Ordering::SeqCst);
-        }
     }
+);
 
-    on_each_backend("bulk_one_job", |db, backend| async move {
+backend_test!(
+    a_bulk_write_is_one_job_between_its_caller_side_receivers,
+    |db, backend| async move {
+        use herald::dispatch::ReceiverInfo;
+        use herald::dispatch::observe::{self, Observer};
+        use std::sync::Mutex;
+
+        #[derive(Default)]
+        struct Heard(Mutex<Vec<String>>, AtomicUsize);
+        impl Observer for Heard {
+            fn receiver(&self, r: &ReceiverInfo, _: &'static str, _: Duration, _: bool, _: bool) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("{} {}", r.signal(), r.phase()));
+            }
+            fn store_job(&self, _elapsed: Duration) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
         let log = Log::default();
         let _pre = log.pre_save(&db, |e| format!("pre {}", e.instance.title));
         let _in_tx = log.in_transaction(&db, |e| format!("in_tx {}", e.instance.title));
@@ -522,13 +519,12 @@ async fn a_bulk_write_is_one_job_between_its_caller_side_receivers() {
                 "post_delete caller"
             ]
         );
-    })
-    .await;
-}
+    }
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_is_a_send_future_that_tokio_spawn_takes() {
-    on_each_backend("send", |db, _backend| async move {
+backend_test!(
+    a_save_is_a_send_future_that_tokio_spawn_takes,
+    |db, _backend| async move {
         let _slug =
             db.signals()
                 .pre_save::<Book>()
@@ -546,6 +542,5 @@ async fn a_save_is_a_send_future_that_tokio_spawn_takes() {
         });
         let b = within("the spawned save", done).await.unwrap();
         assert_eq!(b.slug, "spawned");
-    })
-    .await;
-}
+    }
+);

@@ -1,6 +1,7 @@
 //! SQLite's one writer held by a slow job is reported (`herald::writer`), naming how long and how
 //! many jobs waited, through a captured `tracing` subscriber (the writer is another thread, so the
 //! subscriber is this test binary's global one).
+#![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
@@ -8,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Book, book, targets};
+use common::{Book, book};
 use herald::Store;
 use herald::dispatch::PreSave;
 use tracing::field::{Field, Visit};
@@ -53,7 +54,7 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
     let captured = Captured::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(captured.clone()))
         .unwrap();
-    let target = targets("writer_hold").into_iter().next().unwrap();
+    let target = common::sqlite("writer_hold");
     let db = target.open().await;
     db.signals().set_slow_threshold(Duration::from_millis(10));
     let _heavy =

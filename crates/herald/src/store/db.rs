@@ -3,7 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,7 +17,9 @@ use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Shared};
 use crate::store::lifecycle::{self, Route};
 use crate::store::ops::{Sealed, Store};
 use crate::store::pool::{self, Job, Open, Serving};
+#[cfg(feature = "postgres")]
 use crate::store::postgres::PgBackend;
+#[cfg(feature = "sqlite")]
 use crate::store::sqlite::{SqliteBackend, SqliteOptions};
 use crate::store::tx::Tx;
 
@@ -29,7 +31,29 @@ enum Location {
     Postgres(String),
 }
 
+/// Where `url` says the database is, or [`Error::Url`]; a URL of a backend this build does not
+/// have is an error naming the feature that adds it.
 fn parse_url(url: &str) -> Result<Location> {
+    let location = parse_location(url)?;
+    let missing = match location {
+        Location::SqliteFile(_) | Location::SqliteMemory if !cfg!(feature = "sqlite") => {
+            Some(("SQLite", "sqlite"))
+        }
+        Location::Postgres(_) if !cfg!(feature = "postgres") => Some(("PostgreSQL", "postgres")),
+        _ => None,
+    };
+    match missing {
+        Some((backend, feature)) => Err(Error::Url {
+            url: mask(url),
+            reason: format!(
+                "this build of herald has no {backend} backend: enable herald's `{feature}` feature"
+            ),
+        }),
+        None => Ok(location),
+    }
+}
+
+fn parse_location(url: &str) -> Result<Location> {
     let bad = |reason: &str| Error::Url {
         url: mask(url),
         reason: reason.to_owned(),
@@ -216,8 +240,11 @@ impl DbBuilder {
         };
         let (writer, writer_jobs) = flume::unbounded::<Job>();
         let mut threads = Vec::new();
+        #[cfg(feature = "postgres")]
+        #[cfg_attr(not(feature = "sqlite"), allow(unused_assignments))]
         let mut postgres = None;
         let (dialect, reader) = match &location {
+            #[cfg(feature = "sqlite")]
             Location::SqliteFile(_) | Location::SqliteMemory => {
                 let path: PathBuf = match &location {
                     Location::SqliteFile(path) => path.clone(),
@@ -273,6 +300,7 @@ impl DbBuilder {
                 };
                 (Dialect::Sqlite, reader)
             }
+            #[cfg(feature = "postgres")]
             Location::Postgres(url) => {
                 let config = crate::store::pg_config::parse(url, self.connect_timeout)
                     .map_err(connect_error)?;
@@ -296,6 +324,14 @@ impl DbBuilder {
                 );
                 (Dialect::Postgres, writer.clone())
             }
+            // `parse_url` refuses the URL of a backend this build does not have.
+            #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+            _ => {
+                return Err(Error::Url {
+                    url: masked,
+                    reason: "no backend of this build serves this URL".to_owned(),
+                });
+            }
         };
         let db = Db {
             inner: Arc::new(Inner {
@@ -306,7 +342,9 @@ impl DbBuilder {
                 url: masked,
                 threads: Mutex::new(threads),
                 extensions: Mutex::new(HashMap::new()),
+                #[cfg(feature = "postgres")]
                 postgres,
+                #[cfg(feature = "postgres")]
                 schema: self.schema.clone(),
             }),
         };
@@ -315,7 +353,8 @@ impl DbBuilder {
     }
 }
 
-fn sqlite_open(path: &Path, options: SqliteOptions) -> Open {
+#[cfg(feature = "sqlite")]
+fn sqlite_open(path: &std::path::Path, options: SqliteOptions) -> Open {
     let path = path.to_owned();
     Arc::new(move || SqliteBackend::open(&path, &options).map(|b| Box::new(b) as Box<dyn Backend>))
 }
@@ -324,7 +363,9 @@ struct Inner {
     /// The state of the layers above the store, one value per type (see [`Db::extension`]).
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// PostgreSQL: how to open a session of one's own (worker presence), and the schema.
+    #[cfg(feature = "postgres")]
     postgres: Option<crate::store::pg_config::PgConfig>,
+    #[cfg(feature = "postgres")]
     schema: Option<String>,
     writer: flume::Sender<Job>,
     reader: flume::Sender<Job>,
@@ -396,6 +437,7 @@ impl Db {
     }
 
     /// PostgreSQL: how to open a session of one's own, and the schema.
+    #[cfg(feature = "postgres")]
     pub(crate) fn postgres_session(
         &self,
     ) -> Option<(crate::store::pg_config::PgConfig, Option<String>)> {
@@ -491,5 +533,30 @@ impl Store for Quiet<'_> {}
 impl Sealed for Quiet<'_> {
     fn route(&self) -> Route<'_> {
         self.route
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_of_a_backend_left_out_names_the_feature_to_enable() {
+        let cases = [
+            ("sqlite::memory:", cfg!(feature = "sqlite"), "sqlite"),
+            ("sqlite://shop.db", cfg!(feature = "sqlite"), "sqlite"),
+            ("postgres://u@h/db", cfg!(feature = "postgres"), "postgres"),
+            ("host=h dbname=db", cfg!(feature = "postgres"), "postgres"),
+        ];
+        for (url, compiled_in, feature) in cases {
+            match parse_url(url) {
+                Ok(_) => assert!(compiled_in, "{url} opened without `{feature}`"),
+                Err(error) => {
+                    assert!(!compiled_in, "{url}: {error}");
+                    let wanted = format!("enable herald's `{feature}` feature");
+                    assert!(error.to_string().contains(&wanted), "{url}: {error}");
+                }
+            }
+        }
     }
 }

@@ -486,13 +486,17 @@ pub(crate) async fn read<R: Send + 'static>(
 
 /// The blocking runner the store gives its registry: a synchronous receiver declared `blocking`
 /// runs through `tokio::task::block_in_place` on a multi-threaded runtime (the runtime moves its
-/// other tasks to another worker meanwhile); elsewhere it is called directly.
+/// other tasks to another worker meanwhile); elsewhere it is called directly. Without the
+/// `rt-multi-thread` feature (tokio's `block_in_place` needs it) it is always called directly.
 pub(crate) fn block_in_place(f: &mut dyn FnMut()) {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+    #[cfg(feature = "rt-multi-thread")]
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if let Ok(handle) = Handle::try_current()
+            && handle.runtime_flavor() == RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(f);
         }
-        _ => f(),
     }
+    f()
 }

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::store::db::Db;
 use crate::store::ops::Store;
+#[cfg(feature = "postgres")]
 use crate::tasks::presence::{self, Presence};
 use crate::tasks::queue;
 
@@ -20,11 +21,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub(crate) struct Maintenance {
     lease: Duration,
     retention: Duration,
+    #[cfg(feature = "postgres")]
     name: String,
     /// PostgreSQL: this worker's presence lock (held while this lives) and its schema.
+    #[cfg(feature = "postgres")]
     presence: Option<(Presence, Option<String>)>,
     next_heartbeat: Instant,
     next_rescue: Instant,
+    #[cfg(feature = "postgres")]
     next_look: Instant,
     next_prune: Instant,
 }
@@ -39,7 +43,9 @@ pub(crate) struct Turn {
 impl Maintenance {
     /// Start maintenance for the worker `name` on `db`: on PostgreSQL, first take its presence
     /// lock (before its first claim, so no task is ever held under a name without a presence).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub(crate) async fn start(db: &Db, name: &str, lease: Duration, retention: Duration) -> Self {
+        #[cfg(feature = "postgres")]
         let presence = match db.postgres_session() {
             Some((config, schema)) => {
                 let key = presence::key(schema.as_deref(), name);
@@ -56,10 +62,13 @@ impl Maintenance {
         Self {
             lease,
             retention,
+            #[cfg(feature = "postgres")]
             name: name.to_owned(),
+            #[cfg(feature = "postgres")]
             presence,
             next_heartbeat: now + lease / 3,
             next_rescue: now,
+            #[cfg(feature = "postgres")]
             next_look: now + presence::LOOK_EVERY,
             next_prune: now + PRUNE_EVERY,
         }
@@ -71,11 +80,11 @@ impl Maintenance {
             .next_heartbeat
             .min(self.next_rescue)
             .min(self.next_prune);
+        #[cfg(feature = "postgres")]
         if self.presence.is_some() {
-            due.min(self.next_look)
-        } else {
-            due
+            return due.min(self.next_look);
         }
+        due
     }
 
     /// Do what is due: renew the leases of `held` (task id → attempt) every third of a lease;
@@ -106,6 +115,7 @@ impl Maintenance {
                 Err(error) => tracing::warn!(target: "herald::worker", %error, "rescue failed"),
             }
         }
+        #[cfg(feature = "postgres")]
         if let Some((_, schema)) = &self.presence
             && now >= self.next_look
         {

@@ -17,8 +17,10 @@
 //! and only them.
 
 mod executor;
+#[cfg(feature = "postgres")]
 mod listen;
 mod maintenance;
+#[cfg(feature = "postgres")]
 mod presence;
 mod producer;
 pub(crate) mod queue;

@@ -85,9 +85,9 @@ impl Worker {
         let enough = self.concurrency.div_ceil(4);
         let until = tokio::time::Instant::now() + LINGER;
         while finished.len() < enough && !running.is_empty() {
-            tokio::select! {
-                Some(done) = running.join_next() => collect(done, held, finished),
-                () = tokio::time::sleep_until(until) => break,
+            match tokio::time::timeout_at(until, running.join_next()).await {
+                Ok(Some(done)) => collect(done, held, finished),
+                Ok(None) | Err(_) => break,
             }
         }
     }

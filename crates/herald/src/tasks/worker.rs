@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 
 use crate::ReceiverResult;
 use crate::error::Result;
@@ -15,12 +16,31 @@ use crate::model::{Model, from_json};
 use crate::store::db::Db;
 use crate::store::ops::Store;
 use crate::tasks::executor::{Finished, decode_payload, runner};
+#[cfg(feature = "postgres")]
 use crate::tasks::listen::Listening;
 use crate::tasks::maintenance::Maintenance;
 use crate::tasks::producer::{Settle, collect, record, settle};
 use crate::tasks::queue;
 use crate::tasks::stats::TaskStats;
 use crate::tasks::{RunError, Runner};
+
+/// What woke the worker's loop: the first of these to happen (each is waited for only while it
+/// can matter: shutdown, a new task and the poll interval until the worker is stopping, its grace
+/// period after).
+enum Woke {
+    /// The shutdown future completed: stop claiming, wait up to the grace for running tasks.
+    Shutdown,
+    /// A running attempt finished.
+    Finished(std::result::Result<Finished, JoinError>),
+    /// A commit (or a NOTIFY) added tasks.
+    Notified,
+    /// The poll interval (or the backoff after a failed claim) passed.
+    Napped,
+    /// The grace period after shutdown is over.
+    GraceOver,
+    /// A piece of maintenance is due.
+    MaintenanceDue,
+}
 
 /// What a running task knows about itself.
 #[derive(Clone, Debug)]
@@ -247,6 +267,7 @@ impl Worker {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport> {
         tracing::info!(target: "herald::worker", worker = %self.name, queues = ?self.queues, kinds = ?self.kinds(), concurrency = self.concurrency, "worker started");
         let wake = self.db.tasks_added();
+        #[cfg(feature = "postgres")]
         self.db.extension::<Listening>().start(&self.db);
         let mut maintenance =
             Maintenance::start(&self.db, &self.name, self.lease, self.retention).await;
@@ -312,26 +333,62 @@ impl Worker {
             };
             let deadline =
                 stopping.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            tokio::select! {
-                () = &mut shutdown, if stopping.is_none() => {
+            let nap = if claim_backoff.is_zero() {
+                poll
+            } else {
+                claim_backoff
+            };
+            let woke = {
+                let mut notified = std::pin::pin!(wake.notified());
+                let mut nap = std::pin::pin!(tokio::time::sleep(nap));
+                let mut grace = std::pin::pin!(tokio::time::sleep_until(deadline));
+                let mut due = std::pin::pin!(tokio::time::sleep_until(maintenance.due()));
+                let stopping = stopping.is_some();
+                std::future::poll_fn(|cx| {
+                    if !stopping && shutdown.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::Shutdown);
+                    }
+                    if !running.is_empty()
+                        && let Poll::Ready(Some(done)) = running.poll_join_next(cx)
+                    {
+                        return Poll::Ready(Woke::Finished(done));
+                    }
+                    if !stopping {
+                        if notified.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Woke::Notified);
+                        }
+                        if nap.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Woke::Napped);
+                        }
+                    } else if grace.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::GraceOver);
+                    }
+                    if due.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Woke::MaintenanceDue);
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            match woke {
+                Woke::Shutdown => {
                     tracing::info!(target: "herald::worker", running = running.len(), "shutting down");
                     stopping = Some(tokio::time::Instant::now() + self.grace);
                 }
-                Some(done) = running.join_next(), if !running.is_empty() => {
+                Woke::Finished(done) => {
                     collect(done, &mut held, &mut finished);
                     if stopping.is_none() {
                         self.linger(&mut running, &mut held, &mut finished).await;
                     }
                 }
-                () = wake.notified(), if stopping.is_none() => {}
-                () = tokio::time::sleep(if claim_backoff.is_zero() { poll } else { claim_backoff }), if stopping.is_none() => {
-                    claim_backoff = Duration::ZERO;
-                }
-                () = tokio::time::sleep_until(deadline), if stopping.is_some() => {
-                    self.hand_back(&mut running, &mut held, &mut finished, &mut report).await?;
+                Woke::Notified => {}
+                Woke::Napped => claim_backoff = Duration::ZERO,
+                Woke::GraceOver => {
+                    self.hand_back(&mut running, &mut held, &mut finished, &mut report)
+                        .await?;
                     break;
                 }
-                () = tokio::time::sleep_until(maintenance.due()) => {
+                Woke::MaintenanceDue => {
                     if maintenance.turn(&self.db, &held).await.rescued > 0 {
                         wake.notify_one();
                     }

@@ -166,34 +166,60 @@ pub struct Target {
 
 static NEXT_SCHEMA: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh SQLite file always; a fresh PostgreSQL schema when `HERALD_TEST_POSTGRES_URL` is set.
-pub fn targets(test: &str) -> Vec<Target> {
+/// The backends a test runs on; `backend_test!` makes one test per backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database of `backend` for the test `test`.
+pub fn target(backend: Backend, test: &str) -> Target {
+    match backend {
+        Backend::Sqlite => sqlite(test),
+        Backend::Postgres => postgres(test),
+    }
+}
+
+/// A fresh SQLite file.
+pub fn sqlite(_test: &str) -> Target {
     let dir = tempfile::tempdir().unwrap();
-    let mut targets = vec![Target {
+    Target {
         name: "sqlite",
         url: format!("sqlite://{}", dir.path().join("test.db").display()),
         schema: None,
         _dir: Some(dir),
-    }];
-    match std::env::var("HERALD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => targets.push(Target {
-            name: "postgres",
-            url,
-            schema: Some(format!(
-                "herald_test_{}_{}_{}",
-                test.chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .take(30)
-                    .collect::<String>()
-                    .to_lowercase(),
-                std::process::id(),
-                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-            )),
-            _dir: None,
-        }),
-        _ => eprintln!("{test}: PostgreSQL skipped: HERALD_TEST_POSTGRES_URL is not set"),
     }
-    targets
+}
+
+/// A fresh schema on the PostgreSQL server of `HERALD_TEST_POSTGRES_URL`. The tests that call
+/// this are `#[ignore = "needs HERALD_TEST_POSTGRES_URL"]`; run with `--include-ignored` and
+/// without the variable, they fail here, saying so.
+pub fn postgres(test: &str) -> Target {
+    let url = std::env::var("HERALD_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{test}: HERALD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test); \
+                 this test needs PostgreSQL"
+            )
+        });
+    Target {
+        name: "postgres",
+        url,
+        schema: Some(format!(
+            "herald_test_{}_{}_{}",
+            test.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(30)
+                .collect::<String>()
+                .to_lowercase(),
+            std::process::id(),
+            NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+        )),
+        _dir: None,
+    }
 }
 
 impl Target {
@@ -233,17 +259,45 @@ impl Target {
     }
 }
 
-/// Run `test` once per backend, each with a fresh database and registry.
-pub async fn on_each_backend<F, Fut>(name: &str, test: F)
+/// Run `test` on a fresh database of `backend`, with a fresh registry; `backend_test!` calls it.
+pub async fn run_on<F, Fut>(backend: Backend, name: &str, test: F)
 where
-    F: Fn(Db, &'static str) -> Fut,
+    F: FnOnce(Db, &'static str) -> Fut,
     Fut: Future<Output = ()>,
 {
-    for target in targets(name) {
-        let db = target.open().await;
-        test(db.clone(), target.name).await;
-        target.cleanup(db).await;
-    }
+    let target = target(backend, name);
+    let db = target.open().await;
+    test(db.clone(), target.name).await;
+    target.cleanup(db).await;
+}
+
+/// One test per backend from one body: `backend_test!(name, |db, backend| async move { .. })`
+/// makes `name::sqlite` (with the `sqlite` feature) and `name::postgres` (with the `postgres`
+/// feature, ignored unless run with `--include-ignored`, as it needs `HERALD_TEST_POSTGRES_URL`),
+/// each on a fresh database and registry; `backend` is `"sqlite"` or `"postgres"`.
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, $test:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[cfg(feature = "sqlite")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::common::run_on($crate::common::Backend::Sqlite, stringify!($name), $test)
+                    .await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+            async fn postgres() {
+                $crate::common::run_on($crate::common::Backend::Postgres, stringify!($name), $test)
+                    .await;
+            }
+        }
+    };
 }
 
 /// The bound on every wait: generous, because the machine is small and shared.
