@@ -42,6 +42,8 @@
 pub mod cli;
 mod error;
 mod model;
+#[cfg(feature = "report")]
+pub mod report;
 mod store;
 pub mod tasks;
 mod value;

@@ -53,6 +53,10 @@ fn main() -> ExitCode {
                 .concurrency(16)
                 .retry_base(Duration::from_millis(100))
         })
+        // Where web::router mounts them: `serve` prints their URLs, `receivers --from` finds the
+        // dashboard from the shop's URL.
+        .dashboard_path(web::DASHBOARD_PATH)
+        .metrics_path(web::METRICS_PATH)
         // A bad HERALD_DASHBOARD_TOKEN is refused before the shop starts.
         .check_before_serve(|| web::dashboard_token().map(drop).map_err(Into::into))
         .serve(|db, listener| async move {

@@ -247,6 +247,33 @@ fn receivers_from_the_running_server_show_their_statistics() {
 }
 
 #[test]
+fn receivers_from_the_shops_own_url_find_its_dashboard() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let created = server.post_json(
+        "/api/books",
+        &serde_json::json!({ "title": "Kindred", "price_cents": 700 }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let shop = format!("http://{}/", server.addr);
+    let output = run(&["receivers", "--from", &shop]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    let fill_slug = text
+        .lines()
+        .find(|l| l.starts_with("fill_slug "))
+        .unwrap_or_else(|| panic!("fill_slug listed: {text}"));
+    assert_eq!(
+        fill_slug.split_whitespace().nth(5),
+        Some("1"),
+        "one save, one call: {fill_slug}"
+    );
+    assert!(
+        text.contains(&format!("as http://{}/_herald reports them", server.addr)),
+        "read from the path the shop mounts its dashboard at: {text}"
+    );
+}
+
+#[test]
 fn receivers_from_a_wrong_url_is_one_line_and_a_failure() {
     let port = common::free_port();
     let output = run(&[

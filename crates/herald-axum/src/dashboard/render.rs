@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use askama::Template;
 
-use super::views::{DeadTask, DeadView, KindView, ReceiverView, ReceiversView, Sample, TasksView};
+use herald::report::{ReceiverReport, ReceiversReport};
+
+use super::views::{DeadTask, DeadView, KindView, Sample, TasksView};
 
 /// The refresh script.
 pub(crate) const SCRIPT: &str = include_str!("dashboard.js");
@@ -20,7 +22,7 @@ pub(crate) struct Page<'a> {
     pub(crate) title: &'a str,
     pub(crate) refresh: Duration,
     pub(crate) read_only: bool,
-    pub(crate) receivers: &'a ReceiversView,
+    pub(crate) receivers: &'a ReceiversReport,
     pub(crate) tasks: Result<&'a TasksView, &'a String>,
     pub(crate) dead: Result<&'a DeadView, &'a String>,
     pub(crate) now_ms: u64,
@@ -86,7 +88,7 @@ struct PageTemplate<'a> {
 }
 
 struct ReceiverRow<'a> {
-    view: &'a ReceiverView,
+    view: &'a ReceiverReport,
     p50: String,
     p99: String,
     max: String,
@@ -119,7 +121,7 @@ struct Tick {
 }
 
 /// One bar per bucket, linear heights, the buckets at or above the slow threshold drawn as slow.
-fn histogram_chart(r: &ReceiverView, bounds_us: &[f64], slow_us: f64) -> HistogramChart {
+fn histogram_chart(r: &ReceiverReport, bounds_us: &[f64], slow_us: f64) -> HistogramChart {
     let n = r.histogram.len();
     let width = n * (BAR_W + BAR_GAP);
     let height = BAR_H + LABEL_H;
@@ -343,7 +345,7 @@ pub(crate) fn page(page: &Page<'_>) -> String {
         refresh_ms: page.refresh.as_millis(),
         read_only: page.read_only,
         slow_threshold: duration(receivers.slow_threshold_us),
-        timing: receivers.timing,
+        timing: &receivers.timing,
         receivers: receivers
             .receivers
             .iter()
