@@ -14,6 +14,7 @@
 mod shop;
 mod web;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,9 +29,11 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::WARN);
+    // Colour only on a terminal: a log written to a file or a pipe stays plain text.
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .init();
     App::new("bookstore")

@@ -126,7 +126,7 @@ fn an_email_that_always_fails_ends_dead_with_its_error() {
         dead["error"]
             .as_str()
             .expect("an error")
-            .contains("mail server refused")
+            .contains("deliberate, simulated mail failure")
     );
 }
 
