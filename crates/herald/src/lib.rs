@@ -38,8 +38,6 @@
 //! # Ok::<(), herald::dispatch::DispatchError>(())
 //! ```
 
-#[cfg(feature = "cli")]
-pub mod cli;
 mod error;
 mod model;
 #[cfg(feature = "report")]
@@ -64,6 +62,12 @@ pub use value::{Field, SqlType, Value};
 /// with `?`. (Receivers have one fixed error type so that closures infer `Ok(())` without
 /// annotations; the dispatcher, a lower layer, cannot name the store's error type.)
 pub type ReceiverResult = herald_dispatch::Result<()>;
+
+/// `url` with any password replaced by `***` (`postgres://app:***@db/shop`, or
+/// `password=***` in a key=value connection string): for messages and logs.
+pub fn masked_url(url: &str) -> String {
+    store::db::mask(url)
+}
 
 /// The names most programs use.
 pub mod prelude {

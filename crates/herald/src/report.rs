@@ -2,7 +2,7 @@
 //!
 //! Receivers' statistics live in the process that runs them. The dashboard
 //! (`herald-axum`, `GET {dashboard}/api/receivers`) serializes a [`ReceiversReport`] of its
-//! registry; `receivers --from URL` in [`cli`](crate::cli) reads the same type back. One type on
+//! registry; `receivers --from URL` in `herald-cli` reads the same type back. One type on
 //! both sides, so that a field renamed on one side is a compile error on the other, not a column
 //! of blanks.
 //!

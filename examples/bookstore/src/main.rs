@@ -3,7 +3,7 @@
 //! `cargo run --release -p bookstore` migrates a SQLite file (`bookstore.db`), adds a little
 //! sample data, starts an embedded worker and serves the shop on 127.0.0.1, printing the URL.
 //! It is `bookstore serve`; `bookstore --help` lists the other commands (`worker`, `migrate`,
-//! `receivers`, `tasks`, `loaddata`), all from [`herald::cli`].
+//! `receivers`, `tasks`, `loaddata`), all from [`herald_cli`].
 //!
 //! The receivers a real shop would have, each declared with `#[receiver]` in [`shop`]:
 //! a slug filled in `pre_save`; a negative price vetoed; an audit row written inside every save's
@@ -18,7 +18,7 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use herald::cli::App;
+use herald_cli::App;
 use shop::{AuditEntry, Author, Book, EmailSent, Review, SearchEntry};
 use tracing_subscriber::filter::LevelFilter;
 

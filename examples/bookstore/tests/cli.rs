@@ -1,4 +1,4 @@
-//! The bookstore's command line (`herald::cli`): each command against a temporary database.
+//! The bookstore's command line (`herald-cli`): each command against a temporary database.
 
 mod common;
 

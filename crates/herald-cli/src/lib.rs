@@ -1,4 +1,18 @@
-//! A manage-style command line an application embeds in its `main`, like Django's `manage.py`.
+//! A manage-style command line a Herald application embeds in its `main`, like Django's
+//! `manage.py`:
+//!
+//! ```no_run
+//! use herald_cli::App;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     App::new("shop")
+//!         .database("sqlite://shop.db")
+//!         // .model::<Book>() for each model; .serve(|db, listener| ..) with the app's router
+//!         .dashboard_path("/_herald")
+//!         .metrics_path("/metrics")
+//!         .run()
+//! }
+//! ```
 //!
 //! The application says what only it knows — its signals, its models' tables, how to serve its
 //! HTTP routes on a listener Herald binds, how to configure its worker — and [`App::run`] does
@@ -40,17 +54,17 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures::future::BoxFuture;
-use herald_dispatch::Signals;
+use herald::dispatch::Signals;
 
-use crate::report::ReceiversReport;
-use crate::tasks::Worker;
-use crate::{Db, Model, Store};
+use herald::report::ReceiversReport;
+use herald::tasks::Worker;
+use herald::{Db, Model, Store};
 
 /// The error type of the application's hooks: anything that displays as one line.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-type MigrateFn = Box<dyn Fn(Db) -> BoxFuture<'static, crate::Result<()>> + Send + Sync>;
-type FixtureFn = Box<dyn Fn(Db, String) -> BoxFuture<'static, crate::Result<usize>> + Send + Sync>;
+type MigrateFn = Box<dyn Fn(Db) -> BoxFuture<'static, herald::Result<()>> + Send + Sync>;
+type FixtureFn = Box<dyn Fn(Db, String) -> BoxFuture<'static, herald::Result<usize>> + Send + Sync>;
 type ServeFn = Box<
     dyn Fn(Db, tokio::net::TcpListener) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync,
 >;
@@ -245,7 +259,7 @@ impl App {
             open = open.schema(schema.name.clone());
         }
         open.connect().await.map_err(|e| match e {
-            crate::Error::NoDatabase { path } => format!(
+            herald::Error::NoDatabase { path } => format!(
                 "no database at {}: `{} {}` does not create one (`{} migrate --database {url}` does)",
                 path.display(),
                 self.name,
@@ -254,8 +268,8 @@ impl App {
             )
             .into(),
             // These already name the URL, its password masked.
-            e @ (crate::Error::Url { .. } | crate::Error::Connect { .. }) => e.to_string().into(),
-            other => format!("opening {}: {other}", crate::store::db::mask(&url)).into(),
+            e @ (herald::Error::Url { .. } | herald::Error::Connect { .. }) => e.to_string().into(),
+            other => format!("opening {}: {other}", herald::masked_url(&url)).into(),
         })
     }
 
@@ -309,7 +323,7 @@ impl App {
                 // Inputs first: a state that purge refuses is refused before any database is
                 // opened.
                 if let Some(TaskAction::Purge { state }) = &action {
-                    crate::tasks::purgeable(state)?;
+                    herald::tasks::purgeable(state)?;
                 }
                 let db = self
                     .connect(database, schema, Missing::Refuse("tasks"))
@@ -479,7 +493,7 @@ impl App {
             let n = (model.fixture)(db.clone(), rows).await.map_err(|e| {
                 let missing_table = e
                     .as_db()
-                    .is_some_and(|source| source.kind() == crate::DbErrorKind::MissingTable);
+                    .is_some_and(|source| source.kind() == herald::DbErrorKind::MissingTable);
                 if missing_table {
                     format!(
                         "{e}; the database has no table (or column) for {}: if it was never \
