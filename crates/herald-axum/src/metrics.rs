@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use herald::Db;
 use herald::dispatch::StatsSnapshot;
-use herald::tasks::{STATES, TaskCount, TaskKindStats};
+use herald::tasks::{TaskCount, TaskKindStats, TaskState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet, prometheus_text,
@@ -240,12 +240,12 @@ impl Collector for Queue {
         let Some(counts) = &self.0 else {
             return Ok(());
         };
-        let mut by_queue: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        let mut by_queue: BTreeMap<&str, BTreeMap<TaskState, u64>> = BTreeMap::new();
         for c in counts {
             *by_queue
                 .entry(c.queue.as_str())
                 .or_default()
-                .entry(c.state.as_str())
+                .entry(c.state)
                 .or_default() += c.count;
         }
         let mut family = encoder.encode_descriptor(
@@ -255,11 +255,9 @@ impl Collector for Queue {
             MetricType::Gauge,
         )?;
         for (queue, states) in &by_queue {
-            let mut all: Vec<&str> = STATES.to_vec();
-            all.extend(states.keys().filter(|s| !STATES.contains(s)));
-            for state in all {
-                let n = states.get(state).copied().unwrap_or(0);
-                let labels = [("queue", *queue), ("state", state)];
+            for state in TaskState::ALL {
+                let n = states.get(&state).copied().unwrap_or(0);
+                let labels = [("queue", *queue), ("state", state.as_str())];
                 ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
             }
         }

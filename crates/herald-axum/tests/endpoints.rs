@@ -28,7 +28,7 @@ async fn task_in(db: &Db, state: &str) -> i64 {
     )
     .await
     .unwrap();
-    db.tasks().list(state, 1).await.unwrap()[0].id
+    db.tasks().list(state.parse().unwrap(), 1).await.unwrap()[0].id
 }
 
 struct Fixture {
@@ -211,7 +211,13 @@ async fn retry_and_purge_work_with_the_token() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.json()["retried"], dead);
     assert_eq!(
-        f.db.tasks().get(dead).await.unwrap().unwrap().state,
+        f.db.tasks()
+            .get(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "available"
     );
 
@@ -286,7 +292,13 @@ async fn actions_without_the_right_token_or_from_another_origin_are_refused() {
     refused(&answer, StatusCode::FORBIDDEN, "x-herald-token");
 
     assert_eq!(
-        f.db.tasks().get(dead).await.unwrap().unwrap().state,
+        f.db.tasks()
+            .get(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "dead",
         "nothing was changed"
     );
@@ -300,7 +312,7 @@ async fn cancel_stops_pending_work_with_the_token() {
     let completed = task_in(&f.db, "completed").await;
     let state = |id: i64| {
         let db = f.db.clone();
-        async move { db.tasks().get(id).await.unwrap().unwrap().state }
+        async move { db.tasks().get(id).await.unwrap().unwrap().state.to_string() }
     };
 
     // Guarded as retry and purge are.

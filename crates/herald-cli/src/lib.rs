@@ -217,7 +217,17 @@ impl App {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = parse(args).unwrap_or_else(|e| e.exit());
+        let cli = match parse(args) {
+            Ok(cli) => cli,
+            // A value that a command refuses (a state that purge does not take): one line, as
+            // every other error, not clap's usage block.
+            Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+                let text = e.render().to_string();
+                let line = text.lines().next().unwrap_or_default();
+                return fail(line.trim_start_matches("error: "));
+            }
+            Err(e) => e.exit(),
+        };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -320,11 +330,6 @@ impl App {
                     .map_err(|e| format!("reading the running receivers: {e}"))?
             }
             Command::Tasks { action, database } => {
-                // Inputs first: a state that purge refuses is refused before any database is
-                // opened.
-                if let Some(TaskAction::Purge { state }) = &action {
-                    herald::tasks::purgeable(state)?;
-                }
                 let db = self
                     .connect(database, schema, Missing::Refuse("tasks"))
                     .await?;
@@ -630,7 +635,7 @@ async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
             return Err("tasks cancel needs a task id or --kind KIND".into());
         }
         TaskAction::Purge { state } => {
-            println!("purged {} {state} tasks", tasks.purge(&state).await?)
+            println!("purged {} {state} tasks", tasks.purge(state).await?)
         }
     }
     Ok(())
@@ -823,7 +828,11 @@ enum TaskAction {
     },
     /// Delete the finished tasks (completed, dead or cancelled) in a state; pending work is
     /// cancelled instead.
-    Purge { state: String },
+    Purge {
+        /// A finished state: completed, dead or cancelled.
+        #[arg(value_parser = herald::tasks::purgeable)]
+        state: herald::tasks::TaskState,
+    },
 }
 
 #[cfg(test)]

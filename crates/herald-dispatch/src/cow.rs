@@ -2,7 +2,8 @@
 //!
 //! # Why this module uses `unsafe`
 //!
-//! Dispatch must read a receiver list in a few nanoseconds (DESIGN.md: one trivial receiver ≤ 10 ns).
+//! Dispatch must read a receiver list in a few nanoseconds (the budget in BENCHMARKS.md: a send to
+//! one trivial receiver ≤ 10 ns).
 //! Every safe way to share a list that writers replace (`RwLock`, `ArcSwap::load`, epochs) makes the
 //! reader write to shared memory (a lock count, a debt slot, a pin), which costs more than the whole
 //! budget. Here readers only load a pointer.

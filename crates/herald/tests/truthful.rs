@@ -30,7 +30,12 @@ async fn committing_after_a_failed_statement_rolls_back_and_says_why() {
             .post_save::<Book>()
             .background("index_book", TaskOptions::default())
             .connect();
-        let tasks_before = db.tasks().list("available", 100).await.unwrap().len();
+        let tasks_before = db
+            .tasks()
+            .list(herald::tasks::TaskState::Available, 100)
+            .await
+            .unwrap()
+            .len();
 
         let tx = db.begin().await.unwrap();
         tx.save(&mut book("kept?")).await.unwrap();
@@ -74,7 +79,11 @@ async fn committing_after_a_failed_statement_rolls_back_and_says_why() {
         assert_eq!(titles(&db).await, ["first"], "nothing of it was kept");
         assert_eq!(log.take(), ["on_rollback"], "no on_commit receiver ran");
         assert_eq!(
-            db.tasks().list("available", 100).await.unwrap().len(),
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 100)
+                .await
+                .unwrap()
+                .len(),
             tasks_before,
             "no task"
         );

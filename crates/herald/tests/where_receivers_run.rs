@@ -196,7 +196,11 @@ async fn a_muted_write_calls_no_receiver_of_any_phase() {
         muted(db.delete(&b)).await.unwrap();
         assert!(log.take().is_empty(), "{backend}");
         assert!(
-            db.tasks().list("available", 10).await.unwrap().is_empty(),
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "a muted write enqueues no task"
         );
 
@@ -205,7 +209,14 @@ async fn a_muted_write_calls_no_receiver_of_any_phase() {
             log.take(),
             ["pre loud", "in_tx loud", "post loud", "commit loud"]
         );
-        assert_eq!(db.tasks().list("available", 10).await.unwrap().len(), 1);
+        assert_eq!(
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     })
     .await;
 }

@@ -234,7 +234,7 @@ async fn list_tasks(State(db): State<Db>) -> ApiResult<Json<serde_json::Value>> 
         .counts()
         .await?
         .into_iter()
-        .map(|c| json!({ "queue": c.queue, "state": c.state, "count": c.count }))
+        .map(|c| json!({ "queue": c.queue, "state": c.state.as_str(), "count": c.count }))
         .collect();
     let dead: Vec<_> = db
         .tasks()

@@ -2,12 +2,13 @@
 //! same values server-side. The receivers' part is `herald::report`'s, shared with the CLI.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::Db;
 use herald::dispatch::StatsSnapshot;
 use herald::report::ReceiversReport;
-use herald::tasks::{STATES, TaskCount, TaskKindStats, TaskRow};
+use herald::tasks::{TaskCount, TaskKindStats, TaskRow, TaskState};
 use serde::Serialize;
 
 use crate::metrics::{RECEIVER_BOUNDS, bounds};
@@ -83,6 +84,10 @@ impl Summary {
     }
 }
 
+/// The task states' names, pending first (as [`TaskState::ALL`]).
+pub(crate) static STATES: LazyLock<[&str; 5]> =
+    LazyLock::new(|| TaskState::ALL.map(TaskState::as_str));
+
 fn zeros() -> BTreeMap<String, u64> {
     STATES.iter().map(|s| ((*s).to_owned(), 0)).collect()
 }
@@ -95,9 +100,9 @@ pub(crate) fn counts(counts: &[TaskCount]) -> (Vec<QueueView>, BTreeMap<String, 
         *queues
             .entry(c.queue.clone())
             .or_insert_with(zeros)
-            .entry(c.state.clone())
+            .entry(c.state.to_string())
             .or_default() += c.count;
-        *totals.entry(c.state.clone()).or_default() += c.count;
+        *totals.entry(c.state.to_string()).or_default() += c.count;
     }
     let queues = queues
         .into_iter()
