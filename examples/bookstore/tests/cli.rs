@@ -247,6 +247,22 @@ fn receivers_from_the_running_server_show_their_statistics() {
 }
 
 #[test]
+fn serve_prints_the_dashboard_and_metrics_where_the_shop_mounts_them() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let addr = &server.addr;
+    assert!(
+        server.url_line.starts_with(&format!(
+            "bookstore serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on "
+        )),
+        "{}",
+        server.url_line
+    );
+    for path in ["/_herald", "/metrics"] {
+        assert_eq!(server.get(path).status, 200, "{path} answers");
+    }
+}
+
+#[test]
 fn receivers_from_the_shops_own_url_find_its_dashboard() {
     let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
     let created = server.post_json(
