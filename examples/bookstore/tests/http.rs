@@ -336,3 +336,22 @@ fn markup_in_a_title_is_shown_as_text_on_the_shop_pages() {
         }
     }
 }
+
+/// A form the shop refuses (a receiver's veto) answers with the refusal's status and a page
+/// naming the reason, and writes nothing.
+#[test]
+fn a_refused_form_shows_why_on_a_page() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let origin = format!("http://{}", server.addr);
+    let own = [FORM, ("Origin", origin.as_str())];
+    let refused = server.send("POST", "/books", &own, "title=Free&price_cents=-5");
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("<title>Not saved</title>")
+            && refused.body.contains("<p class=\"error\">")
+            && refused.body.contains("price must not be negative, got -5"),
+        "{}",
+        refused.body
+    );
+    assert!(titles(&server).is_empty(), "nothing is written");
+}
