@@ -51,12 +51,15 @@ use std::future::Future;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+mod args;
+mod commands;
+
+use args::{Command, ServeArgs, TaskAction, parse};
+use commands::{cmd_tasks, mount_path, running_receivers};
+
 use futures::future::BoxFuture;
 use herald::dispatch::Signals;
 
-use herald::report::ReceiversReport;
 use herald::tasks::Worker;
 use herald::{Db, Model, Store};
 
@@ -517,130 +520,6 @@ impl App {
     }
 }
 
-/// `receivers --from URL`: the running application's receivers with their statistics, read from
-/// its dashboard's `GET /api/receivers` (a [`ReceiversReport`]; `HERALD_DASHBOARD_TOKEN`, when set,
-/// is sent along).
-fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
-    let url = format!("{dashboard}/api/receivers");
-    let mut request = ureq::get(&url);
-    if let Ok(token) = std::env::var("HERALD_DASHBOARD_TOKEN") {
-        request = request.header("X-Herald-Token", token);
-    }
-    let mut response = request.call().map_err(|e| format!("GET {url}: {e}"))?;
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    let report: ReceiversReport = serde_json::from_str(&text)
-        .map_err(|e| format!("GET {url}: not the dashboard's receivers report: {e}"))?;
-    let width = report
-        .receivers
-        .iter()
-        .map(|r| r.short_name.len())
-        .max()
-        .unwrap_or(0)
-        .max("receiver".len());
-    println!(
-        "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  location",
-        "receiver",
-        "signal",
-        "sender",
-        "phase",
-        "priority",
-        "calls",
-        "errors",
-        "p50 µs",
-        "p99 µs",
-        "max µs"
-    );
-    for r in &report.receivers {
-        println!(
-            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1}  {}",
-            r.short_name,
-            r.signal,
-            r.sender,
-            r.phase,
-            r.priority,
-            r.calls,
-            r.errors,
-            r.p50_us,
-            r.p99_us,
-            r.max_us,
-            r.location,
-        );
-    }
-    println!(
-        "({} receivers, as {dashboard} reports them; timing {}, slow threshold {} µs)",
-        report.receivers.len(),
-        report.timing,
-        report.slow_threshold_us
-    );
-    Ok(())
-}
-
-/// A mount path as axum's `nest` takes it: one leading `/`, no trailing one.
-fn mount_path(path: String) -> String {
-    format!("/{}", path.trim_matches('/'))
-}
-
-async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
-    let tasks = db.tasks();
-    match action {
-        TaskAction::Counts => {
-            for c in tasks.counts().await? {
-                println!("{:<16} {:<10} {:>8}", c.queue, c.state, c.count);
-            }
-        }
-        TaskAction::Dead { limit } => {
-            for t in tasks.dead(limit).await? {
-                println!(
-                    "{:>8} {:<24} attempt {}/{}  {}",
-                    t.id,
-                    t.kind,
-                    t.attempt,
-                    t.max_attempts,
-                    t.last_error.unwrap_or_default()
-                );
-            }
-        }
-        TaskAction::Retry { id } => {
-            if !tasks.retry(id).await? {
-                return Err(format!("task {id} is not dead or does not exist").into());
-            }
-            println!("task {id} will run again");
-        }
-        TaskAction::RetryDead => {
-            println!("{} dead tasks will run again", tasks.retry_dead().await?)
-        }
-        TaskAction::Cancel { id: Some(id), .. } => {
-            if !tasks.cancel(id).await? {
-                return Err(match tasks.get(id).await? {
-                    None => format!("no task with id {id}"),
-                    Some(task) => format!(
-                        "task {id} is {}: only pending (available or running) tasks can be cancelled",
-                        task.state
-                    ),
-                }
-                .into());
-            }
-            println!("task {id} cancelled");
-        }
-        TaskAction::Cancel {
-            kind: Some(kind), ..
-        } => {
-            let n = tasks.cancel_kind(&kind).await?;
-            println!("cancelled {n} pending {kind} tasks");
-        }
-        TaskAction::Cancel { .. } => {
-            return Err("tasks cancel needs a task id or --kind KIND".into());
-        }
-        TaskAction::Purge { state } => {
-            println!("purged {} {state} tasks", tasks.purge(state).await?)
-        }
-    }
-    Ok(())
-}
-
 /// What a command does with a SQLite file that does not exist: `serve` and `migrate` create it;
 /// the others (which read or manage what is there) refuse, naming the path, so that a mistyped
 /// `--database` does not leave an empty database behind.
@@ -700,139 +579,6 @@ async fn ctrl_c() {
         // No signal handling available: run until killed.
         std::future::pending::<()>().await;
     }
-}
-
-/// Parse the command line. `serve`'s options before another subcommand are an error (clap's
-/// `args_conflicts_with_subcommands` would say so too, but would also refuse the global
-/// `--schema` there).
-fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
-{
-    let mut cli = Cli::command();
-    let matches = cli.try_get_matches_from_mut(args)?;
-    if let Some((command, _)) = matches.subcommand()
-        && let Some((_, option)) = SERVE_OPTIONS
-            .into_iter()
-            .find(|(id, _)| matches.value_source(id) == Some(ValueSource::CommandLine))
-    {
-        return Err(cli.error(
-            clap::error::ErrorKind::ArgumentConflict,
-            format!(
-                "`{option}` before `{command}` is an option of `serve`; give `{command}`'s options after it"
-            ),
-        ));
-    }
-    Cli::from_arg_matches(&matches)
-}
-
-#[derive(Parser, Debug)]
-#[command(about = "A Herald application's management commands")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// With no subcommand: `serve` with these options.
-    #[command(flatten)]
-    serve: ServeArgs,
-    /// PostgreSQL: work in this schema (created if missing) instead of `public`. Default: the
-    /// HERALD_SCHEMA environment variable. An error with a SQLite database.
-    #[arg(long, global = true, value_name = "NAME")]
-    schema: Option<String>,
-}
-
-/// `serve`'s options: their ids (distinct from the subcommands' own `database`, which clap
-/// would otherwise merge with this one) and how they are written.
-const SERVE_OPTIONS: [(&str, &str); 3] = [
-    ("serve_port", "--port"),
-    ("serve_database", "--database"),
-    ("serve_no_worker", "--no-worker"),
-];
-
-#[derive(clap::Args, Debug)]
-struct ServeArgs {
-    /// The port to bind on 127.0.0.1 (0: a free one, printed).
-    #[arg(long, id = "serve_port", default_value_t = 0)]
-    port: u16,
-    /// The database URL (`sqlite://FILE` or `postgres://...`).
-    #[arg(long, id = "serve_database")]
-    database: Option<String>,
-    /// Do not embed a worker (run `worker` processes instead).
-    #[arg(long, id = "serve_no_worker")]
-    no_worker: bool,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Migrate, then serve HTTP on 127.0.0.1 with an embedded worker (the default command).
-    Serve(ServeArgs),
-    /// Run a worker only, until Ctrl-C.
-    Worker {
-        #[arg(long)]
-        database: Option<String>,
-        /// The name recorded on the tasks it claims (default: HOST:PID).
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-    },
-    /// Create the models' tables.
-    Migrate {
-        #[arg(long)]
-        database: Option<String>,
-    },
-    /// List every receiver with its signal, sender, phase, priority and source location; with
-    /// `--from`, as the running application reports them, with their statistics.
-    Receivers {
-        /// The running application's dashboard (e.g. http://127.0.0.1:8000/_herald), or the
-        /// application's URL when it told where its dashboard is: its receivers, with calls,
-        /// errors and latencies.
-        #[arg(long, value_name = "URL")]
-        from: Option<String>,
-    },
-    /// Inspect and manage the task queue.
-    Tasks {
-        #[command(subcommand)]
-        action: Option<TaskAction>,
-        #[arg(long, global = true)]
-        database: Option<String>,
-    },
-    /// Load a fixture file (Django's JSON format), each row saved with `raw = true`.
-    Loaddata {
-        file: std::path::PathBuf,
-        #[arg(long)]
-        database: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum TaskAction {
-    /// Tasks per queue and state (the default).
-    Counts,
-    /// Dead tasks with their last error.
-    Dead {
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
-    /// Run a dead task again.
-    Retry { id: i64 },
-    /// Run every dead task again.
-    RetryDead,
-    /// Cancel pending work: one task (available or running), or every pending task of a kind. A
-    /// running task's attempt runs to its end, but its outcome is not kept and it is not retried.
-    Cancel {
-        /// The task's id.
-        #[arg(required_unless_present = "kind", conflicts_with = "kind")]
-        id: Option<i64>,
-        /// Cancel every pending task of this kind instead.
-        #[arg(long, value_name = "KIND")]
-        kind: Option<String>,
-    },
-    /// Delete the finished tasks (completed, dead or cancelled) in a state; pending work is
-    /// cancelled instead.
-    Purge {
-        /// A finished state: completed, dead or cancelled.
-        #[arg(value_parser = herald::tasks::purgeable)]
-        state: herald::tasks::TaskState,
-    },
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! actions that change state (retry a task, cancel pending work, purge a finished state), guarded
 //! by the origin rules and a token.
 
+mod api;
 mod render;
 mod views;
 
@@ -11,19 +12,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use herald::Db;
-use herald::tasks::TaskState;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::same_origin::{Rules, shown};
+use crate::same_origin::Rules;
+use api::{
+    api_cancel, api_cancel_kind, api_dead, api_purge, api_receivers, api_retry, api_tasks,
+    explain_405, not_found,
+};
 use views::{DeadTask, DeadView, Sample, TasksView};
 
 /// The header a state-changing request carries the token in.
@@ -381,295 +383,6 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-/// The query's parameters, each at most once, each one of `allowed`.
-fn params(query: Params, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
-    let Query(pairs) = query.map_err(|e| ApiError::bad(format!("unreadable query string: {e}")))?;
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if !allowed.contains(&name.as_str()) {
-            let expected = if allowed.is_empty() {
-                "this endpoint takes none".to_owned()
-            } else {
-                format!("expected: {}", allowed.join(", "))
-            };
-            return Err(ApiError::bad(format!(
-                "unknown query parameter `{}` ({expected})",
-                shown(name)
-            )));
-        }
-        if pairs[..i].iter().any(|(n, _)| n == name) {
-            return Err(ApiError::bad(format!(
-                "query parameter `{name}` given twice"
-            )));
-        }
-    }
-    Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// `limit`: a whole number from 1 to [`MAX_LIMIT`]; default [`DEFAULT_LIMIT`].
-fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(DEFAULT_LIMIT);
-    };
-    let not_a_limit = || {
-        ApiError::bad(format!(
-            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{}`",
-            shown(raw)
-        ))
-    };
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not_a_limit());
-    }
-    match raw.parse::<usize>() {
-        Ok(0) => Err(not_a_limit()),
-        Ok(n) if n <= MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::bad(format!(
-            "limit `{}` is above the maximum of {MAX_LIMIT} (refused, not clamped)",
-            shown(raw)
-        ))),
-    }
-}
-
-/// A task id: a positive whole number that fits in 64 bits.
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::bad(format!(
-            "a task id is a positive whole number, got `{}`",
-            shown(raw)
-        )));
-    }
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        Ok(_) => Err(ApiError::bad(format!(
-            "a task id is a positive whole number, got `{}`",
-            shown(raw)
-        ))),
-        Err(_) => Err(ApiError::bad(format!(
-            "task id `{}` is too large (ids fit in 64 bits)",
-            shown(raw)
-        ))),
-    }
-}
-
-/// `state` for `POST /api/tasks/purge`: a finished state, by the task queue's own rule
-/// ([`herald::tasks::purgeable`]: pending work is cancelled, not purged).
-fn parse_purge_state(raw: Option<&str>) -> Result<TaskState, ApiError> {
-    let Some(raw) = raw else {
-        return Err(ApiError::bad(
-            "purge needs `state`, one of completed, dead, cancelled".to_owned(),
-        ));
-    };
-    herald::tasks::purgeable(raw).map_err(|e| ApiError::bad(e.to_string()))
-}
-
-/// The longest task kind `POST /api/tasks/cancel` accepts.
-const MAX_KIND: usize = 200;
-
-/// `kind` for `POST /api/tasks/cancel`: present, not empty, at most [`MAX_KIND`] bytes.
-fn parse_kind(raw: Option<&str>) -> Result<&str, ApiError> {
-    match raw {
-        None => Err(ApiError::bad(
-            "cancel needs `kind`, the task kind whose pending tasks to cancel".to_owned(),
-        )),
-        Some("") => Err(ApiError::bad(
-            "`kind` is empty: name a task kind".to_owned(),
-        )),
-        Some(kind) if kind.len() > MAX_KIND => Err(ApiError::bad(format!(
-            "kind `{}` is longer than {MAX_KIND} bytes: no task kind is",
-            shown(kind)
-        ))),
-        Some(kind) => Ok(kind),
-    }
-}
-
-async fn api_receivers(State(d): Shared, query: Params) -> Result<Response, ApiError> {
-    params(query, &[])?;
-    Ok(json_response(StatusCode::OK, &views::receivers(&d.db)))
-}
-
-async fn api_tasks(State(d): Shared, query: Params) -> Result<Response, ApiError> {
-    params(query, &[])?;
-    Ok(json_response(StatusCode::OK, &d.tasks_view().await?))
-}
-
-async fn api_dead(State(d): Shared, query: Params) -> Result<Response, ApiError> {
-    let pairs = params(query, &["limit"])?;
-    let limit = parse_limit(param(&pairs, "limit"))?;
-    Ok(json_response(StatusCode::OK, &d.dead_view(limit).await?))
-}
-
-async fn api_retry(
-    State(d): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    path: Result<Path<String>, PathRejection>,
-    query: Params,
-) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
-    params(query, &[])?;
-    let id = parse_id(&raw)?;
-    let tasks = d.db.tasks();
-    let task = tasks
-        .get(id)
-        .await
-        .map_err(|e| ApiError::store("reading the task", &e))?
-        .ok_or_else(|| ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no task with id {id}"),
-        })?;
-    let conflict = |state: &str| ApiError {
-        status: StatusCode::CONFLICT,
-        message: format!(
-            "task {id} is {state}: only dead, cancelled or waiting (available) tasks can be retried"
-        ),
-    };
-    if task.state == TaskState::Running || task.state == TaskState::Completed {
-        return Err(conflict(task.state.as_str()));
-    }
-    let retried = tasks
-        .retry(id)
-        .await
-        .map_err(|e| ApiError::store("retrying the task", &e))?;
-    if !retried {
-        // It changed state between the read and the update (a worker claimed it).
-        return Err(conflict("no longer retryable"));
-    }
-    tracing::info!(target: "herald::dashboard", task = id, kind = %task.kind, "task retried from the dashboard");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "retried": id, "state": "available" }),
-    ))
-}
-
-async fn api_purge(
-    State(d): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    query: Params,
-) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let pairs = params(query, &["state"])?;
-    let state = parse_purge_state(param(&pairs, "state"))?;
-    let purged =
-        d.db.tasks()
-            .purge(state)
-            .await
-            .map_err(|e| ApiError::store("purging tasks", &e))?;
-    tracing::info!(target: "herald::dashboard", %state, purged, "tasks purged from the dashboard");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "purged": purged, "state": state.as_str() }),
-    ))
-}
-
-async fn api_cancel(
-    State(d): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    path: Result<Path<String>, PathRejection>,
-    query: Params,
-) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
-    params(query, &[])?;
-    let id = parse_id(&raw)?;
-    let tasks = d.db.tasks();
-    let cancelled = tasks
-        .cancel(id)
-        .await
-        .map_err(|e| ApiError::store("cancelling the task", &e))?;
-    if !cancelled {
-        let task = tasks
-            .get(id)
-            .await
-            .map_err(|e| ApiError::store("reading the task", &e))?;
-        return Err(match task {
-            None => ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: format!("no task with id {id}"),
-            },
-            Some(task) => ApiError {
-                status: StatusCode::CONFLICT,
-                message: format!(
-                    "task {id} is {}: only pending (available or running) tasks can be cancelled",
-                    task.state
-                ),
-            },
-        });
-    }
-    tracing::info!(target: "herald::dashboard", task = id, "task cancelled from the dashboard");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "cancelled": id, "state": "cancelled" }),
-    ))
-}
-
-async fn api_cancel_kind(
-    State(d): Shared,
-    headers: HeaderMap,
-    uri: Uri,
-    query: Params,
-) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let pairs = params(query, &["kind"])?;
-    let kind = parse_kind(param(&pairs, "kind"))?;
-    let cancelled =
-        d.db.tasks()
-            .cancel_kind(kind)
-            .await
-            .map_err(|e| ApiError::store("cancelling tasks", &e))?;
-    tracing::info!(target: "herald::dashboard", kind, cancelled, "pending tasks cancelled from the dashboard");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "cancelled": cancelled, "kind": kind }),
-    ))
-}
-
-async fn not_found(method: Method, uri: Uri) -> Response {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: format!("no such page or endpoint: {method} {}", shown(uri.path())),
-    }
-    .into_response()
-}
-
-/// A 405 from the router gets a JSON body naming the method and the allowed ones (its `Allow`
-/// header stays).
-async fn explain_405(method: Method, response: Response) -> Response {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
-    let allow = response
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (mut parts, _) = response.into_parts();
-    let body = json!({
-        "error": format!("method {} is not allowed here; allowed: {allow}", shown(method.as_str()))
-    });
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body.to_string()))
-}
-
 /// The page's security headers: scripts and styles only from the dashboard itself, no framing.
 fn page_headers() -> [(HeaderName, HeaderValue); 5] {
     [
@@ -744,75 +457,4 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_ids_and_states_are_checked() {
-        assert_eq!(parse_limit(None).ok(), Some(DEFAULT_LIMIT));
-        assert_eq!(parse_limit(Some("7")).ok(), Some(7));
-        for bad in [
-            "0",
-            "-1",
-            "abc",
-            "",
-            "1.5",
-            " 3",
-            "1001",
-            "99999999999999999999999",
-        ] {
-            let error = parse_limit(Some(bad)).expect_err(bad);
-            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-        assert!(
-            parse_limit(Some("5000"))
-                .expect_err("too many")
-                .message
-                .contains("not clamped")
-        );
-        assert_eq!(parse_id("42").ok(), Some(42));
-        for bad in ["0", "-3", "x", "", "99999999999999999999", "1e3", "+4"] {
-            let error = parse_id(bad).expect_err(bad);
-            assert!(error.message.contains(bad), "{}", error.message);
-        }
-        assert_eq!(parse_purge_state(Some("dead")).ok(), Some(TaskState::Dead));
-        for bad in [None, Some("running"), Some("available"), Some("zombie")] {
-            assert!(parse_purge_state(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_kind(Some("reindex")).ok(), Some("reindex"));
-        for bad in [None, Some("")] {
-            assert!(parse_kind(bad).is_err(), "{bad:?}");
-        }
-        let long = "k".repeat(MAX_KIND + 1);
-        assert!(parse_kind(Some(&long)).is_err());
-    }
-
-    #[test]
-    fn tokens_are_long_visible_ascii() {
-        assert_eq!(validate_token("0123456789abcdef"), Ok(()));
-        assert_eq!(validate_token(""), Err(InvalidToken::Blank));
-        assert_eq!(validate_token("   "), Err(InvalidToken::Blank));
-        assert_eq!(
-            validate_token("short"),
-            Err(InvalidToken::TooShort { len: 5 })
-        );
-        assert_eq!(
-            validate_token("0123456789abcdé"),
-            Err(InvalidToken::NotHeaderSafe { position: 15 })
-        );
-        assert_eq!(
-            validate_token("0123456789 abcdef"),
-            Err(InvalidToken::NotHeaderSafe { position: 11 })
-        );
-        let message = validate_token("s3cret").unwrap_err().to_string();
-        assert!(message.contains("at least 16"), "{message}");
-        assert!(!message.contains("s3cret"), "never shown: {message}");
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_bytes(b"secret", b"secret"));
-        assert!(!same_bytes(b"secret", b"secreT"));
-        assert!(!same_bytes(b"secret", b"secret2"));
-    }
-}
+mod tests;
