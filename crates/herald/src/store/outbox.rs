@@ -103,7 +103,7 @@ pub struct Task {
 }
 
 impl Task {
-    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`] gets it back).
+    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`](crate::tasks::Worker::task) gets it back).
     pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
         Self {
             kind: kind.into(),
