@@ -17,8 +17,8 @@ export CARGO_TERM_COLOR=never
 orm_target="${HERALD_ORM_TARGET_DIR:-$HOME/.cache/herald/orm-target}"
 
 # The lowest rusqlite herald's code compiles and passes its tests with; the workspace's range
-# (`rusqlite = ">=0.32, <0.44"` in Cargo.toml) starts here.
-lowest_rusqlite=0.32.1
+# (`rusqlite = ">=0.26, <0.44"` in Cargo.toml) starts here; 0.25 lacks `Row: AsRef<Statement>`.
+lowest_rusqlite=0.26.0
 
 # name | the ORM's dependency line
 orms=(
