@@ -81,7 +81,12 @@ async fn tasks_with_two_dead(db: &Db) -> Vec<i64> {
         let db = db.clone();
         async move {
             let dead = db.tasks().dead(10).await.unwrap().len();
-            let done = db.tasks().list("completed", 10).await.unwrap().len();
+            let done = db
+                .tasks()
+                .list(herald::tasks::TaskState::Completed, 10)
+                .await
+                .unwrap()
+                .len();
             dead == 2 && done == 2
         }
     })
@@ -232,7 +237,7 @@ async fn text(client: &Client, css: &str) -> String {
 }
 
 async fn task_state(db: &Db, id: i64) -> String {
-    db.tasks().get(id).await.unwrap().unwrap().state
+    db.tasks().get(id).await.unwrap().unwrap().state.to_string()
 }
 
 async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
@@ -372,7 +377,11 @@ async fn scenario(client: &Client, url: &str, db: &Db, dead: &[i64]) {
         "document.getElementById('status').textContent === 'Cancelled 2 pending send_report tasks.'",
     )
     .await;
-    let cancelled = db.tasks().list("cancelled", 10).await.unwrap();
+    let cancelled = db
+        .tasks()
+        .list(herald::tasks::TaskState::Cancelled, 10)
+        .await
+        .unwrap();
     assert_eq!(cancelled.len(), 2);
     assert!(cancelled.iter().all(|t| t.kind == "send_report"));
     assert_eq!(

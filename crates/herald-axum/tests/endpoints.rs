@@ -7,9 +7,9 @@ mod common;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{Answer, call, connect_fill_slug, fresh_db, get, request};
+use common::{Answer, Book, call, connect_fill_slug, decode_html, fresh_db, get, request};
 use herald::Store;
-use herald::dispatch::Signals;
+use herald::dispatch::{PostSave, Signals};
 use herald::{Db, Value};
 use herald_axum::{DashboardOptions, dashboard, metrics_router};
 
@@ -28,7 +28,7 @@ async fn task_in(db: &Db, state: &str) -> i64 {
     )
     .await
     .unwrap();
-    db.tasks().list(state, 1).await.unwrap()[0].id
+    db.tasks().list(state.parse().unwrap(), 1).await.unwrap()[0].id
 }
 
 struct Fixture {
@@ -124,6 +124,62 @@ async fn reading_endpoints_answer_json() {
     );
 }
 
+/// Markup in what the application or its data chose (the title, a receiver's name, a dead task's
+/// kind, queue and error) is shown as text on the page, never run: in element content and in
+/// attribute values alike.
+#[tokio::test]
+async fn markup_in_names_and_errors_is_shown_as_text_on_the_page() {
+    const HOSTILE: &str = "<script>alert(\"x\")</script><img src=x onerror='y'>&";
+    let signals = Signals::new();
+    signals
+        .post_save::<Book>()
+        .receiver(|_e: &PostSave<'_, Book>| Ok(()))
+        .name(HOSTILE)
+        .connect()
+        .keep();
+    let (db, _dir) = fresh_db(signals).await;
+    db.execute(
+        "INSERT INTO herald_tasks (kind, queue, state, payload, priority, attempt, max_attempts, \
+         timeout_ms, created_at, run_at, last_error) \
+         VALUES (?1, ?1, 'dead', '{\"v\":1,\"data\":null}', 0, 5, 5, 1000, 0, 0, ?1)",
+        vec![Value::Text(HOSTILE.to_owned())],
+    )
+    .await
+    .unwrap();
+    let app = dashboard(
+        db,
+        DashboardOptions {
+            title: HOSTILE.to_owned(),
+            ..Default::default()
+        },
+    );
+
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(
+        page.body.matches("<script").count(),
+        1,
+        "only the dashboard's own script tag: {}",
+        page.body
+    );
+    assert!(!page.body.contains("<img"), "{}", page.body);
+    assert!(
+        !page.body.contains("onerror='y'") && !page.body.contains("alert(\"x\")"),
+        "quotes are escaped, so no attribute is closed early: {}",
+        page.body
+    );
+    let shown = decode_html(&page.body);
+    for place in [
+        format!("<title>{HOSTILE}</title>"),
+        format!("<div class=\"full\">{HOSTILE}</div>"),
+        format!("aria-label=\"latency histogram of {HOSTILE}\""),
+        format!("<td>{HOSTILE}</td><td>{HOSTILE}</td>"),
+        format!("title=\"{HOSTILE}\">{HOSTILE}</td>"),
+    ] {
+        assert!(shown.contains(&place), "{place} in {shown}");
+    }
+}
+
 #[tokio::test]
 async fn the_page_links_its_assets_under_the_mount_point() {
     let f = fixture().await;
@@ -155,7 +211,13 @@ async fn retry_and_purge_work_with_the_token() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.json()["retried"], dead);
     assert_eq!(
-        f.db.tasks().get(dead).await.unwrap().unwrap().state,
+        f.db.tasks()
+            .get(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "available"
     );
 
@@ -230,7 +292,13 @@ async fn actions_without_the_right_token_or_from_another_origin_are_refused() {
     refused(&answer, StatusCode::FORBIDDEN, "x-herald-token");
 
     assert_eq!(
-        f.db.tasks().get(dead).await.unwrap().unwrap().state,
+        f.db.tasks()
+            .get(dead)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "dead",
         "nothing was changed"
     );
@@ -244,7 +312,7 @@ async fn cancel_stops_pending_work_with_the_token() {
     let completed = task_in(&f.db, "completed").await;
     let state = |id: i64| {
         let db = f.db.clone();
-        async move { db.tasks().get(id).await.unwrap().unwrap().state }
+        async move { db.tasks().get(id).await.unwrap().unwrap().state.to_string() }
     };
 
     // Guarded as retry and purge are.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use anyhow::Context;
@@ -37,7 +37,9 @@ impl Logging {
             counts: logging.slow.clone(),
         }
         .with_filter(filter_fn(|meta| meta.target() == SLOW_TARGET));
+        // Colour only on a terminal: a log written to a file or a pipe stays plain text.
         let stderr = tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(BarWriter {
                 bar: logging.bar.clone(),
             })

@@ -284,7 +284,7 @@ async fn unfinished(db: &Db) -> anyhow::Result<u64> {
         .counts()
         .await?
         .iter()
-        .filter(|c| c.state == "available" || c.state == "running")
+        .filter(|c| c.state.is_pending())
         .map(|c| c.count)
         .sum())
 }

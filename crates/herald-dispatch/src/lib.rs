@@ -51,12 +51,14 @@ mod model;
 pub mod mute;
 pub mod observe;
 mod receiver;
+mod registry;
 mod sender;
 mod signal;
 mod signals;
 mod slot;
 mod stats;
 mod tagged;
+mod walk;
 
 pub use connect::{Connection, ReceiverBuilder};
 pub use error::{Cause, DispatchError, Error, Result};

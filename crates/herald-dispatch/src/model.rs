@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::connect::{Connection, ReceiverBuilder};
-use crate::error::{Cause, DispatchError, Result, log_robust};
+use crate::cow::Reading;
+use crate::error::Result;
 use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
 use crate::info::{Phase, SourceLocation};
-use crate::receiver::{Config, Receiver, ReceiverCore};
+use crate::receiver::Receiver;
+use crate::registry::{Inner, SLOTS, SlotAt};
 use crate::sender::{AnyModel, Sender};
-use crate::signals::{Inner, SLOTS, SenderSlots, SlotAt, default_name, new_entry};
-use crate::slot::{Callable, Entry, ReceiverFuture, Step, Walk};
+use crate::signals::{default_name, new_entry};
+use crate::slot::{Callable, Entry, ReceiverFuture, Slot};
+
+mod send;
 
 /// Sent before an instance is written. Receivers may change `instance`: what they leave is what is
 /// written.
@@ -286,6 +290,7 @@ pub type AsyncReceiver<K, M> =
     dyn for<'a, 'e> Fn(&'a mut <K as ModelKind>::Event<'e, M>) -> ReceiverFuture<'a> + Send + Sync;
 
 type ModelEntry<K, M> = Entry<SyncReceiver<K, M>, AsyncReceiver<K, M>>;
+type ModelSlot<K, M> = Slot<SyncReceiver<K, M>, AsyncReceiver<K, M>>;
 
 /// One model signal for one sender (or for every sender), in one phase: connect receivers to it,
 /// send it. Get one from [`Signals`](crate::Signals).
@@ -322,15 +327,25 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
         }
     }
 
+    /// This signal's, sender's and phase's receiver list, if it has receivers.
     #[inline]
-    fn entries(&self) -> &'s [Arc<ModelEntry<K, M>>] {
+    fn slot(&self) -> Option<&'s ModelSlot<K, M>> {
         let at = self.at();
         match self.inner.sender_slots(at.sender) {
-            Some(slots) if slots.interest.load(Relaxed) & (1 << at.slot) != 0 => slots
-                .slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot)
-                .map_or(&[], |s| s.entries()),
-            _ => &[],
+            Some(slots) if slots.interest.load(Relaxed) & (1 << at.slot) != 0 => {
+                slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(at.slot)
+            }
+            _ => None,
         }
+    }
+
+    /// The receivers connected here, in dispatch order, while `reading` lasts.
+    #[inline]
+    fn entries<'r>(&self, reading: &'r Reading) -> &'r [Arc<ModelEntry<K, M>>]
+    where
+        's: 'r,
+    {
+        self.slot().map_or(&[], |s| s.entries(reading))
     }
 
     fn builder<F: 'static>(
@@ -357,7 +372,7 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
 
     /// The receivers connected here (this signal, sender and phase), in dispatch order.
     pub fn receivers(&self) -> Vec<Receiver> {
-        self.entries()
+        self.entries(&Reading::begin())
             .iter()
             .map(|e| Receiver {
                 core: e.core.clone(),
@@ -514,278 +529,3 @@ macro_rules! after_write_phases {
     )*};
 }
 after_write_phases!(OnPostSave, OnPostDelete);
-
-type AnyEntry<K> = Entry<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>;
-/// A sender's own receivers and the every-sender receivers of one signal and phase.
-type Lists<'s, K, M> = (&'s [Arc<ModelEntry<K, M>>], &'s [Arc<AnyEntry<K>>]);
-
-impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
-    /// Whether any receiver (for `M` or for every sender) would run for this signal and phase.
-    #[inline]
-    pub fn has_receivers(&self) -> bool {
-        self.inner.live.load(Relaxed) != 0 && self.lists().is_some()
-    }
-
-    /// Whether any receiver that would run for this signal and phase is async (a store enters the
-    /// caller's async runtime on its connection only for those).
-    pub fn has_async_receivers(&self) -> bool {
-        self.inner.live.load(Relaxed) != 0
-            && self.lists().is_some_and(|(own, every)| {
-                own.iter().any(|e| e.core.info.is_async)
-                    || every.iter().any(|e| e.core.info.is_async)
-            })
-    }
-
-    /// The receivers to run: this sender's and every sender's, or `None` when both are empty.
-    /// A few loads, no hashing: senders are indexed.
-    #[inline]
-    fn lists(&self) -> Option<Lists<'s, K, M>> {
-        let own = self.entries();
-        let every = ModelSignal::<'s, K, dyn AnyModel> {
-            inner: self.inner,
-            phase: self.phase,
-            _kind: PhantomData,
-        }
-        .entries();
-        (!own.is_empty() || !every.is_empty()).then_some((own, every))
-    }
-
-    /// Run the receivers in order, on this thread; stop at the first failure and return it. With no
-    /// receivers connected anywhere this is one relaxed atomic load; with receivers for other
-    /// senders or other signals only, a few more loads (the interest bits), no hashing. An async
-    /// receiver is driven to completion here by a minimal executor (the store enters the caller's
-    /// async runtime first); a receiver declared `blocking` is called directly.
-    #[inline(always)]
-    pub fn send(&self, event: &mut K::Event<'_, M>) -> std::result::Result<(), DispatchError> {
-        if self.inner.live.load(Relaxed) == 0 {
-            return Ok(());
-        }
-        let at = self.at();
-        let bit = 1 << at.slot;
-        let own = self
-            .inner
-            .sender_slots(at.sender)
-            .filter(|slots| slots.interest.load(Relaxed) & bit != 0);
-        let every = self.inner.every.interest.load(Relaxed) & bit != 0;
-        if own.is_none() && !every {
-            return Ok(());
-        }
-        self.send_live(own, every, event)
-    }
-
-    #[inline(never)]
-    fn send_live(
-        &self,
-        own: Option<&SenderSlots>,
-        every: bool,
-        event: &mut K::Event<'_, M>,
-    ) -> std::result::Result<(), DispatchError> {
-        let slot = self.at().slot;
-        let own = own
-            .and_then(|slots| slots.slot::<SyncReceiver<K, M>, AsyncReceiver<K, M>>(slot))
-            .map_or(&[][..], |s| s.entries());
-        let every = if every {
-            self.inner
-                .every
-                .slot::<SyncReceiver<K, dyn AnyModel>, AsyncReceiver<K, dyn AnyModel>>(slot)
-                .map_or(&[][..], |s| s.entries())
-        } else {
-            &[]
-        };
-        let mut errors = Vec::new();
-        self.walk(own, every, event, false, &mut errors);
-        errors.pop().map_or(Ok(()), Err)
-    }
-
-    /// Run every receiver in order, whatever fails; return every failure, in order. Each failure
-    /// is also logged at ERROR on `herald::dispatch`, naming the receiver, signal, sender and key.
-    pub fn send_robust(&self, event: &mut K::Event<'_, M>) -> Vec<DispatchError> {
-        let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
-        {
-            self.walk(own, every, event, true, &mut errors);
-        }
-        if !errors.is_empty() {
-            log_robust(&errors);
-        }
-        errors
-    }
-
-    /// The walk of a synchronous send: each receiver in dispatch order, on this thread.
-    #[inline]
-    fn walk(
-        &self,
-        own: &[Arc<ModelEntry<K, M>>],
-        every: &[Arc<AnyEntry<K>>],
-        event: &mut K::Event<'_, M>,
-        robust: bool,
-        errors: &mut Vec<DispatchError>,
-    ) {
-        let config = &self.inner.config;
-        for step in Walk::new(own, every) {
-            let (core, failed) = match step {
-                Step::Own(entry) => (
-                    &entry.core,
-                    entry
-                        .core
-                        .call(config, M::NAME, || call::<K, M>(&entry.call, event)),
-                ),
-                Step::Every(entry) => (
-                    &entry.core,
-                    entry.core.call(config, M::NAME, || {
-                        call::<K, dyn AnyModel>(&entry.call, &mut K::erase(event))
-                    }),
-                ),
-            };
-            if let Some(cause) = failed {
-                errors.push(failure::<K, M>(core, event, cause));
-                if !robust {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// The async sends, written once and instantiated for each signal: the walk's future holds the
-/// event across `.await`s, and the compiler proves such a future `Send` only for a concrete event
-/// type (not for the generic `K::Event<'_, M>`).
-macro_rules! async_sends {
-    ($($kind:ident, $event:ident);*) => {$(
-        impl<M: Sender> ModelSignal<'_, $kind, M> {
-    /// [`send`](Self::send) from async code: async receivers are awaited (in the caller's async
-    /// context), and a synchronous receiver declared `blocking` runs through the registry's
-    /// blocking runner. The future is `Send` when the event is.
-    pub async fn send_async(
-        &self,
-        event: &mut $event<'_, M>,
-    ) -> std::result::Result<(), DispatchError> {
-        let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
-        {
-            self.walk_async(own, every, event, false, &mut errors).await;
-        }
-        errors.pop().map_or(Ok(()), Err)
-    }
-
-    /// [`send_robust`](Self::send_robust) from async code, as [`send_async`](Self::send_async).
-    pub async fn send_async_robust(&self, event: &mut $event<'_, M>) -> Vec<DispatchError> {
-        let mut errors = Vec::new();
-        if self.inner.live.load(Relaxed) != 0
-            && let Some((own, every)) = self.lists()
-        {
-            self.walk_async(own, every, event, true, &mut errors).await;
-        }
-        errors
-    }
-
-    /// The walk of an async send: the same order, awaiting async receivers.
-    async fn walk_async(
-        &self,
-        own: &[Arc<ModelEntry<$kind, M>>],
-        every: &[Arc<AnyEntry<$kind>>],
-        event: &mut $event<'_, M>,
-        robust: bool,
-        errors: &mut Vec<DispatchError>,
-    ) {
-        let config = &self.inner.config;
-        for step in Walk::new(own, every) {
-            let (core, failed) = match step {
-                Step::Own(entry) => {
-                    let started = start::<$kind, M>(&entry.core, &entry.call, config, M::NAME, event);
-                    (
-                        &entry.core,
-                        call_async(&entry.core, config, M::NAME, started).await,
-                    )
-                }
-                Step::Every(entry) => {
-                    let mut erased = $kind::erase(event);
-                    let started = start::<$kind, dyn AnyModel>(
-                        &entry.core,
-                        &entry.call,
-                        config,
-                        M::NAME,
-                        &mut erased,
-                    );
-                    (
-                        &entry.core,
-                        call_async(&entry.core, config, M::NAME, started).await,
-                    )
-                }
-            };
-            if let Some(cause) = failed {
-                errors.push(failure::<$kind, M>(core, event, cause));
-                if !robust {
-                    return;
-                }
-            }
-        }
-    }
-        }
-    )*};
-}
-async_sends!(OnPreSave, PreSave; OnPostSave, PostSave; OnPreDelete, PreDelete; OnPostDelete, PostDelete);
-
-/// Call one receiver synchronously: an async one is driven to completion on this thread.
-#[inline(always)]
-fn call<K: ModelKind, N: ?Sized + 'static>(
-    call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
-    event: &mut K::Event<'_, N>,
-) -> Result {
-    match call {
-        Callable::Sync(f) => f(event),
-        Callable::Async(f) => futures::executor::block_on(f(event)),
-    }
-}
-
-/// What starting a receiver from an async send gave: its outcome (a synchronous receiver ran to
-/// the end), or the future of an async one to await.
-enum Started<'a> {
-    Done(Option<Cause>),
-    Pending(ReceiverFuture<'a>),
-}
-
-/// Start one receiver from an async send: a synchronous one runs here (a blocking one through the
-/// blocking runner), an async one is returned to be awaited. Kept synchronous so that the awaiting
-/// walk holds no receiver type across an `.await` (which would defeat the compiler's proof that
-/// the walk's future is `Send`).
-fn start<'a, K: ModelKind, N: ?Sized + 'static>(
-    core: &ReceiverCore,
-    call: &Callable<SyncReceiver<K, N>, AsyncReceiver<K, N>>,
-    config: &Config,
-    sender: &'static str,
-    event: &'a mut K::Event<'_, N>,
-) -> Started<'a> {
-    Started::Done(match call {
-        Callable::Sync(f) if core.info.blocking => {
-            core.call(config, sender, || config.run_blocking(|| f(event)))
-        }
-        Callable::Sync(f) => core.call(config, sender, || f(event)),
-        Callable::Async(f) => return Started::Pending(f(event)),
-    })
-}
-
-/// Run one receiver from an async send. `None`: it succeeded (or was muted).
-async fn call_async(
-    core: &ReceiverCore,
-    config: &Config,
-    sender: &'static str,
-    started: Started<'_>,
-) -> Option<Cause> {
-    match started {
-        Started::Done(outcome) => outcome,
-        Started::Pending(future) => core.call_async(config, sender, future).await,
-    }
-}
-
-#[cold]
-fn failure<K: ModelKind, M: Sender>(
-    core: &ReceiverCore,
-    event: &K::Event<'_, M>,
-    cause: Cause,
-) -> DispatchError {
-    let key = K::instance(event).pk_string();
-    DispatchError::new(core.info.clone(), M::NAME, key, cause)
-}

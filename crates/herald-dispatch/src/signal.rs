@@ -6,12 +6,15 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use crate::connect::{Connection, ReceiverBuilder};
+use crate::cow::Reading;
+use crate::error::Cause;
 use crate::error::{DispatchError, Result};
 use crate::handler::AsyncReceiverRef;
 use crate::info::{Phase, SourceLocation};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, Timing};
 use crate::signals::{default_name, new_entry};
-use crate::slot::{Callable, Entry, ErasedSlot, ReceiverFuture, Refused, Slot, Step, Walk};
+use crate::slot::{Callable, Entry, ErasedSlot, ReceiverFuture, Refused, Slot};
+use crate::walk::{Started, WalkMode, call_async, finish_here};
 
 type SyncReceiver<E> = dyn Fn(&E) -> Result + Send + Sync;
 type AsyncReceiver<E> = dyn for<'a> Fn(&'a E) -> ReceiverFuture<'a> + Send + Sync;
@@ -185,7 +188,7 @@ impl<E: ?Sized + 'static> Signal<E> {
     pub fn receivers(&self) -> Vec<Receiver> {
         self.shared
             .slot
-            .entries()
+            .entries(&Reading::begin())
             .iter()
             .map(|e| Receiver {
                 core: e.core.clone(),
@@ -210,7 +213,7 @@ impl<E: ?Sized + 'static> Signal<E> {
             return Ok(());
         }
         let mut errors = Vec::new();
-        self.dispatch(event, false, &mut errors);
+        self.walk_here(event, WalkMode::HERE, &mut errors);
         errors.pop().map_or(Ok(()), Err)
     }
 
@@ -219,7 +222,7 @@ impl<E: ?Sized + 'static> Signal<E> {
     pub fn send_robust(&self, event: &E) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.shared.live.load(Relaxed) != 0 {
-            self.dispatch(event, true, &mut errors);
+            self.walk_here(event, WalkMode::HERE.robust(), &mut errors);
         }
         if !errors.is_empty() {
             crate::error::log_robust(&errors);
@@ -231,7 +234,7 @@ impl<E: ?Sized + 'static> Signal<E> {
     pub async fn send_async(&self, event: &E) -> std::result::Result<(), DispatchError> {
         let mut errors = Vec::new();
         if self.shared.live.load(Relaxed) != 0 {
-            self.dispatch_async(event, false, &mut errors).await;
+            self.walk(event, WalkMode::AWAITED, &mut errors).await;
         }
         errors.pop().map_or(Ok(()), Err)
     }
@@ -240,7 +243,8 @@ impl<E: ?Sized + 'static> Signal<E> {
     pub async fn send_async_robust(&self, event: &E) -> Vec<DispatchError> {
         let mut errors = Vec::new();
         if self.shared.live.load(Relaxed) != 0 {
-            self.dispatch_async(event, true, &mut errors).await;
+            self.walk(event, WalkMode::AWAITED.robust(), &mut errors)
+                .await;
         }
         if !errors.is_empty() {
             crate::error::log_robust(&errors);
@@ -248,56 +252,59 @@ impl<E: ?Sized + 'static> Signal<E> {
         errors
     }
 
-    fn walk(
-        &self,
-    ) -> Walk<'_, SyncReceiver<E>, AsyncReceiver<E>, SyncReceiver<E>, AsyncReceiver<E>> {
-        Walk::new(self.shared.slot.entries(), &[])
+    /// Start one receiver: a synchronous one runs (a blocking one through the blocking runner
+    /// when `mode` offloads), an async one is returned to be finished.
+    fn start<'a>(&self, entry: &'a SignalEntry<E>, event: &'a E, mode: WalkMode) -> Started<'a> {
+        let (core, config) = (&entry.core, &self.shared.config);
+        match &entry.call {
+            Callable::Sync(f) if mode.offload && core.info.blocking => {
+                Started::Done(core.call(config, NO_SENDER, || config.run_blocking(|| f(event))))
+            }
+            Callable::Sync(f) => Started::Done(core.call(config, NO_SENDER, || f(event))),
+            Callable::Async(f) => Started::Pending(f(event)),
+        }
     }
 
-    fn dispatch(&self, event: &E, robust: bool, errors: &mut Vec<DispatchError>) {
-        let config = &self.shared.config;
-        for step in self.walk() {
-            let (Step::Own(entry) | Step::Every(entry)) = step;
-            let failed = entry.core.call(config, NO_SENDER, || match &entry.call {
-                Callable::Sync(f) => f(event),
-                Callable::Async(f) => futures::executor::block_on(f(event)),
-            });
-            if let Some(cause) = failed {
-                errors.push(DispatchError::new(
-                    entry.core.info.clone(),
-                    NO_SENDER,
-                    None,
-                    cause,
-                ));
-                if !robust {
-                    return;
-                }
+    /// Record a failure; true when the walk stops there.
+    fn failed(
+        entry: &SignalEntry<E>,
+        cause: Cause,
+        mode: WalkMode,
+        errors: &mut Vec<DispatchError>,
+    ) -> bool {
+        errors.push(DispatchError::new(
+            entry.core.info.clone(),
+            NO_SENDER,
+            None,
+            cause,
+        ));
+        !mode.robust
+    }
+
+    /// The walk of a synchronous send (as the model signals': see `model.rs`): each receiver in
+    /// order on this thread, stopping at the first failure unless `mode` is robust.
+    fn walk_here(&self, event: &E, mode: WalkMode, errors: &mut Vec<DispatchError>) {
+        let reading = Reading::begin();
+        for entry in self.shared.slot.entries(&reading) {
+            let started = self.start(entry, event, mode);
+            if let Some(cause) = finish_here(&entry.core, &self.shared.config, NO_SENDER, started)
+                && Self::failed(entry, cause, mode, errors)
+            {
+                return;
             }
         }
     }
 
-    async fn dispatch_async(&self, event: &E, robust: bool, errors: &mut Vec<DispatchError>) {
-        let config = &self.shared.config;
-        for step in self.walk() {
-            let (Step::Own(entry) | Step::Every(entry)) = step;
-            let core = &entry.core;
-            let failed = match &entry.call {
-                Callable::Sync(f) if core.info.blocking => {
-                    core.call(config, NO_SENDER, || config.run_blocking(|| f(event)))
-                }
-                Callable::Sync(f) => core.call(config, NO_SENDER, || f(event)),
-                Callable::Async(f) => core.call_async(config, NO_SENDER, f(event)).await,
-            };
-            if let Some(cause) = failed {
-                errors.push(DispatchError::new(
-                    entry.core.info.clone(),
-                    NO_SENDER,
-                    None,
-                    cause,
-                ));
-                if !robust {
-                    return;
-                }
+    /// The walk of an async send: the same, async receivers awaited.
+    async fn walk(&self, event: &E, mode: WalkMode, errors: &mut Vec<DispatchError>) {
+        let entries = self.shared.slot.shared(&Reading::begin());
+        for entry in entries.iter() {
+            let started = self.start(entry, event, mode);
+            if let Some(cause) =
+                call_async(&entry.core, &self.shared.config, NO_SENDER, started).await
+                && Self::failed(entry, cause, mode, errors)
+            {
+                return;
             }
         }
     }

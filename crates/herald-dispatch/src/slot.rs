@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::cow::CowList;
+use crate::cow::{CowList, Reading};
 use crate::error::Result;
 use crate::info::ReceiverId;
 use crate::receiver::ReceiverCore;
@@ -56,9 +56,16 @@ impl<S: ?Sized + Send + Sync + 'static, A: ?Sized + Send + Sync + 'static> Slot<
         }
     }
 
+    /// The receivers, in dispatch order, for as long as `reading` lasts.
     #[inline]
-    pub(crate) fn entries(&self) -> &[Arc<Entry<S, A>>] {
-        self.list.load()
+    pub(crate) fn entries<'a>(&'a self, reading: &'a Reading) -> &'a [Arc<Entry<S, A>>] {
+        self.list.load(reading)
+    }
+
+    /// The receivers as a shared handle that outlives `reading` (for an async send).
+    #[inline]
+    pub(crate) fn shared(&self, reading: &Reading) -> Arc<Vec<Arc<Entry<S, A>>>> {
+        self.list.load_shared(reading)
     }
 
     /// Insert in dispatch order, unless a duplicate is there.
@@ -114,7 +121,7 @@ impl<S: ?Sized + Send + Sync + 'static, A: ?Sized + Send + Sync + 'static> Erase
     }
 
     fn len(&self) -> usize {
-        self.entries().len()
+        self.entries(&Reading::begin()).len()
     }
 }
 

@@ -89,7 +89,7 @@ async fn open() -> (Db, tempfile::TempDir) {
 
 /// The only task in `state`.
 async fn only_task(db: &Db, state: &str) -> TaskRow {
-    let mut tasks = db.tasks().list(state, 10).await.unwrap();
+    let mut tasks = db.tasks().list(state.parse().unwrap(), 10).await.unwrap();
     assert_eq!(tasks.len(), 1, "one {state} task: {tasks:#?}");
     tasks.remove(0)
 }
@@ -251,7 +251,7 @@ async fn a_save_queues_a_task_with_the_declared_options_and_the_worker_runs_it()
     assert_eq!((report.completed, report.failed), (2, 0));
     let mut completed: Vec<_> = db
         .tasks()
-        .list("completed", 10)
+        .list(herald::tasks::TaskState::Completed, 10)
         .await
         .unwrap()
         .into_iter()

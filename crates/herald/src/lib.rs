@@ -43,10 +43,10 @@
 // application) but opens no database: the code that only a backend reaches is unused there.
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused))]
 
-#[cfg(feature = "cli")]
-pub mod cli;
 mod error;
 mod model;
+#[cfg(feature = "report")]
+pub mod report;
 mod store;
 pub mod tasks;
 mod value;
@@ -67,6 +67,12 @@ pub use value::{Field, SqlType, Value};
 /// with `?`. (Receivers have one fixed error type so that closures infer `Ok(())` without
 /// annotations; the dispatcher, a lower layer, cannot name the store's error type.)
 pub type ReceiverResult = herald_dispatch::Result<()>;
+
+/// `url` with any password replaced by `***` (`postgres://app:***@db/shop`, or
+/// `password=***` in a key=value connection string): for messages and logs.
+pub fn masked_url(url: &str) -> String {
+    store::db::mask(url)
+}
 
 /// The names most programs use.
 pub mod prelude {

@@ -50,7 +50,7 @@ const TASKS: i64 = 10_000;
 fn in_state(counts: &[TaskCount], state: &str) -> u64 {
     counts
         .iter()
-        .filter(|c| c.state == state)
+        .filter(|c| c.state.as_str() == state)
         .map(|c| c.count)
         .sum()
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{Book, book, until, within};
 use herald::Store;
 use herald::dispatch::Error as ReceiverError;
-use herald::tasks::{Background, Task, TaskContext, TaskOptions, Worker};
+use herald::tasks::{Background, Task, TaskContext, TaskOptions, TaskState, Worker, purgeable};
 use herald::{Db, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,7 +22,7 @@ async fn task_state(db: &Db, id: i64) -> String {
         .get(id)
         .await
         .unwrap()
-        .map(|t| t.state)
+        .map(|t| t.state.to_string())
         .unwrap_or_default()
 }
 
@@ -267,7 +267,7 @@ backend_test!(
         }
         let mut other = book("other");
         db.save(&mut other).await.unwrap();
-        let pending = db.tasks().list("available", 1000).await.unwrap();
+        let pending = db.tasks().list(TaskState::Available, 1000).await.unwrap();
         assert_eq!(pending.len(), 2, "{backend}: one pending task per row");
 
         let (ran_tx, mut ran) = mpsc::unbounded_channel();
@@ -443,7 +443,7 @@ backend_test!(
         release_tx.send(true).unwrap();
         let report = within("shutdown", handle).await.unwrap();
         assert_eq!((report.completed, report.released), (1, 1), "{backend}");
-        let available = db.tasks().list("available", 10).await.unwrap();
+        let available = db.tasks().list(TaskState::Available, 10).await.unwrap();
         assert_eq!(available.len(), 1, "the endless task was handed back");
         assert_eq!(
             (available[0].kind.as_str(), available[0].attempt),
@@ -502,7 +502,7 @@ backend_test!(
         );
         stop.send(()).unwrap();
         assert_eq!(handle.await.unwrap().completed, 1);
-        let done = db.tasks().list("completed", 10).await.unwrap();
+        let done = db.tasks().list(TaskState::Completed, 10).await.unwrap();
         assert_eq!(done.len(), 1);
     }
 );
@@ -511,7 +511,7 @@ backend_test!(
 async fn ids_in(db: &Db, state: &str) -> Vec<i64> {
     let mut ids: Vec<i64> = db
         .tasks()
-        .list(state, 100)
+        .list(state.parse().unwrap(), 100)
         .await
         .unwrap()
         .iter()
@@ -546,6 +546,7 @@ backend_test!(
         assert_eq!(pending.len(), 4, "{backend}");
 
         for state in ["available", "running"] {
+            let state: TaskState = state.parse().unwrap();
             let (op, message) = refused(db.tasks().purge(state).await.unwrap_err());
             assert_eq!(op, "purge");
             assert!(
@@ -555,14 +556,14 @@ backend_test!(
                 "{backend}: {message}"
             );
         }
-        let (op, message) = refused(db.tasks().purge("zombie").await.unwrap_err());
+        let (op, message) = refused(purgeable("zombie").unwrap_err());
         assert_eq!(op, "purge");
         assert!(
             message.contains("`zombie` is not a task state"),
             "{message}"
         );
-        let (op, message) = refused(db.tasks().list("zombie", 5).await.unwrap_err());
-        assert_eq!(op, "list");
+        let (op, message) = refused("zombie".parse::<TaskState>().unwrap_err());
+        assert_eq!(op, "state");
         assert!(message.contains("`zombie`"), "{message}");
         assert_eq!(
             ids_in(&db, "available").await,
@@ -587,7 +588,7 @@ backend_test!(
         let (op, _) = refused(db.tasks().cancel_kind("").await.unwrap_err());
         assert_eq!(op, "cancel");
 
-        assert_eq!(db.tasks().purge("cancelled").await.unwrap(), 3);
+        assert_eq!(db.tasks().purge(TaskState::Cancelled).await.unwrap(), 3);
         assert_eq!(ids_in(&db, "available").await, pending[3..]);
         assert!(ids_in(&db, "cancelled").await.is_empty());
     }
@@ -662,5 +663,53 @@ backend_test!(
         );
         assert!(ran.try_recv().is_err(), "the cancelled task never ran");
         assert_eq!(task_state(&db, cancelled).await, "cancelled");
+    }
+);
+
+backend_test!(
+    a_task_row_that_does_not_decode_is_an_error_naming_the_row_and_column,
+    |db, backend| async move {
+        // A row written by hand, with a state that is not one.
+        let sql = "INSERT INTO herald_tasks (kind, queue, state, payload, priority, max_attempts, timeout_ms, created_at, run_at) VALUES ('reindex', 'default', 'zombie', '{}', 0, 5, 1000, 0, 0)";
+        db.execute(sql, vec![]).await.unwrap();
+        let rows = db
+            .read(|c| {
+                c.query(
+                    "SELECT MAX(id) FROM herald_tasks",
+                    &[],
+                    &[herald::SqlType::Int],
+                )
+            })
+            .await
+            .unwrap();
+        let Value::Int(id) = rows[0][0] else {
+            panic!("{backend}: {rows:?}")
+        };
+
+        let (op, message) = refused(db.tasks().get(id).await.unwrap_err());
+        assert_eq!(op, "get");
+        assert!(
+            message.contains(&format!("task {id}"))
+                && message.contains("column `state` holds `zombie`"),
+            "{backend}: {message}"
+        );
+        let (op, message) = refused(db.tasks().counts().await.unwrap_err());
+        assert_eq!(op, "counts");
+        assert!(message.contains("`zombie`"), "{backend}: {message}");
+
+        // A negative attempt count is not read as 0.
+        db.execute(
+            "UPDATE herald_tasks SET state = 'dead', attempt = -3",
+            vec![],
+        )
+        .await
+        .unwrap();
+        let (op, message) = refused(db.tasks().dead(5).await.unwrap_err());
+        assert_eq!(op, "list");
+        assert!(
+            message.contains(&format!("task {id}"))
+                && message.contains("column `attempt` holds -3"),
+            "{backend}: {message}"
+        );
     }
 );

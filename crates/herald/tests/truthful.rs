@@ -35,7 +35,12 @@ backend_test!(
             .post_save::<Book>()
             .background("index_book", TaskOptions::default())
             .connect();
-        let tasks_before = db.tasks().list("available", 100).await.unwrap().len();
+        let tasks_before = db
+            .tasks()
+            .list(herald::tasks::TaskState::Available, 100)
+            .await
+            .unwrap()
+            .len();
 
         let tx = db.begin().await.unwrap();
         tx.save(&mut book("kept?")).await.unwrap();
@@ -79,7 +84,11 @@ backend_test!(
         assert_eq!(titles(&db).await, ["first"], "nothing of it was kept");
         assert_eq!(log.take(), ["on_rollback"], "no on_commit receiver ran");
         assert_eq!(
-            db.tasks().list("available", 100).await.unwrap().len(),
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 100)
+                .await
+                .unwrap()
+                .len(),
             tasks_before,
             "no task"
         );

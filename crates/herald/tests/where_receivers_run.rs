@@ -200,7 +200,11 @@ backend_test!(
         muted(db.delete(&b)).await.unwrap();
         assert!(log.take().is_empty(), "{backend}");
         assert!(
-            db.tasks().list("available", 10).await.unwrap().is_empty(),
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "a muted write enqueues no task"
         );
 
@@ -209,7 +213,14 @@ backend_test!(
             log.take(),
             ["pre loud", "in_tx loud", "post loud", "commit loud"]
         );
-        assert_eq!(db.tasks().list("available", 10).await.unwrap().len(), 1);
+        assert_eq!(
+            db.tasks()
+                .list(herald::tasks::TaskState::Available, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 );
 

@@ -56,7 +56,8 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
         .unwrap();
     let target = common::sqlite("writer_hold");
     let db = target.open().await;
-    db.signals().set_slow_threshold(Duration::from_millis(10));
+    // Margins wide enough that a light save on a loaded machine stays far below the threshold.
+    db.signals().set_slow_threshold(Duration::from_millis(200));
     let _heavy =
         db.signals()
             .pre_save::<Book>()
@@ -65,25 +66,24 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
                 if e.instance.title == "heavy" {
                     // Heavy work inside the write's transaction, on the connection: it holds the
                     // writer (a caller-side receiver would delay only its own save).
-                    std::thread::sleep(Duration::from_millis(30));
+                    std::thread::sleep(Duration::from_millis(300));
                 }
                 Ok(())
             });
 
     // The writer reports a job after answering it; the next job's answer comes after that report.
+    // (Opening ran the migrations on the writer: not reported, since nothing could wait for them.)
     db.save(&mut book("light")).await.unwrap();
     db.save(&mut book("light again")).await.unwrap();
-    assert!(
-        captured.0.lock().unwrap().is_empty(),
-        "a fast write is not reported"
-    );
+    let early = captured.0.lock().unwrap().clone();
+    assert!(early.is_empty(), "a fast write is not reported: {early:?}");
 
     db.save(&mut book("heavy")).await.unwrap();
     db.save(&mut book("light, after")).await.unwrap();
     let events = captured.0.lock().unwrap().clone();
     assert_eq!(events.len(), 1, "{events:?}");
     let held: f64 = field(&events[0], "held_ms").parse().unwrap();
-    assert!(held >= 30.0, "held {held} ms");
+    assert!(held >= 300.0, "held {held} ms");
     assert_eq!(field(&events[0], "long_holds"), "1");
     assert!(field(&events[0], "message").contains("background receivers"));
 }

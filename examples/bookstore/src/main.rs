@@ -3,7 +3,7 @@
 //! `cargo run --release -p bookstore` migrates a SQLite file (`bookstore.db`), adds a little
 //! sample data, starts an embedded worker and serves the shop on 127.0.0.1, printing the URL.
 //! It is `bookstore serve`; `bookstore --help` lists the other commands (`worker`, `migrate`,
-//! `receivers`, `tasks`, `loaddata`), all from [`herald::cli`].
+//! `receivers`, `tasks`, `loaddata`), all from [`herald_cli`].
 //!
 //! The receivers a real shop would have, each declared with `#[receiver]` in [`shop`]:
 //! a slug filled in `pre_save`; a negative price vetoed; an audit row written inside every save's
@@ -14,10 +14,11 @@
 mod shop;
 mod web;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use herald::cli::App;
+use herald_cli::App;
 use shop::{AuditEntry, Author, Book, EmailSent, Review, SearchEntry};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -28,9 +29,11 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::WARN);
+    // Colour only on a terminal: a log written to a file or a pipe stays plain text.
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .init();
     App::new("bookstore")
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
                 .concurrency(16)
                 .retry_base(Duration::from_millis(100))
         })
+        // Where web::router mounts them: `serve` prints their URLs, `receivers --from` finds the
+        // dashboard from the shop's URL.
+        .dashboard_path(web::DASHBOARD_PATH)
+        .metrics_path(web::METRICS_PATH)
         // A bad HERALD_DASHBOARD_TOKEN is refused before the shop starts.
         .check_before_serve(|| web::dashboard_token().map(drop).map_err(Into::into))
         .serve(|db, listener| async move {

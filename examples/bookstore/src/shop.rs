@@ -260,7 +260,8 @@ async fn email_author(book: Book, ctx: TaskContext) -> ReceiverResult {
     let every = email_fail_every();
     if every > 0 && attempt.is_multiple_of(every) {
         return Err(herald::dispatch::Error::msg(format!(
-            "mail server refused the connection (attempt {} of task {})",
+            "deliberate, simulated mail failure: the demo fails one email attempt in {every} \
+             (BOOKSTORE_EMAIL_FAIL_EVERY) to show retries; attempt {} of task {}",
             ctx.attempt(),
             ctx.id()
         )));

@@ -1,5 +1,6 @@
 //! The shop's HTTP side: a JSON API, a small HTML interface, the dashboard and `/metrics`.
 
+use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -41,7 +42,7 @@ pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
         .layer(SameOriginLayer::new());
     shop.merge(metrics_router(db.clone()))
         .nest(
-            "/_herald",
+            DASHBOARD_PATH,
             dashboard(
                 db,
                 DashboardOptions {
@@ -52,6 +53,11 @@ pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
         )
         .layer(ServerTimingLayer::new())
 }
+
+/// Where [`router`] mounts the dashboard.
+pub(crate) const DASHBOARD_PATH: &str = "/_herald";
+/// Where [`router`] serves the Prometheus metrics (`herald_axum::metrics_router`'s path).
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// The environment variable the dashboard's token comes from.
 const TOKEN_ENV: &str = "HERALD_DASHBOARD_TOKEN";
@@ -228,7 +234,7 @@ async fn list_tasks(State(db): State<Db>) -> ApiResult<Json<serde_json::Value>> 
         .counts()
         .await?
         .into_iter()
-        .map(|c| json!({ "queue": c.queue, "state": c.state, "count": c.count }))
+        .map(|c| json!({ "queue": c.queue, "state": c.state.as_str(), "count": c.count }))
         .collect();
     let dead: Vec<_> = db
         .tasks()
@@ -241,34 +247,85 @@ async fn list_tasks(State(db): State<Db>) -> ApiResult<Json<serde_json::Value>> 
 }
 
 // ---- the HTML interface ------------------------------------------------------------------------
+// Pages are askama templates (`templates/`), which HTML-escape every value they write.
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Where the pages link to the dashboard and the metrics (where [`router`] mounts them).
+#[derive(Clone, Copy)]
+struct Links {
+    dashboard: &'static str,
+    metrics: &'static str,
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;max-width:48em;margin:2em auto}}\
-         td,th{{padding:.2em .6em;text-align:left}}.error{{color:#b00}}</style></head>\
-         <body><h1>{t}</h1>{body}<p><a href=\"/\">Shop</a> · <a href=\"/_herald\">Herald dashboard</a> · \
-         <a href=\"/metrics\">metrics</a></p></body></html>",
-        t = escape(title)
-    ))
+const LINKS: Links = Links {
+    dashboard: DASHBOARD_PATH,
+    metrics: METRICS_PATH,
+};
+
+/// The book form: a new book (empty) or an existing one.
+struct BookForm {
+    action: String,
+    title: String,
+    price_cents: String,
+    button: &'static str,
 }
 
-fn book_form(action: &str, book: Option<&Book>, button: &str) -> String {
-    let (title, price) = book.map_or((String::new(), String::new()), |b| {
-        (escape(&b.title), b.price_cents.to_string())
-    });
-    format!(
-        "<form method=\"post\" action=\"{action}\">\
-         <label>Title <input name=\"title\" value=\"{title}\" required></label> \
-         <label>Price (cents) <input name=\"price_cents\" type=\"number\" value=\"{price}\" required></label> \
-         <button>{button}</button></form>"
+impl BookForm {
+    fn new_book() -> Self {
+        Self {
+            action: "/books".to_owned(),
+            title: String::new(),
+            price_cents: String::new(),
+            button: "Create",
+        }
+    }
+
+    fn edit(id: i64, book: &Book) -> Self {
+        Self {
+            action: format!("/books/{id}"),
+            title: book.title.clone(),
+            price_cents: book.price_cents.to_string(),
+            button: "Save",
+        }
+    }
+}
+
+/// One row of the shop's table.
+struct BookRow {
+    id: i64,
+    title: String,
+    slug: String,
+    price: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    title: &'static str,
+    links: Links,
+    books: Vec<BookRow>,
+    form: BookForm,
+}
+
+#[derive(Template)]
+#[template(path = "edit.html")]
+struct EditPage {
+    title: String,
+    links: Links,
+    form: BookForm,
+}
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct RefusedPage {
+    title: &'static str,
+    links: Links,
+    error: String,
+}
+
+fn html(page: &impl Template) -> Html<String> {
+    Html(
+        page.render()
+            .expect("the pages' templates write into a String and call nothing that fails"),
     )
 }
 
@@ -279,32 +336,33 @@ struct BookFormInput {
 }
 
 async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
-    let mut rows = String::new();
-    for book in db.all::<Book>().await? {
-        let id = book.id.unwrap_or_default();
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code></td><td>{:.2}</td>\
-             <td><a href=\"/books/{id}/edit\">edit</a></td>\
-             <td><form method=\"post\" action=\"/books/{id}/delete\"><button>delete</button></form></td></tr>",
-            escape(&book.title),
-            escape(&book.slug),
-            book.price_cents as f64 / 100.0
-        ));
-    }
-    Ok(page(
-        "Bookstore",
-        &format!(
-            "<table><tr><th>Title</th><th>Slug</th><th>Price</th><th></th><th></th></tr>{rows}</table>\
-             <h2>New book</h2>{}",
-            book_form("/books", None, "Create")
-        ),
-    ))
+    let books = db
+        .all::<Book>()
+        .await?
+        .into_iter()
+        .map(|book| BookRow {
+            id: book.id.unwrap_or_default(),
+            price: format!("{:.2}", book.price_cents as f64 / 100.0),
+            title: book.title,
+            slug: book.slug,
+        })
+        .collect();
+    Ok(html(&HomePage {
+        title: "Bookstore",
+        links: LINKS,
+        books,
+        form: BookForm::new_book(),
+    }))
 }
 
 fn refused(error: ApiError) -> Response {
     let (status, _) = status_of(&error.0);
-    let body = format!("<p class=\"error\">{}</p>", escape(&error.0.to_string()));
-    (status, page("Not saved", &body)).into_response()
+    let page = RefusedPage {
+        title: "Not saved",
+        links: LINKS,
+        error: error.0.to_string(),
+    };
+    (status, html(&page)).into_response()
 }
 
 async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> Response {
@@ -327,10 +385,11 @@ async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> 
 
 async fn html_edit(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
     Ok(match db.get::<Book>(id).await? {
-        Some(book) => page(
-            &format!("Edit {}", book.title),
-            &book_form(&format!("/books/{id}"), Some(&book), "Save"),
-        )
+        Some(book) => html(&EditPage {
+            title: format!("Edit {}", book.title),
+            links: LINKS,
+            form: BookForm::edit(id, &book),
+        })
         .into_response(),
         None => not_found(),
     })

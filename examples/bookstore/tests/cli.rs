@@ -1,4 +1,4 @@
-//! The bookstore's command line (`herald::cli`): each command against a temporary database.
+//! The bookstore's command line (`herald-cli`): each command against a temporary database.
 
 mod common;
 
@@ -244,6 +244,49 @@ fn receivers_from_the_running_server_show_their_statistics() {
         "{fill_slug}"
     );
     assert!(columns[10].contains("shop.rs"), "{fill_slug}");
+}
+
+#[test]
+fn serve_prints_the_dashboard_and_metrics_where_the_shop_mounts_them() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let addr = &server.addr;
+    assert!(
+        server.url_line.starts_with(&format!(
+            "bookstore serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on "
+        )),
+        "{}",
+        server.url_line
+    );
+    for path in ["/_herald", "/metrics"] {
+        assert_eq!(server.get(path).status, 200, "{path} answers");
+    }
+}
+
+#[test]
+fn receivers_from_the_shops_own_url_find_its_dashboard() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let created = server.post_json(
+        "/api/books",
+        &serde_json::json!({ "title": "Kindred", "price_cents": 700 }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let shop = format!("http://{}/", server.addr);
+    let output = run(&["receivers", "--from", &shop]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    let fill_slug = text
+        .lines()
+        .find(|l| l.starts_with("fill_slug "))
+        .unwrap_or_else(|| panic!("fill_slug listed: {text}"));
+    assert_eq!(
+        fill_slug.split_whitespace().nth(5),
+        Some("1"),
+        "one save, one call: {fill_slug}"
+    );
+    assert!(
+        text.contains(&format!("as http://{}/_herald reports them", server.addr)),
+        "read from the path the shop mounts its dashboard at: {text}"
+    );
 }
 
 #[test]

@@ -126,7 +126,7 @@ fn an_email_that_always_fails_ends_dead_with_its_error() {
         dead["error"]
             .as_str()
             .expect("an error")
-            .contains("mail server refused")
+            .contains("deliberate, simulated mail failure")
     );
 }
 
@@ -262,4 +262,96 @@ fn the_shops_own_forms_still_change_it() {
     let deleted = server.send("POST", &format!("/books/{id}/delete"), &own, "");
     assert_eq!(deleted.status, 303, "{}", deleted.body);
     assert!(titles(&server).is_empty());
+}
+
+/// The text a browser shows for `html`: character references (`&#60;`, `&lt;`, ...) decoded,
+/// tags left in place.
+fn decode_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';') else { break };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix('#')
+                .and_then(|n| n.parse::<u32>().ok())
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A title with markup in it is shown as text on the shop's list and on its edit page (in the
+/// page's title, its heading and the form's `value`), never run.
+#[test]
+fn markup_in_a_title_is_shown_as_text_on_the_shop_pages() {
+    const HOSTILE: &str = "<script>alert(\"x\")</script><img src=x onerror='y'>&";
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let id = create(&server, HOSTILE, 999)["id"].as_i64().expect("an id");
+    for (path, places) in [
+        ("/".to_owned(), vec![format!("<td>{HOSTILE}</td>")]),
+        (
+            format!("/books/{id}/edit"),
+            vec![
+                format!("<title>Edit {HOSTILE}</title>"),
+                format!("<h1>Edit {HOSTILE}</h1>"),
+                format!("value=\"{HOSTILE}\""),
+            ],
+        ),
+    ] {
+        let page = server.get(&path);
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert!(
+            !page.body.contains("<script") && !page.body.contains("<img"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("onerror='y'") && !page.body.contains("alert(\"x\")"),
+            "{path}: quotes are escaped, so no attribute is closed early: {}",
+            page.body
+        );
+        let shown = decode_html(&page.body);
+        for place in places {
+            assert!(shown.contains(&place), "{path}: {place} in {shown}");
+        }
+    }
+}
+
+/// A form the shop refuses (a receiver's veto) answers with the refusal's status and a page
+/// naming the reason, and writes nothing.
+#[test]
+fn a_refused_form_shows_why_on_a_page() {
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
+    let origin = format!("http://{}", server.addr);
+    let own = [FORM, ("Origin", origin.as_str())];
+    let refused = server.send("POST", "/books", &own, "title=Free&price_cents=-5");
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("<title>Not saved</title>")
+            && refused.body.contains("<p class=\"error\">")
+            && refused.body.contains("price must not be negative, got -5"),
+        "{}",
+        refused.body
+    );
+    assert!(titles(&server).is_empty(), "nothing is written");
 }

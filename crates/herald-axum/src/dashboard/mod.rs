@@ -19,7 +19,7 @@ use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use herald::Db;
-use herald::tasks::{STATES, TaskState};
+use herald::tasks::TaskState;
 use serde::Serialize;
 use serde_json::json;
 
@@ -264,7 +264,7 @@ impl Dashboard {
         let (queues, totals) = views::counts(&counts);
         let history = self.sample(&totals);
         Ok(TasksView {
-            states: STATES,
+            states: &*views::STATES,
             queues,
             totals,
             kinds: views::kinds(self.db.task_stats()),
@@ -532,8 +532,8 @@ async fn api_retry(
             "task {id} is {state}: only dead, cancelled or waiting (available) tasks can be retried"
         ),
     };
-    if !["dead", "cancelled", "available"].contains(&task.state.as_str()) {
-        return Err(conflict(&task.state));
+    if task.state == TaskState::Running || task.state == TaskState::Completed {
+        return Err(conflict(task.state.as_str()));
     }
     let retried = tasks
         .retry(id)
@@ -561,7 +561,7 @@ async fn api_purge(
     let state = parse_purge_state(param(&pairs, "state"))?;
     let purged =
         d.db.tasks()
-            .purge(state.as_str())
+            .purge(state)
             .await
             .map_err(|e| ApiError::store("purging tasks", &e))?;
     tracing::info!(target: "herald::dashboard", %state, purged, "tasks purged from the dashboard");

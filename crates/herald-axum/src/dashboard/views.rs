@@ -1,113 +1,29 @@
 //! What the dashboard shows, as data: the JSON endpoints serialize these, and the page renders the
-//! same values server-side.
+//! same values server-side. The receivers' part is `herald::report`'s, shared with the CLI.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::Db;
-use herald::dispatch::{StatsSnapshot, Timing};
-use herald::tasks::{STATES, TaskCount, TaskKindStats, TaskRow};
+use herald::dispatch::StatsSnapshot;
+use herald::report::ReceiversReport;
+use herald::tasks::{TaskCount, TaskKindStats, TaskRow, TaskState};
 use serde::Serialize;
 
 use crate::metrics::{RECEIVER_BOUNDS, bounds};
 
-/// `GET /api/receivers`.
-#[derive(Debug, Serialize)]
-pub(crate) struct ReceiversView {
-    /// The registry's slow threshold.
-    pub(crate) slow_threshold_us: f64,
-    /// `"on"` or `"off"`: with timing off, calls and latencies are not recorded.
-    pub(crate) timing: &'static str,
-    /// Upper bounds of the latency histograms' buckets (µs); each `histogram` has one more count,
-    /// for the calls above the last bound.
-    pub(crate) bounds_us: Vec<f64>,
-    pub(crate) receivers: Vec<ReceiverView>,
-}
-
-/// One receiver and its statistics.
-#[derive(Debug, Serialize)]
-pub(crate) struct ReceiverView {
-    pub(crate) id: u64,
-    pub(crate) name: String,
-    pub(crate) short_name: String,
-    pub(crate) signal: &'static str,
-    pub(crate) sender: &'static str,
-    pub(crate) phase: &'static str,
-    pub(crate) location: String,
-    pub(crate) priority: i32,
-    pub(crate) is_async: bool,
-    pub(crate) calls: u64,
-    pub(crate) errors: u64,
-    pub(crate) panics: u64,
-    pub(crate) mean_us: f64,
-    pub(crate) p50_us: f64,
-    pub(crate) p99_us: f64,
-    pub(crate) max_us: f64,
-    /// Its 99th percentile is at or above the slow threshold.
-    pub(crate) slow: bool,
-    /// Calls per bucket (not cumulative): below `bounds_us[0]`, between consecutive bounds, and
-    /// above the last.
-    pub(crate) histogram: Vec<u64>,
+/// `GET /api/receivers`: the receivers' report, the type `receivers --from` reads back.
+pub(crate) fn receivers(db: &Db) -> ReceiversReport {
+    let bounds: Vec<Duration> = bounds(RECEIVER_BOUNDS)
+        .into_iter()
+        .map(Duration::from_nanos)
+        .collect();
+    ReceiversReport::of(db.signals(), &bounds)
 }
 
 pub(crate) fn micros(d: Duration) -> f64 {
-    d.as_nanos() as f64 / 1e3
-}
-
-pub(crate) fn receivers(db: &Db) -> ReceiversView {
-    let signals = db.signals();
-    let threshold = signals.slow_threshold();
-    let bounds = bounds(RECEIVER_BOUNDS);
-    let receivers = signals
-        .receivers()
-        .into_iter()
-        .map(|receiver| {
-            let info = receiver.info();
-            let stats = receiver.stats();
-            ReceiverView {
-                id: info.id().get(),
-                name: info.name().to_owned(),
-                short_name: info.short_name(),
-                signal: info.signal(),
-                sender: info.sender(),
-                phase: info.phase().as_str(),
-                location: info.location().to_string(),
-                priority: info.priority(),
-                is_async: info.is_async(),
-                calls: stats.calls,
-                errors: stats.errors,
-                panics: stats.panics,
-                mean_us: micros(stats.mean()),
-                p50_us: micros(stats.p50()),
-                p99_us: micros(stats.p99()),
-                max_us: micros(stats.max),
-                slow: stats.calls > 0 && stats.p99() >= threshold,
-                histogram: histogram(&stats, &bounds),
-            }
-        })
-        .collect();
-    ReceiversView {
-        slow_threshold_us: micros(threshold),
-        timing: match signals.timing() {
-            Timing::On => "on",
-            Timing::Off => "off",
-        },
-        bounds_us: bounds.iter().map(|ns| *ns as f64 / 1e3).collect(),
-        receivers,
-    }
-}
-
-/// Calls per bucket between `bounds` (ns), plus below the first and above the last.
-fn histogram(stats: &StatsSnapshot, bounds: &[u64]) -> Vec<u64> {
-    let mut counts = Vec::with_capacity(bounds.len() + 1);
-    let mut previous = 0;
-    for bound in bounds {
-        let below = stats.count_below(Duration::from_nanos(*bound));
-        counts.push(below.saturating_sub(previous));
-        previous = below;
-    }
-    counts.push(stats.calls.saturating_sub(previous));
-    counts
+    herald::report::micros(d)
 }
 
 /// `GET /api/tasks`.
@@ -168,6 +84,10 @@ impl Summary {
     }
 }
 
+/// The task states' names, pending first (as [`TaskState::ALL`]).
+pub(crate) static STATES: LazyLock<[&str; 5]> =
+    LazyLock::new(|| TaskState::ALL.map(TaskState::as_str));
+
 fn zeros() -> BTreeMap<String, u64> {
     STATES.iter().map(|s| ((*s).to_owned(), 0)).collect()
 }
@@ -180,9 +100,9 @@ pub(crate) fn counts(counts: &[TaskCount]) -> (Vec<QueueView>, BTreeMap<String, 
         *queues
             .entry(c.queue.clone())
             .or_insert_with(zeros)
-            .entry(c.state.clone())
+            .entry(c.state.to_string())
             .or_default() += c.count;
-        *totals.entry(c.state.clone()).or_default() += c.count;
+        *totals.entry(c.state.to_string()).or_default() += c.count;
     }
     let queues = queues
         .into_iter()

@@ -551,8 +551,11 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<()> {
-        self.run(|conn| crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS))
-            .await
+        self.run(|conn| {
+            crate::store::pool::unreported_hold();
+            crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS)
+        })
+        .await
     }
 
     /// Stop the connection threads once every handle is gone and their queues are empty; waits for them.

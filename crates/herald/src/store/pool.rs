@@ -57,6 +57,15 @@ const SPIN: Duration = Duration::from_micros(50);
 
 thread_local! {
     static ON_CONNECTION_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The job running on this connection thread is not a hold to report (see [`unreported_hold`]).
+    static UNREPORTED_HOLD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called from a job on the writer: however long it holds the writer, it is not reported, because
+/// nothing of this database can be waiting for it (opening the database: its migrations run
+/// before the `Db` is handed to anyone).
+pub(crate) fn unreported_hold() {
+    UNREPORTED_HOLD.with(|u| u.set(true));
 }
 
 /// Opens a connection; called again to replace one the server closed.
@@ -145,7 +154,8 @@ fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, serving: Serv
                 None
             }
         };
-        if let (Some(holds), Some(started)) = (&mut holds, started) {
+        let unreported = UNREPORTED_HOLD.with(|u| u.replace(false));
+        if let (Some(holds), Some(started), false) = (&mut holds, started, unreported) {
             holds.ended(
                 started.elapsed(),
                 conn.signals().slow_threshold(),

@@ -137,8 +137,8 @@ pub struct TaskRow {
     pub kind: String,
     /// Its queue.
     pub queue: String,
-    /// `available`, `running`, `completed`, `dead` or `cancelled`.
-    pub state: String,
+    /// Its state.
+    pub state: TaskState,
     /// Attempts made so far.
     pub attempt: u32,
     /// Attempts allowed.
@@ -159,7 +159,7 @@ pub struct TaskCount {
     /// The queue.
     pub queue: String,
     /// The state.
-    pub state: String,
+    pub state: TaskState,
     /// How many.
     pub count: u64,
 }
@@ -185,36 +185,108 @@ const ROW_TYPES: &[SqlType] = &[
     SqlType::Text,
 ];
 
-fn task_row(row: Vec<Value>) -> TaskRow {
-    let mut it = row.into_iter();
-    let mut next = || it.next().unwrap_or(Value::Null);
-    let int = |v: Value| if let Value::Int(i) = v { i } else { 0 };
-    let text = |v: Value| {
-        if let Value::Text(s) = v {
-            Some(s)
-        } else {
-            None
+/// One row of [`ROW_COLUMNS`] as a [`TaskRow`]; a value that is not what the table holds (a NULL
+/// where there is none, a state that is not one) is [`Error::TaskQueue`] for `op`, naming the
+/// task and the column, never a default.
+fn task_row(op: &'static str, row: Vec<Value>) -> Result<TaskRow> {
+    let mut columns = Columns::new(op, row);
+    let id = columns.int("id")?;
+    columns.id = Some(id);
+    Ok(TaskRow {
+        id,
+        kind: columns.text("kind")?,
+        queue: columns.text("queue")?,
+        state: columns.state()?,
+        attempt: columns.count("attempt")?,
+        max_attempts: columns.count("max_attempts")?,
+        last_error: columns.optional_text("last_error")?,
+        created_at: columns.int("created_at")?,
+        run_at: columns.int("run_at")?,
+        payload: columns.text("payload")?,
+    })
+}
+
+/// The values of one row of the tasks table, read in order, each checked against the column's
+/// type; errors name the operation, the task (once its id is read) and the column.
+struct Columns {
+    op: &'static str,
+    id: Option<i64>,
+    values: std::vec::IntoIter<Value>,
+}
+
+impl Columns {
+    fn new(op: &'static str, row: Vec<Value>) -> Self {
+        Columns {
+            op,
+            id: None,
+            values: row.into_iter(),
         }
-    };
-    TaskRow {
-        id: int(next()),
-        kind: text(next()).unwrap_or_default(),
-        queue: text(next()).unwrap_or_default(),
-        state: text(next()).unwrap_or_default(),
-        attempt: int(next()) as u32,
-        max_attempts: int(next()) as u32,
-        last_error: text(next()),
-        created_at: int(next()),
-        run_at: int(next()),
-        payload: text(next()).unwrap_or_default(),
+    }
+
+    fn bad(&self, column: &str, found: &str) -> Error {
+        let task = match self.id {
+            Some(id) => format!("task {id}"),
+            None => "a task row".to_owned(),
+        };
+        Error::TaskQueue {
+            op: self.op,
+            reason: format!("{task}: column `{column}` holds {found}, which herald cannot read"),
+        }
+    }
+
+    fn next(&mut self, column: &str) -> Result<Value> {
+        self.values
+            .next()
+            .ok_or_else(|| self.bad(column, "nothing (the row is short)"))
+    }
+
+    fn int(&mut self, column: &str) -> Result<i64> {
+        match self.next(column)? {
+            Value::Int(i) => Ok(i),
+            other => Err(self.bad(column, &describe(&other))),
+        }
+    }
+
+    fn count(&mut self, column: &str) -> Result<u32> {
+        let n = self.int(column)?;
+        u32::try_from(n).map_err(|_| self.bad(column, &n.to_string()))
+    }
+
+    fn optional_text(&mut self, column: &str) -> Result<Option<String>> {
+        match self.next(column)? {
+            Value::Text(s) => Ok(Some(s)),
+            Value::Null => Ok(None),
+            other => Err(self.bad(column, &describe(&other))),
+        }
+    }
+
+    fn text(&mut self, column: &str) -> Result<String> {
+        match self.optional_text(column)? {
+            Some(s) => Ok(s),
+            None => Err(self.bad(column, "NULL")),
+        }
+    }
+
+    fn state(&mut self) -> Result<TaskState> {
+        let raw = self.text("state")?;
+        TaskState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| self.bad("state", &format!("`{}`", shown(&raw))))
     }
 }
 
-/// The states a task can be in, as they are stored (`TaskRow::state`).
-pub const STATES: &[&str] = &["available", "running", "completed", "dead", "cancelled"];
+/// A stored value as an error shows it.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Text(s) => format!("text `{}`", shown(s)),
+        other => format!("{other:?}"),
+    }
+}
 
 /// A task's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum TaskState {
     /// Waiting for a worker, possibly until a later `run_at` (a retry's backoff). Pending.
@@ -230,7 +302,7 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    /// Every state, in the order of [`STATES`].
+    /// Every state: pending first, then finished.
     pub const ALL: [TaskState; 5] = [
         TaskState::Available,
         TaskState::Running,
@@ -271,7 +343,7 @@ impl TaskState {
                 reason: format!(
                     "`{}` is not a task state (one of {})",
                     shown(raw),
-                    STATES.join(", ")
+                    TaskState::ALL.map(TaskState::as_str).join(", ")
                 ),
             })
     }
@@ -286,7 +358,7 @@ impl std::fmt::Display for TaskState {
 impl std::str::FromStr for TaskState {
     type Err = Error;
 
-    /// One of [`STATES`]; anything else is [`Error::TaskQueue`] naming it.
+    /// One of the states' names; anything else is [`Error::TaskQueue`] naming it.
     fn from_str(raw: &str) -> Result<TaskState> {
         TaskState::named("state", raw)
     }
@@ -299,21 +371,30 @@ impl std::str::FromStr for TaskState {
 /// its input before it reaches the database (the dashboard answers 400 with this message).
 pub fn purgeable(state: &str) -> Result<TaskState> {
     let state = TaskState::named("purge", state)?;
-    if state.is_pending() {
+    state.purgeable()?;
+    Ok(state)
+}
+
+impl TaskState {
+    /// `Ok` for a finished state; pending work is [`Error::TaskQueue`] saying to cancel it.
+    fn purgeable(self) -> Result<()> {
+        let state = self;
+        if state.is_finished() {
+            return Ok(());
+        }
         let holder = if state == TaskState::Running {
             "that a worker holds"
         } else {
             "waiting for a worker"
         };
-        return Err(Error::TaskQueue {
+        Err(Error::TaskQueue {
             op: "purge",
             reason: format!(
                 "{state} tasks cannot be purged: they are pending work {holder}; cancel them \
                  instead, then purge `cancelled` (purge takes completed, dead, cancelled)"
             ),
-        });
+        })
     }
-    Ok(state)
 }
 
 /// A value from the caller, cut to a length fit to echo in a message.
@@ -344,54 +425,37 @@ impl TaskQueue<'_> {
             .db
             .read(move |c| c.query(sql, &[], &[SqlType::Text, SqlType::Text, SqlType::Int]))
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut it = r.into_iter();
-                let text = |v: Option<Value>| {
-                    if let Some(Value::Text(s)) = v {
-                        s
-                    } else {
-                        String::new()
-                    }
-                };
-                let queue = text(it.next());
-                let state = text(it.next());
-                let count = if let Some(Value::Int(n)) = it.next() {
-                    n as u64
-                } else {
-                    0
-                };
-                TaskCount {
-                    queue,
-                    state,
-                    count,
-                }
+        rows.into_iter()
+            .map(|row| {
+                let mut columns = Columns::new("counts", row);
+                Ok(TaskCount {
+                    queue: columns.text("queue")?,
+                    state: columns.state()?,
+                    count: columns.int("count").map(|n| n.max(0) as u64)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    /// Tasks in `state`, newest first, at most `limit`. A state that is not one of [`STATES`] is
-    /// [`Error::TaskQueue`].
-    pub async fn list(&self, state: &str, limit: usize) -> Result<Vec<TaskRow>> {
-        TaskState::named("list", state)?;
+    /// Tasks in `state`, newest first, at most `limit`.
+    pub async fn list(&self, state: TaskState, limit: usize) -> Result<Vec<TaskRow>> {
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE state = ? ORDER BY id DESC LIMIT ?"
         ));
         let params = vec![
-            Value::Text(state.to_owned()),
+            Value::Text(state.as_str().to_owned()),
             Value::Int(limit.min(10_000) as i64),
         ];
         let rows = self
             .db
             .read(move |c| c.query(&sql, &params, ROW_TYPES))
             .await?;
-        Ok(rows.into_iter().map(task_row).collect())
+        rows.into_iter().map(|row| task_row("list", row)).collect()
     }
 
     /// Dead tasks with their errors, newest first.
     pub async fn dead(&self, limit: usize) -> Result<Vec<TaskRow>> {
-        self.list("dead", limit).await
+        self.list(TaskState::Dead, limit).await
     }
 
     /// One task.
@@ -403,7 +467,10 @@ impl TaskQueue<'_> {
             .db
             .read(move |c| c.query(&sql, &[Value::Int(id)], ROW_TYPES))
             .await?;
-        Ok(rows.into_iter().next().map(task_row))
+        rows.into_iter()
+            .next()
+            .map(|row| task_row("get", row))
+            .transpose()
     }
 
     async fn change(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
@@ -473,10 +540,9 @@ impl TaskQueue<'_> {
 
     /// Delete every task in `state`, a finished state (`completed`, `dead` or `cancelled`);
     /// returns how many. Pending work is not deleted: `available` and `running` are
-    /// [`Error::TaskQueue`] saying to cancel instead (see [`purgeable`]), and so is a state that
-    /// is not one; nothing is deleted then.
-    pub async fn purge(&self, state: &str) -> Result<u64> {
-        let state = purgeable(state)?;
+    /// [`Error::TaskQueue`] saying to cancel instead (see [`purgeable`]); nothing is deleted then.
+    pub async fn purge(&self, state: TaskState) -> Result<u64> {
+        state.purgeable()?;
         let sql = self.sql("DELETE FROM herald_tasks WHERE state = ?");
         let state = Value::Text(state.as_str().to_owned());
         self.db.run(move |c| c.execute(&sql, &[state])).await

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::model::{Dialect, numbered, placeholder};
 use crate::store::conn::Conn;
 pub(crate) use crate::store::outbox::{BUSY_POLL_WINDOW, NOTIFY_EVERY, micros, now_micros};
+use crate::tasks::TaskState;
 use crate::value::{SqlType, Value};
 
 /// A claimed task.
@@ -178,14 +179,14 @@ pub(crate) fn fail(
 ) -> Result<bool> {
     let now = now_micros();
     let (state, run_at, finished) = match retry_in {
-        Some(delay) => ("available", now + micros(delay), Value::Null),
-        None => ("dead", now, Value::Int(now)),
+        Some(delay) => (TaskState::Available, now + micros(delay), Value::Null),
+        None => (TaskState::Dead, now, Value::Int(now)),
     };
     update_held(
         conn,
         "state = ?, run_at = ?, finished_at = ?, lease_until = NULL, last_error = ?",
         vec![
-            Value::Text(state.to_owned()),
+            Value::Text(state.as_str().to_owned()),
             Value::Int(run_at),
             finished,
             Value::Text(error.to_owned()),

@@ -246,13 +246,7 @@ impl Worker {
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(20);
-        let base = self
-            .retry_base
-            .saturating_mul(1 << exponent)
-            .min(Duration::from_secs(3600));
-        let jitter = 0.75 + 0.5 * fastrand_unit();
-        base.mul_f64(jitter)
+        backoff(self.retry_base, attempt, fastrand::f64())
     }
 
     /// Run until `shutdown` completes: then stop claiming, let running tasks finish within the
@@ -441,19 +435,50 @@ fn default_name() -> String {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
+/// The delay before retrying after failed attempt number `attempt` (1 for the first): `base`
+/// doubled for each attempt after the first, at most 1 h, times a jitter between 0.75 and 1.25
+/// picked by `unit` (in [0, 1)).
+fn backoff(base: Duration, attempt: u32, unit: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let delay = base
+        .saturating_mul(1 << exponent)
+        .min(Duration::from_secs(3600));
+    delay.mul_f64(0.75 + 0.5 * unit)
 }
 
-/// A number in [0, 1) for jitter; not for anything that needs real randomness.
-fn fastrand_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+/// This machine's host name (`localhost` if it is not valid Unicode or cannot be read).
+fn hostname() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_attempt_within_a_quarter_either_way_and_stops_at_an_hour() {
+        let base = Duration::from_millis(100);
+        assert_eq!(backoff(base, 1, 0.0), Duration::from_millis(75));
+        assert_eq!(backoff(base, 1, 0.5), Duration::from_millis(100));
+        assert_eq!(backoff(base, 3, 0.5), Duration::from_millis(400));
+        assert_eq!(backoff(base, 3, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(base, 40, 0.5), Duration::from_secs(3600));
+        for _ in 0..100 {
+            let delay = backoff(base, 2, fastrand::f64());
+            assert!(
+                (Duration::from_millis(150)..Duration::from_millis(250)).contains(&delay),
+                "{delay:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_host_name_is_never_empty() {
+        assert!(!hostname().is_empty());
+    }
 }

@@ -15,6 +15,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_bookstore");
 pub struct Server {
     child: Child,
     pub addr: String,
+    /// The line `serve` printed first (its URLs).
+    pub url_line: String,
     pub dir: tempfile::TempDir,
 }
 
@@ -49,7 +51,12 @@ impl Server {
             .next()
             .expect("host:port")
             .to_owned();
-        Server { child, addr, dir }
+        Server {
+            child,
+            addr,
+            url_line: line.trim_end().to_owned(),
+            dir,
+        }
     }
 
     pub fn get(&self, path: &str) -> Response {

@@ -1,4 +1,18 @@
-//! A manage-style command line an application embeds in its `main`, like Django's `manage.py`.
+//! A manage-style command line a Herald application embeds in its `main`, like Django's
+//! `manage.py`:
+//!
+//! ```no_run
+//! use herald_cli::App;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     App::new("shop")
+//!         .database("sqlite://shop.db")
+//!         // .model::<Book>() for each model; .serve(|db, listener| ..) with the app's router
+//!         .dashboard_path("/_herald")
+//!         .metrics_path("/metrics")
+//!         .run()
+//! }
+//! ```
 //!
 //! The application says what only it knows — its signals, its models' tables, how to serve its
 //! HTTP routes on a listener Herald binds, how to configure its worker — and [`App::run`] does
@@ -9,8 +23,9 @@
 //!                                                        serve, and run an embedded worker
 //! app worker [--database URL] [--name NAME]              a worker process only (for other machines)
 //! app migrate [--database URL]                           create the models' tables
-//! app receivers                                          every receiver: signal, sender, phase,
-//!                                                        priority, source location
+//! app receivers [--from URL]                             every receiver: signal, sender, phase,
+//!                                                        priority, source location; with --from,
+//!                                                        the running application's statistics
 //! app tasks [counts|dead|retry ID|retry-dead|cancel ID|cancel --kind KIND|purge STATE]
 //!           [--database URL]                             the task queue: pending work is cancelled,
 //!                                                        finished tasks (completed, dead,
@@ -32,6 +47,8 @@
 //! [`tokio::net::TcpListener`] and the connected [`Db`], and the application serves its router
 //! on it (for axum, `axum::serve(listener, router)`).
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -39,16 +56,17 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use futures::future::BoxFuture;
-use herald_dispatch::Signals;
+use herald::dispatch::Signals;
 
-use crate::tasks::Worker;
-use crate::{Db, Model, Store};
+use herald::report::ReceiversReport;
+use herald::tasks::Worker;
+use herald::{Db, Model, Store};
 
 /// The error type of the application's hooks: anything that displays as one line.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-type MigrateFn = Box<dyn Fn(Db) -> BoxFuture<'static, crate::Result<()>> + Send + Sync>;
-type FixtureFn = Box<dyn Fn(Db, String) -> BoxFuture<'static, crate::Result<usize>> + Send + Sync>;
+type MigrateFn = Box<dyn Fn(Db) -> BoxFuture<'static, herald::Result<()>> + Send + Sync>;
+type FixtureFn = Box<dyn Fn(Db, String) -> BoxFuture<'static, herald::Result<usize>> + Send + Sync>;
 type ServeFn = Box<
     dyn Fn(Db, tokio::net::TcpListener) -> BoxFuture<'static, Result<(), BoxError>> + Send + Sync,
 >;
@@ -71,6 +89,15 @@ pub struct App {
     serve: Option<ServeFn>,
     checks: Vec<CheckFn>,
     worker: WorkerFn,
+    paths: Paths,
+}
+
+/// Where the application serves Herald's pages, as it told [`App::dashboard_path`] and
+/// [`App::metrics_path`].
+#[derive(Debug, Default)]
+struct Paths {
+    dashboard: Option<String>,
+    metrics: Option<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -84,6 +111,7 @@ impl std::fmt::Debug for App {
             )
             .field("serve", &self.serve.is_some())
             .field("checks", &self.checks.len())
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +130,24 @@ impl App {
             serve: None,
             checks: Vec::new(),
             worker: Box::new(|worker| worker),
+            paths: Paths::default(),
         }
+    }
+
+    /// Where the application mounts the dashboard (`herald_axum::dashboard`), e.g. `"/_herald"`.
+    /// `serve` prints its URL beside the application's, and `receivers --from URL` given the
+    /// application's URL (no path) reads the dashboard there. Default: none (nothing printed, and
+    /// `--from` must be the dashboard's own URL).
+    pub fn dashboard_path(mut self, path: impl Into<String>) -> Self {
+        self.paths.dashboard = Some(mount_path(path.into()));
+        self
+    }
+
+    /// Where the application serves the Prometheus metrics (`herald_axum::metrics_router`),
+    /// e.g. `"/metrics"`; `serve` prints its URL. Default: none (nothing printed).
+    pub fn metrics_path(mut self, path: impl Into<String>) -> Self {
+        self.paths.metrics = Some(mount_path(path.into()));
+        self
     }
 
     /// The database URL used when `--database` is not given.
@@ -174,7 +219,17 @@ impl App {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let cli = parse(args).unwrap_or_else(|e| e.exit());
+        let cli = match parse(args) {
+            Ok(cli) => cli,
+            // A value that a command refuses (a state that purge does not take): one line, as
+            // every other error, not clap's usage block.
+            Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+                let text = e.render().to_string();
+                let line = text.lines().next().unwrap_or_default();
+                return fail(line.trim_start_matches("error: "));
+            }
+            Err(e) => e.exit(),
+        };
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -216,7 +271,7 @@ impl App {
             open = open.schema(schema.name.clone());
         }
         open.connect().await.map_err(|e| match e {
-            crate::Error::NoDatabase { path } => format!(
+            herald::Error::NoDatabase { path } => format!(
                 "no database at {}: `{} {}` does not create one (`{} migrate --database {url}` does)",
                 path.display(),
                 self.name,
@@ -225,8 +280,8 @@ impl App {
             )
             .into(),
             // These already name the URL, its password masked.
-            e @ (crate::Error::Url { .. } | crate::Error::Connect { .. }) => e.to_string().into(),
-            other => format!("opening {}: {other}", crate::store::db::mask(&url)).into(),
+            e @ (herald::Error::Url { .. } | herald::Error::Connect { .. }) => e.to_string().into(),
+            other => format!("opening {}: {other}", herald::masked_url(&url)).into(),
         })
     }
 
@@ -271,16 +326,12 @@ impl App {
                 Ok(())
             }
             Command::Receivers { from: Some(url) } => {
+                let url = self.dashboard_url(&url);
                 tokio::task::spawn_blocking(move || running_receivers(&url))
                     .await
                     .map_err(|e| format!("reading the running receivers: {e}"))?
             }
             Command::Tasks { action, database } => {
-                // Inputs first: a state that purge refuses is refused before any database is
-                // opened.
-                if let Some(TaskAction::Purge { state }) = &action {
-                    crate::tasks::purgeable(state)?;
-                }
                 let db = self
                     .connect(database, schema, Missing::Refuse("tasks"))
                     .await?;
@@ -298,6 +349,18 @@ impl App {
         }
     }
 
+    /// `receivers --from URL`: the dashboard's URL. An application's URL with no path (`http://host:port`
+    /// or `http://host:port/`) goes to the dashboard's path when the application gave one
+    /// ([`App::dashboard_path`]); any other URL is taken as the dashboard's own.
+    fn dashboard_url(&self, url: &str) -> String {
+        let url = url.trim_end_matches('/');
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        match &self.paths.dashboard {
+            Some(path) if !url[after_scheme..].contains('/') => format!("{url}{path}"),
+            _ => url.to_owned(),
+        }
+    }
+
     async fn cmd_serve(&self, args: ServeArgs, schema: Option<&Schema>) -> Result<(), BoxError> {
         let serve = self
             .serve
@@ -312,9 +375,21 @@ impl App {
             .await
             .map_err(|e| format!("binding 127.0.0.1:{}: {e}", args.port))?;
         let addr = listener.local_addr()?;
+        let pages: Vec<String> = [
+            ("dashboard", &self.paths.dashboard),
+            ("metrics", &self.paths.metrics),
+        ]
+        .into_iter()
+        .filter_map(|(what, path)| Some(format!("{what} http://{addr}{}", path.as_ref()?)))
+        .collect();
         println!(
-            "{} serving http://{addr}/ (dashboard http://{addr}/_herald, metrics http://{addr}/metrics) on {}{}{}",
+            "{} serving http://{addr}/{} on {}{}{}",
             self.name,
+            if pages.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", pages.join(", "))
+            },
             db.url(),
             schema
                 .map(|s| format!(" (schema {})", s.name))
@@ -425,7 +500,7 @@ impl App {
             let n = (model.fixture)(db.clone(), rows).await.map_err(|e| {
                 let missing_table = e
                     .as_db()
-                    .is_some_and(|source| source.kind() == crate::DbErrorKind::MissingTable);
+                    .is_some_and(|source| source.kind() == herald::DbErrorKind::MissingTable);
                 if missing_table {
                     format!(
                         "{e}; the database has no table (or column) for {}: if it was never \
@@ -445,9 +520,10 @@ impl App {
 }
 
 /// `receivers --from URL`: the running application's receivers with their statistics, read from
-/// its dashboard's `GET /api/receivers` (`HERALD_DASHBOARD_TOKEN`, when set, is sent along).
+/// its dashboard's `GET /api/receivers` (a [`ReceiversReport`]; `HERALD_DASHBOARD_TOKEN`, when set,
+/// is sent along).
 fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
-    let url = format!("{}/api/receivers", dashboard.trim_end_matches('/'));
+    let url = format!("{dashboard}/api/receivers");
     let mut request = ureq::get(&url);
     if let Ok(token) = std::env::var("HERALD_DASHBOARD_TOKEN") {
         request = request.header("X-Herald-Token", token);
@@ -457,20 +533,12 @@ fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
         .body_mut()
         .read_to_string()
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("GET {url}: not the dashboard's JSON: {e}"))?;
-    let receivers = body["receivers"]
-        .as_array()
-        .ok_or_else(|| format!("GET {url}: no `receivers` list in the answer"))?;
-    let text = |r: &serde_json::Value, key: &str| r[key].as_str().unwrap_or("").to_owned();
-    let micros = |r: &serde_json::Value, key: &str| {
-        r[key]
-            .as_f64()
-            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1}"))
-    };
-    let width = receivers
+    let report: ReceiversReport = serde_json::from_str(&text)
+        .map_err(|e| format!("GET {url}: not the dashboard's receivers report: {e}"))?;
+    let width = report
+        .receivers
         .iter()
-        .map(|r| text(r, "short_name").len())
+        .map(|r| r.short_name.len())
         .max()
         .unwrap_or(0)
         .max("receiver".len());
@@ -487,29 +555,34 @@ fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
         "p99 µs",
         "max µs"
     );
-    for r in receivers {
+    for r in &report.receivers {
         println!(
-            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  {}",
-            text(r, "short_name"),
-            text(r, "signal"),
-            text(r, "sender"),
-            text(r, "phase"),
-            r["priority"].as_i64().unwrap_or(0),
-            r["calls"].as_u64().unwrap_or(0),
-            r["errors"].as_u64().unwrap_or(0) + r["panics"].as_u64().unwrap_or(0),
-            micros(r, "p50_us"),
-            micros(r, "p99_us"),
-            micros(r, "max_us"),
-            text(r, "location"),
+            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1}  {}",
+            r.short_name,
+            r.signal,
+            r.sender,
+            r.phase,
+            r.priority,
+            r.calls,
+            r.errors,
+            r.p50_us,
+            r.p99_us,
+            r.max_us,
+            r.location,
         );
     }
     println!(
         "({} receivers, as {dashboard} reports them; timing {}, slow threshold {} µs)",
-        receivers.len(),
-        body["timing"].as_str().unwrap_or("?"),
-        body["slow_threshold_us"].as_f64().unwrap_or(0.0)
+        report.receivers.len(),
+        report.timing,
+        report.slow_threshold_us
     );
     Ok(())
+}
+
+/// A mount path as axum's `nest` takes it: one leading `/`, no trailing one.
+fn mount_path(path: String) -> String {
+    format!("/{}", path.trim_matches('/'))
 }
 
 async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
@@ -564,7 +637,7 @@ async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxError> {
             return Err("tasks cancel needs a task id or --kind KIND".into());
         }
         TaskAction::Purge { state } => {
-            println!("purged {} {state} tasks", tasks.purge(&state).await?)
+            println!("purged {} {state} tasks", tasks.purge(state).await?)
         }
     }
     Ok(())
@@ -711,8 +784,9 @@ enum Command {
     /// List every receiver with its signal, sender, phase, priority and source location; with
     /// `--from`, as the running application reports them, with their statistics.
     Receivers {
-        /// The running application's dashboard (e.g. http://127.0.0.1:8000/_herald): its
-        /// receivers, with calls, errors and latencies.
+        /// The running application's dashboard (e.g. http://127.0.0.1:8000/_herald), or the
+        /// application's URL when it told where its dashboard is: its receivers, with calls,
+        /// errors and latencies.
         #[arg(long, value_name = "URL")]
         from: Option<String>,
     },
@@ -756,5 +830,32 @@ enum TaskAction {
     },
     /// Delete the finished tasks (completed, dead or cancelled) in a state; pending work is
     /// cancelled instead.
-    Purge { state: String },
+    Purge {
+        /// A finished state: completed, dead or cancelled.
+        #[arg(value_parser = herald::tasks::purgeable)]
+        state: herald::tasks::TaskState,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receivers_from_an_applications_url_go_to_its_dashboard() {
+        let app = App::new("shop").dashboard_path("_herald/");
+        for url in ["http://127.0.0.1:8000", "http://127.0.0.1:8000/"] {
+            assert_eq!(app.dashboard_url(url), "http://127.0.0.1:8000/_herald");
+        }
+        assert_eq!(
+            app.dashboard_url("http://127.0.0.1:8000/ops/herald/"),
+            "http://127.0.0.1:8000/ops/herald",
+            "a URL with a path is the dashboard's own"
+        );
+        assert_eq!(
+            App::new("shop").dashboard_url("http://127.0.0.1:8000/"),
+            "http://127.0.0.1:8000",
+            "without a dashboard path the URL is taken as it is"
+        );
+    }
 }
