@@ -47,6 +47,8 @@
 //! Layers point one way: this crate knows the store, the tasks and the dispatcher (through
 //! `herald`); none of them knows it.
 
+#![warn(missing_docs)]
+
 mod dashboard;
 mod metrics;
 mod same_origin;

@@ -302,6 +302,8 @@ fn refusal<R: From<String>>(message: String) -> Response<R> {
 
 pin_project_lite::pin_project! {
     /// The response future of [`SameOrigin`]: the inner service's, or the refusal.
+    // pin-project-lite takes no docs on an enum's fields.
+    #[allow(missing_docs)]
     #[project = Projected]
     pub enum SameOriginFuture<F, R> {
         /// The request was let through.

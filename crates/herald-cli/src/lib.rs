@@ -47,6 +47,8 @@
 //! [`tokio::net::TcpListener`] and the connected [`Db`], and the application serves its router
 //! on it (for axum, `axum::serve(listener, router)`).
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::io::Write as _;
 use std::process::ExitCode;

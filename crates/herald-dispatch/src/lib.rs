@@ -40,6 +40,8 @@
 //! See [`Signals`] for the ordering, failure and threading contracts, [`mute`] for muting, and
 //! [`Signal`] for signals of your own.
 
+#![warn(missing_docs)]
+
 mod connect;
 mod cow;
 mod error;

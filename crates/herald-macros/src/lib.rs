@@ -10,6 +10,8 @@
 //! See [`macro@receiver`] for the attribute's grammar, the receiver signatures it accepts, the
 //! rule for several signals and what it expands to.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 
 mod model;

@@ -38,6 +38,7 @@
 //! # Ok::<(), herald::dispatch::DispatchError>(())
 //! ```
 
+#![warn(missing_docs)]
 // A build without a backend compiles (a library such as `herald-axum` leaves the choice to the
 // application) but opens no database: the code that only a backend reaches is unused there.
 #![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(unused))]

@@ -531,3 +531,43 @@ async fn a_missing_sqlite_file_is_refused_when_it_must_not_be_created() {
         .unwrap();
     assert!(db.tasks().counts().await.unwrap().is_empty());
 }
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_urls_mode_opens_read_only_or_only_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let url = format!("sqlite://{}", path.display());
+    for mode in ["ro", "rw"] {
+        let error = Db::open(format!("{url}?mode={mode}"))
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::NoDatabase { path: named } if named == &path),
+            "mode={mode}: {error}"
+        );
+    }
+    assert!(!path.exists(), "nothing was created");
+
+    let db = Db::open(format!("{url}?mode=rwc")).connect().await.unwrap();
+    db.create_table::<Book>().await.unwrap();
+    db.save(&mut book("Dune")).await.unwrap();
+    db.close();
+
+    let read_only = Db::open(format!("{url}?mode=ro")).connect().await.unwrap();
+    let titles: Vec<String> = read_only
+        .all::<Book>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.title)
+        .collect();
+    assert_eq!(titles, ["Dune"]);
+    let error = read_only.save(&mut book("Emma")).await.unwrap_err();
+    assert!(error.to_string().contains("readonly"), "{error}");
+
+    let read_write = Db::open(format!("{url}?mode=rw")).connect().await.unwrap();
+    read_write.save(&mut book("Emma")).await.unwrap();
+    assert_eq!(read_write.all::<Book>().await.unwrap().len(), 2);
+}

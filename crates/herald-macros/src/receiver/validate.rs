@@ -214,7 +214,7 @@ fn check_task_options(args: &ReceiverArgs, errors: &mut Errors) {
 }
 
 fn check_qualifiers(sig: &Signature, errors: &mut Errors) {
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         errors.spanned(unsafety, "a receiver cannot be an `unsafe fn`");
     }
     if let Some(abi) = &sig.abi {

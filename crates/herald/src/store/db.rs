@@ -24,68 +24,118 @@ use crate::store::sqlite::{SqliteBackend, SqliteOptions};
 use crate::store::tx::Tx;
 
 /// Where a database is.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Location {
-    SqliteFile(PathBuf),
+    SqliteFile { path: PathBuf, mode: SqliteMode },
     SqliteMemory,
     Postgres(String),
+}
+
+/// How a SQLite file is opened: the URL's `mode` (SQLite's own URI parameter and values).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SqliteMode {
+    /// `mode=ro`: read-only; every connection is, the file must exist, and Herald's migrations
+    /// are not applied (a database that never had them has no task queue).
+    ReadOnly,
+    /// `mode=rw`: read-write; the file must exist (as with `create_if_missing(false)`).
+    ReadWriteExisting,
+    /// `mode=rwc`, the default: read-write, created when missing (unless
+    /// `create_if_missing(false)`).
+    Create,
 }
 
 /// Where `url` says the database is, or [`Error::Url`]; a URL of a backend this build does not
 /// have is an error naming the feature that adds it.
 fn parse_url(url: &str) -> Result<Location> {
-    let location = parse_location(url)?;
-    let missing = match location {
-        Location::SqliteFile(_) | Location::SqliteMemory if !cfg!(feature = "sqlite") => {
-            Some(("SQLite", "sqlite"))
-        }
-        Location::Postgres(_) if !cfg!(feature = "postgres") => Some(("PostgreSQL", "postgres")),
-        _ => None,
-    };
-    match missing {
-        Some((backend, feature)) => Err(Error::Url {
-            url: mask(url),
-            reason: format!(
-                "this build of herald has no {backend} backend: enable herald's `{feature}` feature"
-            ),
-        }),
-        None => Ok(location),
-    }
-}
-
-fn parse_location(url: &str) -> Result<Location> {
-    let bad = |reason: &str| Error::Url {
+    let bad = |reason: String| Error::Url {
         url: mask(url),
-        reason: reason.to_owned(),
+        reason,
     };
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        return match path {
-            "" => Err(bad(
-                "no file path: use sqlite://PATH (e.g. sqlite://bookstore.db) or sqlite::memory:",
-            )),
-            ":memory:" => Ok(Location::SqliteMemory),
-            path => {
-                let path = PathBuf::from(path.split('?').next().unwrap_or(path));
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-                    && !parent.is_dir()
-                {
-                    return Err(bad(&format!(
-                        "the directory `{}` does not exist",
-                        parent.display()
-                    )));
-                }
-                Ok(Location::SqliteFile(path))
-            }
-        };
+    let left_out = |backend: &str, feature: &str| {
+        bad(format!(
+            "this build of herald has no {backend} backend: enable herald's `{feature}` feature"
+        ))
+    };
+    if url.starts_with("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        return sqlite_location(url).map_err(bad);
+        #[cfg(not(feature = "sqlite"))]
+        return Err(left_out("SQLite", "sqlite"));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") || is_key_value(url) {
+        if !cfg!(feature = "postgres") {
+            return Err(left_out("PostgreSQL", "postgres"));
+        }
+        // Read by `postgres::Config` when the pool opens (`pg_config.rs`), where an unknown
+        // option is an error naming it.
         return Ok(Location::Postgres(url.to_owned()));
     }
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
-    Err(bad(&format!(
+    Err(bad(format!(
         "unsupported scheme `{scheme}`: use sqlite://PATH or postgres://USER@HOST/DB"
     )))
+}
+
+/// A SQLite URL, read by the `url` crate: `sqlite://PATH` (relative to the current directory),
+/// `sqlite:///ABSOLUTE/PATH`, `sqlite:PATH`, `sqlite::memory:` (or `sqlite://:memory:`), each
+/// with an optional `?mode=ro|rw|rwc`. The path is percent-decoded (`%20` for a space, `%23` for
+/// a `#`). Any other option is an error naming it.
+#[cfg(feature = "sqlite")]
+fn sqlite_location(text: &str) -> std::result::Result<Location, String> {
+    const FORMS: &str = "use sqlite://PATH (e.g. sqlite://bookstore.db), sqlite:///ABSOLUTE/PATH or sqlite::memory:";
+    // `//:memory:` would read as an empty host with a port; it names the in-memory database.
+    let text = match text.strip_prefix("sqlite://:memory:") {
+        Some(rest) => format!("sqlite::memory:{rest}"),
+        None => text.to_owned(),
+    };
+    let parsed = url::Url::parse(&text).map_err(|e| format!("{e}: {FORMS}"))?;
+    if parsed.fragment().is_some() {
+        return Err("a `#` starts a URL's fragment: write it %23 in a file name".to_owned());
+    }
+    let mut mode = SqliteMode::Create;
+    for (key, value) in parsed.query_pairs() {
+        mode = match (&*key, &*value) {
+            ("mode", "ro") => SqliteMode::ReadOnly,
+            ("mode", "rw") => SqliteMode::ReadWriteExisting,
+            ("mode", "rwc") => SqliteMode::Create,
+            ("mode", other) => {
+                return Err(format!(
+                    "unknown mode `{other}`: use mode=ro, mode=rw or mode=rwc"
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "unknown option `{other}`: a SQLite URL takes mode=ro|rw|rwc"
+                ));
+            }
+        };
+    }
+    // `sqlite://data/shop.db` reads `data` as the host: the path is the host and the path.
+    let encoded = match parsed.host_str() {
+        Some(host) => format!("{host}{}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let path = percent_encoding::percent_decode_str(&encoded)
+        .decode_utf8()
+        .map_err(|e| format!("the path is not UTF-8 once decoded ({e})"))?;
+    match &*path {
+        "" => Err(format!("no file path: {FORMS}")),
+        ":memory:" => Ok(Location::SqliteMemory),
+        path => {
+            let path = PathBuf::from(path);
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                return Err(format!(
+                    "the directory `{}` does not exist",
+                    parent.display()
+                ));
+            }
+            Ok(Location::SqliteFile { path, mode })
+        }
+    }
 }
 
 /// Whether `url` is a libpq `key=value` connection string (`host=.. dbname=..`).
@@ -217,12 +267,19 @@ impl DbBuilder {
     /// Open the connections and apply Herald's migrations.
     pub async fn connect(self) -> Result<Db> {
         let location = parse_url(&self.url)?;
-        if let Location::SqliteFile(path) = &location
-            && !self.create_if_missing
+        if let Location::SqliteFile { path, mode } = &location
+            && (!self.create_if_missing || *mode != SqliteMode::Create)
             && !path.exists()
         {
             return Err(Error::NoDatabase { path: path.clone() });
         }
+        let read_only = matches!(
+            location,
+            Location::SqliteFile {
+                mode: SqliteMode::ReadOnly,
+                ..
+            }
+        );
         let signals = self.signals.unwrap_or_default();
         // Receivers declared `blocking` run through `block_in_place` on the caller's runtime.
         signals.set_blocking_runner(lifecycle::block_in_place);
@@ -245,17 +302,17 @@ impl DbBuilder {
         let mut postgres = None;
         let (dialect, reader) = match &location {
             #[cfg(feature = "sqlite")]
-            Location::SqliteFile(_) | Location::SqliteMemory => {
-                let path: PathBuf = match &location {
-                    Location::SqliteFile(path) => path.clone(),
-                    _ => PathBuf::from(":memory:"),
+            Location::SqliteFile { .. } | Location::SqliteMemory => {
+                let (path, mode) = match &location {
+                    Location::SqliteFile { path, mode } => (path.clone(), *mode),
+                    _ => (PathBuf::from(":memory:"), SqliteMode::Create),
                 };
                 let open = sqlite_open(
                     &path,
                     SqliteOptions {
                         busy_timeout: self.busy_timeout,
-                        read_only: false,
-                        create: self.create_if_missing,
+                        read_only,
+                        create: self.create_if_missing && mode == SqliteMode::Create,
                     },
                 );
                 threads.extend(
@@ -348,7 +405,10 @@ impl DbBuilder {
                 schema: self.schema.clone(),
             }),
         };
-        db.migrate().await?;
+        // A read-only database (`mode=ro`) is used as it is.
+        if !read_only {
+            db.migrate().await?;
+        }
         Ok(db)
     }
 }
@@ -394,9 +454,19 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Start opening the database at `url`: `sqlite://PATH` (created when missing, unless
-    /// [`create_if_missing(false)`](DbBuilder::create_if_missing); WAL,
-    /// `synchronous=NORMAL`, a busy timeout), `sqlite::memory:`, or `postgres://USER@HOST/DB`.
+    /// Start opening the database at `url`:
+    ///
+    /// - `sqlite://PATH` (relative), `sqlite:///ABSOLUTE/PATH` or `sqlite:PATH`, percent-decoded
+    ///   (WAL, `synchronous=NORMAL`, a busy timeout), with an optional `?mode=`: `rwc` (the
+    ///   default: created when missing, unless [`create_if_missing(false)`](DbBuilder::create_if_missing)),
+    ///   `rw` (the file must exist) or `ro` (read-only, the file must exist, no migrations);
+    /// - `sqlite::memory:`, a private in-memory database;
+    /// - `postgres://USER:PASSWORD@HOST:PORT/DB?OPTIONS` or a libpq `key=value` string
+    ///   (`host=.. user=.. dbname=..`), read by `postgres::Config`, plus `sslmode` and
+    ///   `sslrootcert` (see [`DbBuilder::connect_timeout`] for `connect_timeout`).
+    ///
+    /// An option not listed is an error naming it, and so is the URL of a backend this build
+    /// leaves out (the `sqlite` and `postgres` features).
     pub fn open(url: impl Into<String>) -> DbBuilder {
         DbBuilder {
             url: url.into(),
@@ -560,6 +630,57 @@ mod tests {
                     assert!(error.to_string().contains(&wanted), "{url}: {error}");
                 }
             }
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_urls_in_every_form_accepted() {
+        let file = |path: &str, mode| Location::SqliteFile {
+            path: PathBuf::from(path),
+            mode,
+        };
+        use SqliteMode::{Create, ReadOnly, ReadWriteExisting};
+        let cases = [
+            ("sqlite://bookstore.db", file("bookstore.db", Create)),
+            ("sqlite:bookstore.db", file("bookstore.db", Create)),
+            ("sqlite:///tmp/shop.db", file("/tmp/shop.db", Create)),
+            (
+                "sqlite:///tmp/my%20shop.db",
+                file("/tmp/my shop.db", Create),
+            ),
+            ("sqlite://./shop.db?mode=ro", file("./shop.db", ReadOnly)),
+            (
+                "sqlite:///tmp/shop.db?mode=rw",
+                file("/tmp/shop.db", ReadWriteExisting),
+            ),
+            ("sqlite://shop.db?mode=rwc", file("shop.db", Create)),
+            ("sqlite::memory:", Location::SqliteMemory),
+            ("sqlite://:memory:", Location::SqliteMemory),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(parse_url(url).expect(url), expected, "{url}");
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_urls_that_are_refused_say_why() {
+        let cases = [
+            ("sqlite://", "no file path"),
+            ("sqlite:", "no file path"),
+            ("sqlite://shop.db?cache=shared", "unknown option `cache`"),
+            ("sqlite://shop.db?mode=memory", "unknown mode `memory`"),
+            ("sqlite://shop.db#top", "write it %23"),
+            (
+                "sqlite:///no/such/dir/x.db",
+                "the directory `/no/such/dir` does not exist",
+            ),
+            ("mysql://localhost/x", "unsupported scheme `mysql`"),
+        ];
+        for (url, wanted) in cases {
+            let error = parse_url(url).expect_err(url).to_string();
+            assert!(error.contains(wanted), "{url}: {error}");
         }
     }
 }

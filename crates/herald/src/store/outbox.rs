@@ -103,7 +103,7 @@ pub struct Task {
 }
 
 impl Task {
-    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`] gets it back).
+    /// A task of `kind` carrying `data` (a worker registered with [`Worker::task`](crate::tasks::Worker::task) gets it back).
     pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
         Self {
             kind: kind.into(),
@@ -321,9 +321,12 @@ fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> Result<()> 
             }
         }
     }
+    // The channel is `herald_tasks_<schema>` cut to 63 bytes, PostgreSQL's longest identifier, as
+    // the server cuts the `LISTEN` side's (`tasks/listen.rs`): `pg_notify` refuses a longer one.
+    // Schemas alike in their first 50 bytes share a channel, which only wakes workers for nothing.
     for queue in due {
         conn.execute(
-            "SELECT pg_notify('herald_tasks_' || current_schema(), $1)",
+            "SELECT pg_notify(left('herald_tasks_' || current_schema(), 63), $1)",
             &[Value::Text(queue)],
         )?;
     }

@@ -23,6 +23,29 @@ use crate::error::{DbError, DbErrorKind};
 /// The connect timeout when neither the URL (`connect_timeout=S`) nor the builder sets one.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The options `postgres::Config` reads (besides `sslmode`, which is read here). Checked here
+/// too, because the driver's error for an unknown option in a URL does not name it.
+const DRIVER_OPTIONS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
 /// What TLS a connection wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Tls {
@@ -51,7 +74,13 @@ pub(crate) fn parse(url: &str, connect_timeout: Option<Duration>) -> Result<PgCo
         match key.as_str() {
             "sslmode" => mode = Some(value),
             "sslrootcert" => root = Some(value),
-            _ => kept.push((key, value)),
+            known if DRIVER_OPTIONS.contains(&known) => kept.push((key, value)),
+            unknown => {
+                return Err(bad(format!(
+                    "unknown option `{unknown}`: a PostgreSQL URL takes sslmode, sslrootcert, {}",
+                    DRIVER_OPTIONS.join(", ")
+                )));
+            }
         }
     }
     let tls = match mode.as_deref().unwrap_or("prefer") {
@@ -185,5 +214,19 @@ mod tests {
             default.config.get_connect_timeout(),
             Some(&DEFAULT_CONNECT_TIMEOUT)
         );
+    }
+
+    #[test]
+    fn an_unknown_option_is_an_error_naming_it_in_either_form() {
+        for text in [
+            "postgres://u@h/d?sslmode=disable&pool_max=4",
+            "host=h user=u dbname=d pool_max=4",
+        ] {
+            let message = parse(text, None).unwrap_err().message().to_owned();
+            assert!(
+                message.contains("unknown option `pool_max`"),
+                "{text}: {message}"
+            );
+        }
     }
 }

@@ -13,10 +13,20 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::store::pg_config::PgConfig;
 
-/// The channel workers listen on and enqueueing transactions notify, for `schema`.
+/// The channel workers listen on and enqueueing transactions notify, for `schema`: cut to 63
+/// bytes, PostgreSQL's longest identifier, as the enqueueing side cuts it (`store/outbox.rs`).
 pub(crate) fn channel(schema: &str) -> String {
-    format!("herald_tasks_{schema}")
+    let mut channel = format!("herald_tasks_{schema}");
+    let mut end = channel.len().min(MAX_CHANNEL_LEN);
+    while !channel.is_char_boundary(end) {
+        end -= 1;
+    }
+    channel.truncate(end);
+    channel
 }
+
+/// PostgreSQL's longest identifier, in bytes (`NAMEDATALEN - 1`).
+const MAX_CHANNEL_LEN: usize = 63;
 
 /// The LISTEN thread of one `Db`, kept as the `Db`'s extension: started once, stopped when the
 /// `Db` (and so this) drops.
@@ -92,4 +102,17 @@ fn listen(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_is_cut_to_postgresqls_longest_identifier() {
+        assert_eq!(channel("shop"), "herald_tasks_shop");
+        let long = channel(&"s".repeat(63));
+        assert_eq!(long.len(), MAX_CHANNEL_LEN);
+        assert!(long.starts_with("herald_tasks_sss"), "{long}");
+    }
 }
