@@ -380,3 +380,29 @@ async fn a_small_comparison_run_fills_the_table_with_four_verdicts() {
     })
     .await;
 }
+/// At 1280 px the dashboard's receiver table, with the shop's and the lab's receivers, fits the
+/// window: no sideways scroll, the latency column inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_fits_a_1280_px_window() {
+    in_browser(|client, base| async move {
+        client.goto(&format!("{base}/_herald")).await.unwrap();
+        wait_for(
+            &client,
+            "the receivers table",
+            "document.querySelectorAll('#receivers tr.receiver').length > 10",
+        )
+        .await;
+        let fit = js(
+            &client,
+            "const last = document.querySelector('#receivers thead th:last-child').getBoundingClientRect(); \
+             return [document.documentElement.scrollWidth, window.innerWidth, Math.round(last.right)];",
+        )
+        .await;
+        let [scroll, inner, latency_right] = [0, 1, 2].map(|i| fit[i].as_f64().unwrap());
+        assert!(inner <= f64::from(WIDTH), "{fit}");
+        assert!(scroll <= inner, "no sideways scroll: {fit}");
+        assert!(latency_right <= inner, "the latency column is in the window: {fit}");
+        screenshot(&client, "dashboard.png").await;
+    })
+    .await;
+}
