@@ -24,12 +24,13 @@ const SHOP_CSS: &str = include_str!("../static/shop.css");
 /// The lab page's script.
 const LAB_JS: &str = include_str!("../static/lab.js");
 
-/// The whole application: the shop's routes with Server-Timing on every response, `/metrics`,
-/// and the dashboard under `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
+/// The whole application: the shop's routes and the lab (`/lab`) with Server-Timing on every
+/// response, their stylesheet and script under `/static`, `/metrics`, and the dashboard under
+/// `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
 ///
-/// Every route of the shop that changes state (the HTML forms and the JSON API) refuses requests
-/// another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming that site); the
-/// dashboard applies the same rules to its own actions.
+/// Every route of the shop that changes state (the HTML forms, the JSON API and the lab's POSTs)
+/// refuses requests another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming
+/// that site); the dashboard applies the same rules to its own actions.
 pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
     let shop = Router::new()
         .route("/", get(home))
