@@ -10,7 +10,11 @@
 //! and delete's transaction, for every model; a cache invalidated on commit; a search index
 //! rebuilt in the background (deliberately heavy, coalesced per book); an email to the author in
 //! the background that fails now and then (`BOOKSTORE_EMAIL_FAIL_EVERY`) and is retried.
+//!
+//! The lab ([`lab`], `/lab`) has a model of its own, `LabBook`, whose receivers are the seed's
+//! four patterns of work around a save, to try one by one in the browser or compare side by side.
 
+mod lab;
 mod shop;
 mod web;
 
@@ -19,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use herald_cli::App;
+use lab::LabBook;
 use shop::{AuditEntry, Author, Book, EmailSent, Review, SearchEntry};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -50,9 +55,12 @@ fn main() -> ExitCode {
         .model::<AuditEntry>()
         .model::<SearchEntry>()
         .model::<EmailSent>()
-        // Most of a reindex is waiting on the search service: many may wait at once.
+        .model::<LabBook>()
+        // Most of a reindex is waiting on the search service: many may wait at once. The lab's
+        // background pattern has a queue of its own.
         .worker(|worker| {
             worker
+                .queues(["default", "lab"])
                 .concurrency(16)
                 .retry_base(Duration::from_millis(100))
         })

@@ -1,8 +1,11 @@
-//! The shop's HTTP side: a JSON API, a small HTML interface, the dashboard and `/metrics`.
+//! The shop's HTTP side: a JSON API, a small HTML interface, the lab, the dashboard and
+//! `/metrics`.
+
+mod lab;
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,12 +19,18 @@ use serde_json::json;
 
 use crate::shop::{AuditEntry, Author, Book, EmailSent, SearchEntry, cache};
 
-/// The whole application: the shop's routes with Server-Timing on every response, `/metrics`,
-/// and the dashboard under `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
+/// The stylesheet of the shop's pages and the lab (the dashboard's look), served as it is.
+const SHOP_CSS: &str = include_str!("../static/shop.css");
+/// The lab page's script.
+const LAB_JS: &str = include_str!("../static/lab.js");
+
+/// The whole application: the shop's routes and the lab (`/lab`) with Server-Timing on every
+/// response, their stylesheet and script under `/static`, `/metrics`, and the dashboard under
+/// `/_herald` (read-only unless `HERALD_DASHBOARD_TOKEN` is set).
 ///
-/// Every route of the shop that changes state (the HTML forms and the JSON API) refuses requests
-/// another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming that site); the
-/// dashboard applies the same rules to its own actions.
+/// Every route of the shop that changes state (the HTML forms, the JSON API and the lab's POSTs)
+/// refuses requests another site makes in a visitor's browser ([`SameOriginLayer`]: 403 naming
+/// that site); the dashboard applies the same rules to its own actions.
 pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
     let shop = Router::new()
         .route("/", get(home))
@@ -39,6 +48,15 @@ pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
         .route("/api/emails", get(list_emails))
         .route("/api/tasks", get(list_tasks))
         .with_state(db.clone())
+        .merge(lab::routes(crate::lab::Lab::new(db.clone())))
+        .route(
+            "/static/shop.css",
+            get(|| async { asset("text/css", SHOP_CSS) }),
+        )
+        .route(
+            "/static/lab.js",
+            get(|| async { asset("text/javascript", LAB_JS) }),
+        )
         .layer(SameOriginLayer::new());
     shop.merge(metrics_router(db.clone()))
         .nest(
@@ -52,6 +70,17 @@ pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
             ),
         )
         .layer(ServerTimingLayer::new())
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Where [`router`] mounts the dashboard.
@@ -267,32 +296,65 @@ struct BookForm {
     title: String,
     price_cents: String,
     button: &'static str,
+    authors: Vec<AuthorChoice>,
+}
+
+/// One author in the form's list.
+struct AuthorChoice {
+    id: i64,
+    name: String,
+    selected: bool,
+}
+
+fn author_choices(authors: &[Author], selected: Option<i64>) -> Vec<AuthorChoice> {
+    authors
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            let id = a.id.unwrap_or_default();
+            AuthorChoice {
+                id,
+                name: a.name.clone(),
+                selected: selected.map_or(n == 0, |s| s == id),
+            }
+        })
+        .collect()
 }
 
 impl BookForm {
-    fn new_book() -> Self {
+    fn new_book(authors: &[Author]) -> Self {
         Self {
             action: "/books".to_owned(),
             title: String::new(),
             price_cents: String::new(),
             button: "Create",
+            authors: author_choices(authors, None),
         }
     }
 
-    fn edit(id: i64, book: &Book) -> Self {
+    fn edit(id: i64, book: &Book, authors: &[Author]) -> Self {
         Self {
             action: format!("/books/{id}"),
             title: book.title.clone(),
             price_cents: book.price_cents.to_string(),
             button: "Save",
+            authors: author_choices(authors, Some(book.author_id)),
         }
     }
+}
+
+/// One row of the shop's authors.
+struct AuthorRow {
+    name: String,
+    email: String,
+    books: usize,
 }
 
 /// One row of the shop's table.
 struct BookRow {
     id: i64,
     title: String,
+    author: String,
     slug: String,
     price: String,
 }
@@ -303,6 +365,7 @@ struct HomePage {
     title: &'static str,
     links: Links,
     books: Vec<BookRow>,
+    authors: Vec<AuthorRow>,
     form: BookForm,
 }
 
@@ -333,15 +396,32 @@ fn html(page: &impl Template) -> Html<String> {
 struct BookFormInput {
     title: String,
     price_cents: i64,
+    #[serde(default)]
+    author_id: Option<i64>,
 }
 
 async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
-    let books = db
-        .all::<Book>()
-        .await?
+    let authors = db.all::<Author>().await?;
+    let books = db.all::<Book>().await?;
+    let name_of = |id: i64| {
+        authors
+            .iter()
+            .find(|a| a.id == Some(id))
+            .map_or_else(|| format!("author {id}"), |a| a.name.clone())
+    };
+    let author_rows = authors
+        .iter()
+        .map(|a| AuthorRow {
+            name: a.name.clone(),
+            email: a.email.clone(),
+            books: books.iter().filter(|b| Some(b.author_id) == a.id).count(),
+        })
+        .collect();
+    let book_rows = books
         .into_iter()
         .map(|book| BookRow {
             id: book.id.unwrap_or_default(),
+            author: name_of(book.author_id),
             price: format!("{:.2}", book.price_cents as f64 / 100.0),
             title: book.title,
             slug: book.slug,
@@ -350,8 +430,9 @@ async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
     Ok(html(&HomePage {
         title: "Bookstore",
         links: LINKS,
-        books,
-        form: BookForm::new_book(),
+        books: book_rows,
+        authors: author_rows,
+        form: BookForm::new_book(&authors),
     }))
 }
 
@@ -367,9 +448,13 @@ fn refused(error: ApiError) -> Response {
 
 async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> Response {
     let saved = async {
+        let author_id = match input.author_id {
+            Some(id) => id,
+            None => default_author(&db).await?,
+        };
         let mut book = Book {
             id: None,
-            author_id: default_author(&db).await?,
+            author_id,
             title: input.title,
             slug: String::new(),
             price_cents: input.price_cents,
@@ -384,11 +469,12 @@ async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> 
 }
 
 async fn html_edit(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    let authors = db.all::<Author>().await?;
     Ok(match db.get::<Book>(id).await? {
         Some(book) => html(&EditPage {
             title: format!("Edit {}", book.title),
             links: LINKS,
-            form: BookForm::edit(id, &book),
+            form: BookForm::edit(id, &book, &authors),
         })
         .into_response(),
         None => not_found(),
@@ -406,6 +492,9 @@ async fn html_update(
         };
         book.title = input.title;
         book.price_cents = input.price_cents;
+        if let Some(author_id) = input.author_id {
+            book.author_id = author_id;
+        }
         book.slug.clear();
         db.save(&mut book).await?;
         Ok::<_, ApiError>(true)

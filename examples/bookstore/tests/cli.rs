@@ -73,6 +73,20 @@ fn receivers_lists_every_receiver_with_its_source_location() {
         assert!(line.contains(phase), "{line}");
         assert!(line.contains("examples/bookstore/src/shop.rs:"), "{line}");
     }
+    for (name, phase) in [
+        ("lab_heavy_pre_save", "caller"),
+        ("lab_light_pre_save", "caller"),
+        ("lab_heavy_post_save_background", "background"),
+        ("lab_heavy_post_save", "caller"),
+        ("lab_committed", "on_commit"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name) && l.contains(phase))
+            .unwrap_or_else(|| panic!("{name} ({phase}) missing from:\n{text}"));
+        assert!(line.contains("LabBook"), "{line}");
+        assert!(line.contains("examples/bookstore/src/lab.rs:"), "{line}");
+    }
     assert!(
         text.contains("receivers --from"),
         "says where the running application's statistics are: {text}"
