@@ -137,6 +137,21 @@ pub(super) async fn api_dead(State(d): Shared, query: Params) -> Result<Response
     Ok(json_response(StatusCode::OK, &d.dead_view(limit).await?))
 }
 
+/// The checks of an action on one task (`/api/tasks/{id}/..`): authorised, the id readable, no
+/// query parameter.
+fn task_action(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    uri: &Uri,
+    path: Result<Path<String>, PathRejection>,
+    query: Params,
+) -> Result<i64, ApiError> {
+    d.authorize(headers, uri)?;
+    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
+    params(query, &[])?;
+    parse_id(&raw)
+}
+
 pub(super) async fn api_retry(
     State(d): Shared,
     headers: HeaderMap,
@@ -144,10 +159,7 @@ pub(super) async fn api_retry(
     path: Result<Path<String>, PathRejection>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
-    params(query, &[])?;
-    let id = parse_id(&raw)?;
+    let id = task_action(&d, &headers, &uri, path, query)?;
     let tasks = d.db.tasks();
     let task = tasks
         .get(id)
@@ -209,10 +221,7 @@ pub(super) async fn api_cancel(
     path: Result<Path<String>, PathRejection>,
     query: Params,
 ) -> Result<Response, ApiError> {
-    d.authorize(&headers, &uri)?;
-    let Path(raw) = path.map_err(|e| ApiError::bad(format!("unreadable task id: {e}")))?;
-    params(query, &[])?;
-    let id = parse_id(&raw)?;
+    let id = task_action(&d, &headers, &uri, path, query)?;
     let tasks = d.db.tasks();
     let cancelled = tasks
         .cancel(id)
