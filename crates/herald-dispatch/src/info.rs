@@ -115,6 +115,8 @@ pub struct ReceiverInfo {
     pub(crate) dispatch_uid: Option<Cow<'static, str>>,
     pub(crate) is_async: bool,
     pub(crate) blocking: bool,
+    pub(crate) condition: Option<Condition>,
+    pub(crate) changes: bool,
 }
 
 impl ReceiverInfo {
@@ -159,6 +161,19 @@ impl ReceiverInfo {
     pub fn is_blocking(&self) -> bool {
         self.blocking
     }
+    /// When it is called, if not on every write (`post_save` receivers only): `on = "create"`,
+    /// `on = "update"`, `when_changed = [..]`.
+    pub fn condition(&self) -> Option<&Condition> {
+        self.condition.as_ref()
+    }
+
+    /// Whether it asked for what an update changed (`changes`, or a `when_changed` condition): the
+    /// store then reads the row as it was before each update of its model, inside the write's
+    /// transaction.
+    pub fn wants_changes(&self) -> bool {
+        self.changes
+    }
+
     /// The name in the form Server-Timing and metric labels use: the last path segment, with
     /// characters outside `[A-Za-z0-9_]` replaced by `_`.
     pub fn short_name(&self) -> String {
@@ -176,5 +191,86 @@ impl ReceiverInfo {
                 }
             })
             .collect()
+    }
+}
+
+/// Which writes a `post_save` receiver is called for (`on = "create"` / `on = "update"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteKind {
+    /// Writes that inserted a row (`created` is true).
+    Create,
+    /// Writes that updated an existing row.
+    Update,
+}
+
+impl WriteKind {
+    /// `"create"` or `"update"`, as the attribute writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteKind::Create => "create",
+            WriteKind::Update => "update",
+        }
+    }
+}
+
+/// When a `post_save` receiver is called, if not on every write. Checked by the dispatcher before
+/// the call: a receiver whose condition does not hold is not called, not timed and not counted
+/// (and a background receiver enqueues nothing).
+///
+/// - `on`: only for creates, or only for updates.
+/// - `when_changed`: only for an update that changed at least one of these fields (column names,
+///   as `update_fields` names them), comparing the row as it was just before the write (read in
+///   the write's transaction) with the instance as written. A create is not a change: a
+///   receiver that should also see creates is connected a second time with `on = "create"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Condition {
+    pub(crate) on: Option<WriteKind>,
+    pub(crate) when_changed: Vec<&'static str>,
+}
+
+impl Condition {
+    /// Only for creates or only for updates, if set.
+    pub fn on(&self) -> Option<WriteKind> {
+        self.on
+    }
+
+    /// The fields of which one must have changed; empty when any write will do.
+    pub fn when_changed(&self) -> &[&'static str] {
+        &self.when_changed
+    }
+
+    /// Whether a write with this outcome is one the receiver is called for. `changed` is the
+    /// fields the write changed, or `None` when they were not read (a create, or no receiver of
+    /// the write asked for them).
+    #[inline]
+    pub fn admits(&self, created: bool, changed: Option<&[&'static str]>) -> bool {
+        match self.on {
+            Some(WriteKind::Create) if !created => return false,
+            Some(WriteKind::Update) if created => return false,
+            _ => {}
+        }
+        if self.when_changed.is_empty() {
+            return true;
+        }
+        !created
+            && changed.is_some_and(|changed| {
+                self.when_changed
+                    .iter()
+                    .any(|field| changed.contains(field))
+            })
+    }
+}
+
+impl fmt::Display for Condition {
+    /// `on create`, `on update`, `when price_cents changed`, `when price_cents or title changed`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(on) = self.on {
+            parts.push(format!("on {}", on.as_str()));
+        }
+        if !self.when_changed.is_empty() {
+            parts.push(format!("when {} changed", self.when_changed.join(" or ")));
+        }
+        f.pad(&parts.join(", "))
     }
 }

@@ -60,10 +60,10 @@ mod stats;
 mod tagged;
 mod walk;
 
-pub use connect::{Connection, ReceiverBuilder};
+pub use connect::{ConnectError, Connection, ReceiverBuilder};
 pub use error::{Cause, DispatchError, Error, Result};
 pub use handler::{AsyncReceiverMut, AsyncReceiverRef};
-pub use info::{Phase, ReceiverId, ReceiverInfo, SourceLocation};
+pub use info::{Condition, Phase, ReceiverId, ReceiverInfo, SourceLocation, WriteKind};
 pub use model::{
     AsyncReceiver, DEFAULT_ALIAS, Lent, Listen, ModelKind, ModelSignal, OnPostDelete, OnPostSave,
     OnPreDelete, OnPreSave, PostDelete, PostSave, PreDelete, PreSave, SyncReceiver,
@@ -88,4 +88,30 @@ pub type PostDeleteAny<'e> = PostDelete<'e, dyn AnyModel>;
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
+
+    /// Whether `name` is one of `fields`: the compile-time check of a `when_changed` name.
+    pub const fn has_field(fields: &[&str], name: &str) -> bool {
+        let mut i = 0;
+        while i < fields.len() {
+            if same(fields[i].as_bytes(), name.as_bytes()) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    const fn same(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
 }

@@ -9,7 +9,7 @@ use crate::connect::{Connection, ReceiverBuilder};
 use crate::cow::Reading;
 use crate::error::Result;
 use crate::handler::{AsyncReceiverMut, AsyncReceiverRef};
-use crate::info::{Phase, SourceLocation};
+use crate::info::{Condition, Phase, SourceLocation};
 use crate::receiver::Receiver;
 use crate::registry::{Inner, SLOTS, SlotAt};
 use crate::sender::{AnyModel, Sender};
@@ -50,6 +50,8 @@ pub struct PostSave<'e, M: ?Sized> {
     pub using: &'e str,
     /// The fields written, or `None` for all of them.
     pub update_fields: Option<&'e [&'e str]>,
+    previous: Option<&'e M>,
+    changed: Option<&'e [&'static str]>,
     store: Option<&'e Lent>,
 }
 
@@ -145,8 +147,37 @@ impl<'e, M: ?Sized> PostSave<'e, M> {
             raw: false,
             using: DEFAULT_ALIAS,
             update_fields: None,
+            previous: None,
+            changed: None,
             store: None,
         }
+    }
+
+    /// Say what the update changed: the row as it was just before the write, and the fields whose
+    /// values differ between it and the instance (among the fields written). A store does this
+    /// when a receiver asked for [`changes`](crate::ReceiverBuilder::changes).
+    pub fn with_previous(mut self, previous: &'e M, changed: &'e [&'static str]) -> Self {
+        self.previous = Some(previous);
+        self.changed = Some(changed);
+        self
+    }
+
+    /// The row as it was just before this update, read inside the write's transaction; `None` for
+    /// a create, and when no connected receiver asked for [`changes`](crate::ReceiverBuilder::changes)
+    /// (`#[receiver(.., changes)]`, or a `when_changed` condition).
+    pub fn previous(&self) -> Option<&'e M> {
+        self.previous
+    }
+
+    /// The fields (column names) whose values this update changed, in declaration order; `None`
+    /// when [`previous`](Self::previous) is. Only fields written count (`update_fields`).
+    pub fn changed_fields(&self) -> Option<&'e [&'static str]> {
+        self.changed
+    }
+
+    /// Whether this update changed `field` (false for a create, and when nothing was read).
+    pub fn has_changed(&self, field: &str) -> bool {
+        self.changed.is_some_and(|c| c.contains(&field))
     }
 
     /// Mark the save as raw (fixture loading).
@@ -159,6 +190,26 @@ impl<'e, M: ?Sized> PostSave<'e, M> {
     pub fn update_fields(mut self, fields: Option<&'e [&'e str]>) -> Self {
         self.update_fields = fields;
         self
+    }
+}
+
+impl<M: ?Sized + AnyModel> PostSave<'_, M> {
+    /// What this update changed, as JSON: `{"price_cents": {"old": 900, "new": 1200}}`, one entry
+    /// per changed field (for receivers of every sender, which have no typed instance; a typed
+    /// receiver reads [`previous`](Self::previous) and `instance` instead). `None` when
+    /// [`previous`](Self::previous) is.
+    pub fn changes(&self) -> Option<serde_json::Value> {
+        let (previous, changed) = (self.previous?, self.changed?);
+        let (old, new) = (previous.to_json(), self.instance.to_json());
+        let mut out = serde_json::Map::with_capacity(changed.len());
+        for field in changed {
+            let mut change = serde_json::Map::with_capacity(2);
+            let value = |row: &serde_json::Value| row.get(field).cloned().unwrap_or_default();
+            change.insert("old".to_owned(), value(&old));
+            change.insert("new".to_owned(), value(&new));
+            out.insert((*field).to_owned(), serde_json::Value::Object(change));
+        }
+        Some(serde_json::Value::Object(out))
     }
 }
 
@@ -200,10 +251,21 @@ pub trait ModelKind: sealed::Sealed + Send + Sync + 'static {
     fn erase<'a, M: AnyModel>(event: &'a mut Self::Event<'_, M>) -> Self::Event<'a, dyn AnyModel>;
     #[doc(hidden)]
     fn instance<'a, M: ?Sized>(event: &'a Self::Event<'_, M>) -> &'a M;
+    /// Whether receivers of this signal may have a condition (`post_save` only): the walks of the
+    /// other signals skip the check at compile time.
+    #[doc(hidden)]
+    const CONDITIONAL: bool = false;
+    /// Whether `condition` holds for this event.
+    #[doc(hidden)]
+    fn admits<M: ?Sized>(condition: &Condition, event: &Self::Event<'_, M>) -> bool {
+        let _ = (condition, event);
+        true
+    }
 }
 
 macro_rules! kind {
-    ($(#[$doc:meta])* $kind:ident, $event:ident, $name:literal, $index:literal, |$e:ident| $erase:expr) => {
+    ($(#[$doc:meta])* $kind:ident, $event:ident, $name:literal, $index:literal, |$e:ident| $erase:expr
+        $(, admits |$c:ident, $ev:ident| $admits:expr)?) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
         pub struct $kind;
@@ -218,6 +280,13 @@ macro_rules! kind {
             fn instance<'a, M: ?Sized>(event: &'a $event<'_, M>) -> &'a M {
                 &*event.instance
             }
+            $(
+                const CONDITIONAL: bool = true;
+                #[inline(always)]
+                fn admits<M: ?Sized>($c: &Condition, $ev: &$event<'_, M>) -> bool {
+                    $admits
+                }
+            )?
         }
     };
 }
@@ -230,7 +299,12 @@ kind!(
 kind!(
     /// The `post_save` signal.
     OnPostSave, PostSave, "post_save", 1,
-    |e| PostSave { instance: e.instance, created: e.created, raw: e.raw, using: e.using, update_fields: e.update_fields, store: e.store }
+    |e| PostSave {
+        instance: e.instance, created: e.created, raw: e.raw, using: e.using,
+        update_fields: e.update_fields, previous: e.previous.map(|p| p as &dyn AnyModel),
+        changed: e.changed, store: e.store,
+    },
+    admits |condition, e| condition.admits(e.created, e.changed)
 );
 kind!(
     /// The `pre_delete` signal.
@@ -264,6 +338,9 @@ pub trait Listen: Send + Sync + 'static {
     const NAME: &'static str;
     #[doc(hidden)]
     fn index() -> Option<usize>;
+    /// The fields a condition may name: the model's, or `None` for every sender.
+    #[doc(hidden)]
+    fn fields() -> Option<&'static [&'static str]>;
 }
 
 impl<M: Sender> Listen for M {
@@ -272,12 +349,18 @@ impl<M: Sender> Listen for M {
     fn index() -> Option<usize> {
         Some(M::sender_key().index())
     }
+    fn fields() -> Option<&'static [&'static str]> {
+        Some(M::FIELD_NAMES)
+    }
 }
 
 impl Listen for dyn AnyModel {
     const NAME: &'static str = "*";
     #[inline]
     fn index() -> Option<usize> {
+        None
+    }
+    fn fields() -> Option<&'static [&'static str]> {
         None
     }
 }
@@ -359,8 +442,9 @@ impl<'s, K: ModelKind, M: ?Sized + Listen> ModelSignal<'s, K, M> {
             default_name::<F>(),
             location,
             Box::new(move |options| {
-                let entry = new_entry::<_, _, F>(options, K::NAME, M::NAME, phase, call);
-                inner.attach(at, entry)
+                let entry =
+                    new_entry::<_, _, F>(options, K::NAME, M::NAME, M::fields(), phase, call)?;
+                Ok(inner.attach(at, entry))
             }),
         )
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 
 use crate::error::{Cause, Result, panic_message};
-use crate::info::ReceiverInfo;
+use crate::info::{Condition, ReceiverInfo};
 use crate::mute;
 use crate::observe;
 use crate::stats::{Stats, StatsSnapshot};
@@ -133,6 +133,8 @@ impl Handles {
 #[derive(Debug)]
 pub(crate) struct ReceiverCore {
     pub(crate) info: Arc<ReceiverInfo>,
+    /// The info's condition, one load from the walk (only `post_save` walks read it).
+    pub(crate) condition: Option<Condition>,
     stats: Stats,
     handles: Handles,
 }
@@ -141,6 +143,7 @@ impl ReceiverCore {
     pub(crate) fn new(info: ReceiverInfo) -> Self {
         let handles = Handles::new(&info);
         Self {
+            condition: info.condition.clone(),
             info: Arc::new(info),
             stats: Stats::new(),
             handles,

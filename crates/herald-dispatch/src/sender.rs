@@ -39,6 +39,11 @@ impl dyn AnyModel {
 pub trait Sender: AnyModel + Sized {
     /// The model's name (`"Book"`).
     const NAME: &'static str;
+    /// The names of its fields as conditions name them (`when_changed`), and as
+    /// [`PostSave::changed_fields`](crate::PostSave::changed_fields) lists them: the column names,
+    /// in declaration order. `#[derive(Model)]` writes them; [`sender!`](crate::sender!) leaves
+    /// them empty.
+    const FIELD_NAMES: &'static [&'static str] = &[];
     /// This type's key: receivers are indexed by it, so a send finds its receivers without hashing.
     fn sender_key() -> &'static SenderKey;
 }

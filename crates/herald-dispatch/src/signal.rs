@@ -142,9 +142,15 @@ impl<E: ?Sized + 'static> Signal<E> {
             default_name::<F>(),
             location,
             Box::new(move |options| {
-                let entry: SignalEntry<E> =
-                    new_entry::<_, _, F>(options, self.shared.name, NO_SENDER, Phase::Caller, call);
-                self.attach(entry)
+                let entry: SignalEntry<E> = new_entry::<_, _, F>(
+                    options,
+                    self.shared.name,
+                    NO_SENDER,
+                    None,
+                    Phase::Caller,
+                    call,
+                )?;
+                Ok(self.attach(entry))
             }),
         )
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::connect::{Connection, Options};
+use crate::connect::{ConnectError, Connection, Options};
 use crate::info::{Phase, ReceiverId, ReceiverInfo};
 use crate::model::{ModelSignal, OnPostDelete, OnPostSave, OnPreDelete, OnPreSave};
 use crate::receiver::{Config, DEFAULT_SLOW_THRESHOLD, Receiver, ReceiverCore, Timing};
@@ -265,10 +265,15 @@ pub(crate) fn new_entry<S: ?Sized, A: ?Sized, F: 'static>(
     options: Options,
     signal: &'static str,
     sender: &'static str,
+    fields: Option<&'static [&'static str]>,
     phase: Phase,
     call: crate::slot::Callable<S, A>,
-) -> Entry<S, A> {
+) -> std::result::Result<Entry<S, A>, ConnectError> {
     let is_async = matches!(call, crate::slot::Callable::Async(_));
+    let condition = options
+        .condition(signal, sender, fields)
+        .map_err(|reason| ConnectError::new(&options.name, signal, sender, reason))?;
+    let changes = options.wants_changes();
     let info = ReceiverInfo {
         id: ReceiverId::fresh(),
         name: options.name,
@@ -280,12 +285,14 @@ pub(crate) fn new_entry<S: ?Sized, A: ?Sized, F: 'static>(
         dispatch_uid: options.dispatch_uid,
         is_async,
         blocking: options.blocking,
+        condition,
+        changes,
     };
-    Entry {
+    Ok(Entry {
         core: Arc::new(ReceiverCore::new(info)),
         call,
         identity: identity_of::<F>(),
-    }
+    })
 }
 
 /// The name a receiver gets when none is given.

@@ -66,6 +66,9 @@ pub struct DialectSql {
     pub(crate) insert: String,
     pub(crate) update: String,
     pub(crate) select: String,
+    /// `select`, locking the row until the transaction ends where the dialect can (PostgreSQL's
+    /// `FOR UPDATE`; SQLite's writer already excludes every other writer).
+    pub(crate) select_locked: String,
     pub(crate) select_all: String,
     pub(crate) delete: String,
     pub(crate) create_table: String,
@@ -173,6 +176,10 @@ impl DialectSql {
         );
         let select_all = format!("SELECT {} FROM {table}", column_list(all));
         let select = format!("{select_all} WHERE {pk} = {}", placeholder(dialect, 1));
+        let select_locked = match dialect {
+            Dialect::Sqlite => select.clone(),
+            Dialect::Postgres => format!("{select} FOR UPDATE"),
+        };
         let delete = format!(
             "DELETE FROM {table} WHERE {pk} = {}",
             placeholder(dialect, 1)
@@ -183,6 +190,7 @@ impl DialectSql {
             insert,
             update,
             select,
+            select_locked,
             select_all,
             delete,
             create_table,

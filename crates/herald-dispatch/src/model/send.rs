@@ -12,6 +12,7 @@ use super::{
 };
 use crate::cow::Reading;
 use crate::error::{Cause, DispatchError, Result, log_robust};
+use crate::info::Phase;
 use crate::receiver::{Config, ReceiverCore};
 use crate::registry::SenderSlots;
 use crate::sender::{AnyModel, Sender};
@@ -45,14 +46,18 @@ macro_rules! walks {
             let $config = &self.inner.config;
             for step in Walk::new(own, every) {
                 let (core, failed) = match step {
-                    Step::Own($entry) => (
-                        &$entry.core,
-                        walks!(@step $how own $kind [$entry $event $config $mode]),
-                    ),
-                    Step::Every($entry) => (
-                        &$entry.core,
-                        walks!(@step $how every $kind [$entry $event $config $mode]),
-                    ),
+                    Step::Own($entry) => {
+                        if skipped::<$kind, M>(&$entry.core, $event) {
+                            continue;
+                        }
+                        (&$entry.core, walks!(@step $how own $kind [$entry $event $config $mode]))
+                    }
+                    Step::Every($entry) => {
+                        if skipped::<$kind, M>(&$entry.core, $event) {
+                            continue;
+                        }
+                        (&$entry.core, walks!(@step $how every $kind [$entry $event $config $mode]))
+                    }
                 };
                 if let Some(cause) = failed {
                     errors.push(failure::<$kind, M>(core, $event, cause));
@@ -218,6 +223,32 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
     }
 }
 
+impl<M: Sender> ModelSignal<'_, OnPostSave, M> {
+    /// Whether a connected `post_save` receiver that would run for `M` (its own or every
+    /// sender's, in any phase) asked for what an update changed
+    /// ([`changes`](crate::ReceiverBuilder::changes), or a `when_changed` condition). The store
+    /// reads the previous row only then. With no receiver anywhere, one relaxed load.
+    pub fn wants_changes(&self) -> bool {
+        if self.inner.live.load(Relaxed) == 0 {
+            return false;
+        }
+        let reading = Reading::begin();
+        [Phase::Caller, Phase::InTransaction, Phase::OnCommit]
+            .into_iter()
+            .any(|phase| {
+                let handle = ModelSignal::<OnPostSave, M> {
+                    inner: self.inner,
+                    phase,
+                    _kind: PhantomData,
+                };
+                handle.lists(&reading).is_some_and(|(own, every)| {
+                    own.iter().any(|e| e.core.info.changes)
+                        || every.iter().any(|e| e.core.info.changes)
+                })
+            })
+    }
+}
+
 /// The sends, over the walk above, written once and instantiated for each signal: the compiler
 /// proves an async walk's future `Send` only for a concrete event type (not for the generic
 /// `K::Event<'_, M>`).
@@ -269,6 +300,17 @@ macro_rules! sends {
     )*};
 }
 sends!(OnPreSave, PreSave; OnPostSave, PostSave; OnPreDelete, PreDelete; OnPostDelete, PostDelete);
+
+/// Whether a receiver's condition (`post_save` only) rules this event out: it is then not called,
+/// not timed and not counted. Compiled out of the other signals' walks.
+#[inline(always)]
+fn skipped<K: ModelKind, M: ?Sized>(core: &ReceiverCore, event: &K::Event<'_, M>) -> bool {
+    K::CONDITIONAL
+        && core
+            .condition
+            .as_ref()
+            .is_some_and(|c| !K::admits(c, event))
+}
 
 /// Call one receiver on this thread: an async one is driven to completion here by a minimal
 /// executor (the store enters the caller's async runtime first); a blocking one is called

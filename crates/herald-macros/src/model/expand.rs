@@ -79,6 +79,7 @@ pub(super) fn impls(model: &Model) -> TokenStream {
         #[automatically_derived]
         impl #krate::dispatch::Sender for #ident {
             const NAME: &'static str = #name;
+            const FIELD_NAMES: &'static [&'static str] = &[#(#columns),*];
 
             fn sender_key() -> &'static #krate::dispatch::SenderKey {
                 static KEY: #krate::dispatch::SenderKey = #krate::dispatch::SenderKey::new();

@@ -21,6 +21,9 @@
 //!          | "timeout_ms" "=" INT                 a u64, at least 1
 //!          | "delay_ms" "=" INT                   a u64
 //!          | "skip_raw"
+//!          | "on" "=" ( "\"create\"" | "\"update\"" )
+//!          | "when_changed" "=" "[" STRING ( "," STRING )* ","? "]"   not empty, no repeats
+//!          | "changes"
 //! ```
 //!
 //! Each option may be given once. `unique`, `queue`, `max_attempts`, `timeout_ms`, `delay_ms` and
@@ -130,6 +133,32 @@ pub(crate) struct ReceiverArgs {
     pub(crate) background: Option<Span>,
     /// The task options, which only a background receiver takes.
     pub(crate) task: TaskArgs,
+    /// The condition (`post_save` only, checked in `validate.rs`).
+    pub(crate) condition: ConditionArgs,
+}
+
+/// A `post_save` receiver's condition, as written.
+#[derive(Debug, Default)]
+pub(crate) struct ConditionArgs {
+    /// `on = "create"` (true) or `on = "update"` (false), with the literal.
+    pub(crate) on: Option<(bool, LitStr)>,
+    /// `when_changed = [..]`: the field names, each with its span.
+    pub(crate) when_changed: Vec<LitStr>,
+    /// The span of `when_changed`'s brackets, when given.
+    pub(crate) when_changed_span: Option<Span>,
+    /// The span of `changes`, when given.
+    pub(crate) changes: Option<Span>,
+}
+
+impl ConditionArgs {
+    /// The first key of a condition given, for errors on signals that take none.
+    pub(crate) fn first_span(&self) -> Option<Span> {
+        self.on
+            .as_ref()
+            .map(|(_, lit)| lit.span())
+            .or(self.when_changed_span)
+            .or(self.changes)
+    }
 }
 
 /// A background receiver's task options, as written; `None`: `TaskOptions`' default.
@@ -153,7 +182,7 @@ pub(crate) struct TaskArgs {
 }
 
 /// The options the attribute accepts, as error messages list them.
-const OPTIONS: [&str; 15] = [
+const OPTIONS: [&str; 18] = [
     "sender",
     "priority",
     "dispatch_uid",
@@ -169,6 +198,9 @@ const OPTIONS: [&str; 15] = [
     "timeout_ms",
     "delay_ms",
     "skip_raw",
+    "on",
+    "when_changed",
+    "changes",
 ];
 
 const SIGNAL_FIRST: &str = "expected the signal first: `#[receiver(post_save, sender = Book)]`; \
@@ -193,6 +225,7 @@ impl Parse for ReceiverArgs {
             krate: None,
             background: None,
             task: TaskArgs::default(),
+            condition: ConditionArgs::default(),
         };
         while !input.is_empty() {
             input.parse::<Token![,]>()?;
@@ -374,6 +407,64 @@ impl ReceiverArgs {
                 set_once(&mut self.task.skip_raw, span, &key)?;
                 self.task.keys.push(key);
                 Ok(())
+            }
+            "on" => {
+                input.parse::<Token![=]>()?;
+                let lit = parse_string(input, &key)?;
+                let create = match lit.value().as_str() {
+                    "create" => true,
+                    "update" => false,
+                    other => {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "`on` takes \"create\" or \"update\", not {other:?}: the \
+                                 receiver is called only for writes that inserted a row, or only \
+                                 for writes that updated one"
+                            ),
+                        ));
+                    }
+                };
+                set_once(&mut self.condition.on, (create, lit), &key)
+            }
+            "when_changed" => {
+                input.parse::<Token![=]>()?;
+                if !input.peek(syn::token::Bracket) {
+                    return Err(input.error(
+                        "expected a list of field names: `when_changed = [\"price_cents\"]`",
+                    ));
+                }
+                let content;
+                let brackets = bracketed!(content in input);
+                let names = Punctuated::<LitStr, Token![,]>::parse_terminated(&content)?;
+                if names.is_empty() {
+                    return Err(syn::Error::new(
+                        brackets.span.join(),
+                        "`when_changed` needs at least one field name: \
+                         `when_changed = [\"price_cents\"]`",
+                    ));
+                }
+                let mut list: Vec<LitStr> = Vec::with_capacity(names.len());
+                for name in names {
+                    if list.iter().any(|n| n.value() == name.value()) {
+                        return Err(syn::Error::new(
+                            name.span(),
+                            format!("`{}` is listed twice", name.value()),
+                        ));
+                    }
+                    list.push(name);
+                }
+                set_once(
+                    &mut self.condition.when_changed_span,
+                    brackets.span.join(),
+                    &key,
+                )?;
+                self.condition.when_changed = list;
+                Ok(())
+            }
+            "changes" => {
+                let span = parse_flag(input, &key)?;
+                set_once(&mut self.condition.changes, span, &key)
             }
             signal if Signal::from_name(signal).is_some() => Err(syn::Error::new(
                 key.span(),

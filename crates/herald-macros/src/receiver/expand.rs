@@ -39,7 +39,7 @@ use syn::Path;
 use syn::ext::IdentExt;
 
 use super::args::{ReceiverArgs, Signal};
-use super::validate::{Checked, CheckedTask};
+use super::validate::{Checked, CheckedTask, type_text};
 
 /// The path to `herald-dispatch` when the attribute does not name one.
 const DEFAULT_CRATE: &str = "::herald::dispatch";
@@ -106,10 +106,13 @@ pub(crate) fn background(
         }
     };
 
+    let (condition, checks) = condition(args, &dispatch);
+
     quote! {
         #item
         const _: () = {
             const __HERALD_KIND: &str = #kind;
+            #checks
 
             fn __herald_connect(signals: &#dispatch::Signals) -> #dispatch::Connection {
                 use #tasks::Background as _;
@@ -126,6 +129,7 @@ pub(crate) fn background(
                             #unique
                             #skip_raw,
                     )
+                    #condition
                     .location(#location)
                     .connect()
             }
@@ -222,10 +226,12 @@ fn registration(
             column: ::core::column!(),
         }
     };
+    let (condition, checks) = condition(args, &krate.to_token_stream());
 
     quote! {
         const _: () = {
             #typed_receiver
+            #checks
 
             fn __herald_connect(signals: &#krate::Signals) -> #krate::Connection {
                 signals
@@ -237,6 +243,7 @@ fn registration(
                     #priority
                     #dispatch_uid
                     #blocking
+                    #condition
                     .location(#location)
                     .connect()
             }
@@ -246,6 +253,47 @@ fn registration(
             }
         };
     }
+}
+
+/// A condition's builder calls (`.on_create()`, `.when_changed([..])`, `.changes()`), and a
+/// compile-time check that each `when_changed` name is a field of `sender`: a `const` that fails
+/// to evaluate, pointing at the misspelt name, with a message naming it and the model.
+fn condition(args: &ReceiverArgs, krate: &TokenStream) -> (TokenStream, TokenStream) {
+    let condition = &args.condition;
+    let on = condition.on.as_ref().map(|(create, _)| {
+        if *create {
+            quote!(.on_create())
+        } else {
+            quote!(.on_update())
+        }
+    });
+    let names = &condition.when_changed;
+    let when_changed = (!names.is_empty()).then(|| quote!(.when_changed([#(#names),*])));
+    let changes = condition.changes.map(|_| quote!(.changes()));
+    let checks = match &args.sender {
+        Some(sender) => {
+            let model = type_text(sender);
+            names
+                .iter()
+                .map(|name| {
+                    let message = format!(
+                        "when_changed names `{}`, which `{model}` does not have",
+                        name.value()
+                    );
+                    quote_spanned! {name.span()=>
+                        const _: () = if !#krate::__private::has_field(
+                            <#sender as #krate::Sender>::FIELD_NAMES,
+                            #name,
+                        ) {
+                            ::core::panic!(#message)
+                        };
+                    }
+                })
+                .collect()
+        }
+        None => TokenStream::new(),
+    };
+    (quote!(#on #when_changed #changes), checks)
 }
 
 /// `__herald_receiver`, typed as the signal calls it, calling the user's function.

@@ -45,7 +45,7 @@ pub(crate) struct CheckedTask<'f> {
 
 /// Errors gathered so that one compile shows every mistake.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
     fn push(&mut self, error: syn::Error) {
@@ -69,6 +69,7 @@ impl Errors {
 pub(crate) fn check<'f>(args: &ReceiverArgs, sig: &'f Signature) -> syn::Result<Checked<'f>> {
     let mut errors = Errors::default();
     check_on_commit(args, &mut errors);
+    check_condition(args, &mut errors);
     check_placement(args, sig, &mut errors);
     check_task_options(args, &mut errors);
     check_qualifiers(sig, &mut errors);
@@ -117,6 +118,48 @@ fn check_on_commit(args: &ReceiverArgs, errors: &mut Errors) {
                  receivers of `pre_save` and `pre_delete` run before the write"
             ),
         ));
+    }
+}
+
+/// `on`, `when_changed` and `changes`: `post_save` alone; `when_changed` names fields of one model
+/// (whose names are checked against the model in the expansion, at compile time); and a create is
+/// not a change, so `on = "create"` and `when_changed` exclude each other.
+pub(crate) fn check_condition(args: &ReceiverArgs, errors: &mut Errors) {
+    let condition = &args.condition;
+    let Some(first) = condition.first_span() else {
+        return;
+    };
+    let others: Vec<&str> = args
+        .signals
+        .iter()
+        .filter(|s| *s != Signal::PostSave)
+        .map(Signal::name)
+        .collect();
+    if let Some(other) = others.first() {
+        errors.push(syn::Error::new(
+            first,
+            format!(
+                "`on`, `when_changed` and `changes` apply to `post_save` only, not `{other}`: \
+                 they are about what a save did (created a row, or changed some fields)"
+            ),
+        ));
+    }
+    if let Some(span) = condition.when_changed_span {
+        if args.sender.is_none() {
+            errors.push(syn::Error::new(
+                span,
+                "`when_changed` names fields of one model: add `sender = Book` (a receiver for \
+                 every sender has no fields to name)",
+            ));
+        }
+        if let Some((true, lit)) = &condition.on {
+            errors.push(syn::Error::new(
+                lit.span(),
+                "`on = \"create\"` and `when_changed` exclude each other: a create is not a \
+                 change, so the receiver would never be called (use `on = \"create\"` alone, or \
+                 connect the receiver twice)",
+            ));
+        }
     }
 }
 

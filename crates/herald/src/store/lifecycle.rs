@@ -49,6 +49,7 @@ use crate::model::Model;
 use crate::store::conn::{Conn, Saved, Shared};
 use crate::store::hooks::{self, Hook};
 use crate::store::pool::{self, Job, JobContext};
+use crate::store::previous;
 use crate::store::rows::{check_fields, target};
 
 /// How a write runs; owned, so that it can cross to the connection.
@@ -239,14 +240,14 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     let (result, fired) = route
         .write(context, move |conn| {
             let mut copy = copy;
-            let created = conn.save_in_job(&mut copy, &job_how, quiet, keep)?;
-            Ok((copy, created))
+            let (created, previous) = conn.save_in_job(&mut copy, &job_how, quiet, keep)?;
+            Ok((copy, created, previous))
         })
         .await;
-    let created = match result {
-        Ok((copy, created)) => {
+    let (created, previous) = match result {
+        Ok((copy, created, previous)) => {
             *instance = copy;
-            created
+            (created, previous)
         }
         Err(error) => {
             at_depth(depth, hooks::run(fired)).await;
@@ -255,10 +256,11 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     };
     let mut outcome = Ok(());
     if !quiet && signals.post_save::<M>().has_receivers() {
-        let mut event = PostSave::new(&*instance, created)
+        let event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(&route.shared.alias)
             .update_fields(names.as_deref());
+        let mut event = previous::with(event, previous.as_ref());
         outcome = at_depth(depth, signals.post_save::<M>().send_async(&mut event))
             .await
             .map_err(|error| after_write(error, &route));
@@ -266,10 +268,11 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     at_depth(depth, hooks::run(fired)).await;
     if keep == Keep::Caller && !quiet && signals.post_save::<M>().on_commit().has_receivers() {
         // Committed already: this write's own on_commit receivers run here, on the instance.
-        let mut event = PostSave::new(&*instance, created)
+        let event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(&route.shared.alias)
             .update_fields(names.as_deref());
+        let mut event = previous::with(event, previous.as_ref());
         let on_commit = signals.post_save::<M>().on_commit();
         at_depth(depth, on_commit.send_async_robust(&mut event)).await;
     }
@@ -375,28 +378,30 @@ pub(crate) async fn bulk_save<M: Model>(
     let (result, fired) = route
         .write(context, move |conn| {
             let mut copies = copies;
-            conn.bulk_in_job(&mut copies, &job_bulk, quiet, Keep::Register)?;
-            Ok(copies)
+            let changed = conn.bulk_in_job(&mut copies, &job_bulk, quiet, Keep::Register)?;
+            Ok((copies, changed))
         })
         .await;
-    match result {
-        Ok(copies) => {
+    let changed = match result {
+        Ok((copies, changed)) => {
             for (instance, copy) in instances.iter_mut().zip(copies) {
                 *instance = copy;
             }
+            changed
         }
         Err(error) => {
             at_depth(depth, hooks::run(fired)).await;
             return Err(error);
         }
-    }
+    };
     let mut outcome = Ok(());
     if !quiet && signals.post_save::<M>().has_receivers() {
         let created = matches!(bulk, Bulk::Create);
-        for instance in instances.iter() {
-            let mut event = PostSave::new(instance, created)
+        for (i, instance) in instances.iter().enumerate() {
+            let event = PostSave::new(instance, created)
                 .using(&route.shared.alias)
                 .update_fields(fields.as_deref());
+            let mut event = previous::with(event, changed.get(i).and_then(Option::as_ref));
             if let Err(error) =
                 at_depth(depth, signals.post_save::<M>().send_async(&mut event)).await
             {

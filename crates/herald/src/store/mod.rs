@@ -26,6 +26,7 @@ pub(crate) mod pg_values;
 pub(crate) mod pool;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+pub(crate) mod previous;
 pub(crate) mod rows;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;

@@ -12,22 +12,30 @@ use crate::model::Model;
 use crate::store::conn::{Conn, Saved};
 use crate::store::hooks::{Hook, HookKind, HookRun};
 use crate::store::lifecycle::{Bulk, How, Keep};
+use crate::store::previous::{self, Previous};
 use crate::store::rows::{self, check_fields, target};
 
 /// The `on_commit` receivers of one write, as a hook that sends them on the caller.
-fn on_commit_save<M: Model>(conn: &Conn, instance: &M, created: bool, how: &How) -> Hook {
+fn on_commit_save<M: Model>(
+    conn: &Conn,
+    instance: &M,
+    created: bool,
+    how: &How,
+    previous: Option<&Previous<M>>,
+) -> Hook {
     let (signals, alias) = (conn.signals().clone(), conn.shared().alias.clone());
-    let (copy, how) = (instance.clone(), how.clone());
+    let (copy, how, previous) = (instance.clone(), how.clone(), previous.cloned());
     Hook {
         kind: HookKind::Commit,
         name: "post_save on_commit receivers",
         run: HookRun::Receivers(Box::new(move || {
             Box::pin(async move {
                 let names = how.names();
-                let mut event = PostSave::new(&copy, created)
+                let event = PostSave::new(&copy, created)
                     .raw(how.raw)
                     .using(&alias)
                     .update_fields(names.as_deref());
+                let mut event = previous::with(event, previous.as_ref());
                 signals
                     .post_save::<M>()
                     .on_commit()
@@ -83,23 +91,27 @@ impl Conn {
     }
 
     /// Steps 2 to 5 of a save, on this connection: in a transaction (a savepoint when one is open)
-    /// when an `in_transaction` receiver is connected, else one statement. Registers the
-    /// `on_commit` receivers. True when it inserted.
+    /// when an `in_transaction` receiver is connected or a receiver asked what an update changed
+    /// (the row is then read first, in that transaction), else one statement. Registers the
+    /// `on_commit` receivers. Answers whether it inserted, and what the update changed when that
+    /// was asked for.
     pub(crate) fn save_in_job<M: Model>(
         &self,
         instance: &mut M,
         how: &How,
         quiet: bool,
         keep: Keep,
-    ) -> Result<bool> {
+    ) -> Result<(bool, Option<Previous<M>>)> {
         let signals = self.signals();
         let names = how.names();
         let pre = !quiet && signals.pre_save::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_save::<M>().in_transaction().has_receivers();
+        let changes =
+            !quiet && instance.pk_value().is_some() && signals.post_save::<M>().wants_changes();
         let on_commit = keep == Keep::Register
             && !quiet
             && signals.post_save::<M>().on_commit().has_receivers();
-        let mut write = |conn: &Conn| -> Result<bool> {
+        let mut write = |conn: &Conn| -> Result<(bool, Option<Previous<M>>)> {
             if pre {
                 let mut event = PreSave::new(&mut *instance)
                     .raw(how.raw)
@@ -108,21 +120,30 @@ impl Conn {
                     .with_store(conn);
                 signals.pre_save::<M>().in_transaction().send(&mut event)?;
             }
+            let before = previous::before(conn, instance, changes)?;
             let created = rows::write_row(conn, instance, names.as_deref())?;
+            let previous = previous::after(before, created, instance, names.as_deref());
             if post {
-                let mut event = PostSave::new(&*instance, created)
+                let event = PostSave::new(&*instance, created)
                     .raw(how.raw)
                     .using(conn.alias())
                     .update_fields(names.as_deref())
                     .with_store(conn);
+                let mut event = previous::with(event, previous.as_ref());
                 signals.post_save::<M>().in_transaction().send(&mut event)?;
             }
             if on_commit {
-                conn.push_hook(on_commit_save(conn, instance, created, how));
+                conn.push_hook(on_commit_save(
+                    conn,
+                    instance,
+                    created,
+                    how,
+                    previous.as_ref(),
+                ));
             }
-            Ok(created)
+            Ok((created, previous))
         };
-        if pre || post {
+        if pre || post || changes {
             self.atomic_write(write)
         } else {
             write(self)
@@ -174,14 +195,15 @@ impl Conn {
         }
     }
 
-    /// Steps 2 to 5 of a bulk save, in one transaction.
+    /// Steps 2 to 5 of a bulk save, in one transaction. For a bulk update, answers what each
+    /// instance's update changed when a receiver asked (in order; empty otherwise).
     pub(crate) fn bulk_in_job<M: Model>(
         &self,
         instances: &mut [M],
         bulk: &Bulk,
         quiet: bool,
         keep: Keep,
-    ) -> Result<()> {
+    ) -> Result<Vec<Option<Previous<M>>>> {
         let signals = self.signals();
         let (how, created) = match bulk {
             Bulk::Create => (How::default(), true),
@@ -196,6 +218,7 @@ impl Conn {
         let names = how.names();
         let pre = !quiet && signals.pre_save::<M>().in_transaction().has_receivers();
         let post = !quiet && signals.post_save::<M>().in_transaction().has_receivers();
+        let changes = !quiet && !created && signals.post_save::<M>().wants_changes();
         let on_commit = keep == Keep::Register
             && !quiet
             && signals.post_save::<M>().on_commit().has_receivers();
@@ -209,23 +232,36 @@ impl Conn {
                     signals.pre_save::<M>().in_transaction().send(&mut event)?;
                 }
             }
+            let mut before = Vec::new();
+            if changes {
+                for instance in instances.iter() {
+                    before.push(previous::before(conn, instance, true)?);
+                }
+            }
             match &names {
                 None => rows::insert_many(conn, instances)?,
                 Some(fields) => rows::update_rows(conn, instances, fields)?,
             }
-            for instance in instances.iter() {
+            let changed: Vec<Option<Previous<M>>> = before
+                .into_iter()
+                .zip(instances.iter())
+                .map(|(row, instance)| previous::after(row, created, instance, names.as_deref()))
+                .collect();
+            for (i, instance) in instances.iter().enumerate() {
+                let previous = changed.get(i).and_then(Option::as_ref);
                 if post {
-                    let mut event = PostSave::new(instance, created)
+                    let event = PostSave::new(instance, created)
                         .using(conn.alias())
                         .update_fields(names.as_deref())
                         .with_store(conn);
+                    let mut event = previous::with(event, previous);
                     signals.post_save::<M>().in_transaction().send(&mut event)?;
                 }
                 if on_commit {
-                    conn.push_hook(on_commit_save(conn, instance, created, &how));
+                    conn.push_hook(on_commit_save(conn, instance, created, &how, previous));
                 }
             }
-            Ok(())
+            Ok(changed)
         })
     }
 
@@ -321,11 +357,12 @@ impl Conn {
             .using(self.alias())
             .update_fields(names.as_deref());
         signals.pre_save::<M>().send(&mut event)?;
-        let created = self.save_in_job(instance, how, false, Keep::Register)?;
-        let mut event = PostSave::new(&*instance, created)
+        let (created, previous) = self.save_in_job(instance, how, false, Keep::Register)?;
+        let event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(self.alias())
             .update_fields(names.as_deref());
+        let mut event = previous::with(event, previous.as_ref());
         signals
             .post_save::<M>()
             .send(&mut event)
@@ -394,11 +431,12 @@ impl Conn {
                 .update_fields(names.as_deref());
             signals.pre_save::<M>().send(&mut event)?;
         }
-        self.bulk_in_job(instances, &bulk, false, Keep::Register)?;
-        for instance in instances.iter() {
-            let mut event = PostSave::new(instance, created)
+        let changed = self.bulk_in_job(instances, &bulk, false, Keep::Register)?;
+        for (i, instance) in instances.iter().enumerate() {
+            let event = PostSave::new(instance, created)
                 .using(self.alias())
                 .update_fields(names.as_deref());
+            let mut event = previous::with(event, changed.get(i).and_then(Option::as_ref));
             signals
                 .post_save::<M>()
                 .send(&mut event)

@@ -135,6 +135,18 @@ impl Task {
         }
     }
 
+    /// Carry what the update changed to the task (`"previous"`: the row before the write,
+    /// `"changed"`: the fields that differ), which [`TaskContext`](crate::tasks::TaskContext)
+    /// gives back. A background receiver adds them when a receiver of the write asked for them.
+    /// With [`TaskOptions::unique_pk`] the newest write's task wins, with its own changes.
+    pub fn with_changes<M: Model>(mut self, previous: &M, changed: &[&str]) -> Self {
+        if let Some(payload) = self.payload.as_object_mut() {
+            payload.insert("previous".to_owned(), previous.to_json());
+            payload.insert("changed".to_owned(), json!(changed));
+        }
+        self
+    }
+
     /// Set the options.
     pub fn options(mut self, options: TaskOptions) -> Self {
         self.options = options;

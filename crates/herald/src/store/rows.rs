@@ -20,7 +20,20 @@ pub(crate) fn target<M: Model>(instance: &M) -> Target {
 
 /// The row with this key, or `None`.
 pub(crate) fn get<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>> {
-    let sql = &M::statements().get(conn.dialect()).select;
+    select_one(conn, &M::statements().get(conn.dialect()).select, key)
+}
+
+/// The row with this key as it is now, locked until the transaction ends (PostgreSQL's `FOR
+/// UPDATE`), or `None`: what an update is about to change.
+pub(crate) fn get_locked<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>> {
+    select_one(
+        conn,
+        &M::statements().get(conn.dialect()).select_locked,
+        key,
+    )
+}
+
+fn select_one<M: Model>(conn: &Conn, sql: &str, key: Value) -> Result<Option<M>> {
     let target = Target {
         model: M::NAME,
         key: Some(key.to_string()),

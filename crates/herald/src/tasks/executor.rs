@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use crate::ReceiverResult;
 use crate::tasks::queue::Claimed;
-use crate::tasks::worker::TaskContext;
+use crate::tasks::worker::{Changes, TaskContext};
 use crate::tasks::{PAYLOAD_VERSION, RunError, Runner};
 
 /// How an attempt ended.
@@ -36,6 +36,8 @@ pub(crate) async fn attempt(task: Claimed, runner: Option<Runner>, ctx: TaskCont
         Some(runner) => {
             let payload = serde_json::from_str(&task.payload)
                 .unwrap_or_else(|e| serde_json::json!({ "undecodable": e.to_string() }));
+            let mut ctx = ctx;
+            ctx.changes = Changes::from_payload(&payload);
             let attempt = AssertUnwindSafe(runner(payload, ctx)).catch_unwind();
             match tokio::time::timeout(task.timeout, attempt).await {
                 Err(_) => Outcome::Failed(format!("timed out after {:?}", task.timeout)),

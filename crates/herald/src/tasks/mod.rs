@@ -81,9 +81,52 @@ impl BackgroundBuilder<'_> {
         self
     }
 
-    /// Connect: from now on every committed save (or delete) writes a task of this kind.
+    /// Enqueue only for writes that inserted a row (`post_save` only; see
+    /// [`Condition`](herald_dispatch::Condition)).
+    pub fn on_create(mut self) -> Self {
+        self.receiver = self.receiver.on_create();
+        self
+    }
+
+    /// Enqueue only for writes that updated an existing row (`post_save` only).
+    pub fn on_update(mut self) -> Self {
+        self.receiver = self.receiver.on_update();
+        self
+    }
+
+    /// Enqueue only for an update that changed one of these fields (`post_save` only); the task
+    /// carries what changed ([`TaskContext::changed_fields`], [`TaskContext::previous`]). A name
+    /// the model does not have is an error at connect.
+    pub fn when_changed<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<std::borrow::Cow<'static, str>>,
+    {
+        self.receiver = self.receiver.when_changed(fields);
+        self
+    }
+
+    /// Carry what each update changed to the task (`post_save` only): the store reads the row
+    /// before each update of the model, and [`TaskContext::previous`] gives it back.
+    pub fn changes(mut self) -> Self {
+        self.receiver = self.receiver.changes();
+        self
+    }
+
+    /// Connect: from now on every committed save (or delete) that its condition admits writes a
+    /// task of this kind.
+    ///
+    /// # Panics
+    /// When a condition does not fit (see [`try_connect`](Self::try_connect)).
+    #[track_caller]
     pub fn connect(self) -> Connection {
         self.receiver.connect()
+    }
+
+    /// [`connect`](Self::connect), returning a condition that does not fit (a field the model
+    /// does not have, a condition on `post_delete`) instead of panicking.
+    pub fn try_connect(self) -> std::result::Result<Connection, herald_dispatch::ConnectError> {
+        self.receiver.try_connect()
     }
 }
 
@@ -104,8 +147,11 @@ impl<'s, M: Model> Background<'s, M> for ModelSignal<'s, OnPostSave, M> {
                 if e.raw && options.skip_raw {
                     return Ok(());
                 }
-                e.conn()?
-                    .enqueue(Task::for_instance(kind, e.instance, &options))?;
+                let mut task = Task::for_instance(kind, e.instance, &options);
+                if let (Some(previous), Some(changed)) = (e.previous(), e.changed_fields()) {
+                    task = task.with_changes(previous, changed);
+                }
+                e.conn()?.enqueue(task)?;
                 Ok(())
             })
             .name(kind);

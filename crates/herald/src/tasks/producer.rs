@@ -28,6 +28,7 @@ impl Worker {
             attempt: task.attempt,
             max_attempts: task.max_attempts,
             db: self.db.clone(),
+            changes: None,
         };
         let wait = Duration::from_micros((task.started_at - task.created_at).max(0) as u64);
         self.stats.kind(&task.kind).started(wait);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::task::{JoinError, JoinSet};
 
 use crate::ReceiverResult;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Model, from_json};
 use crate::store::db::Db;
 use crate::store::ops::Store;
@@ -50,6 +50,29 @@ pub struct TaskContext {
     pub(super) attempt: u32,
     pub(super) max_attempts: u32,
     pub(super) db: Db,
+    /// What the update that enqueued it changed, when it was carried (`previous`, `changed`).
+    pub(super) changes: Option<Arc<Changes>>,
+}
+
+/// The previous row and the changed fields a task's payload carries.
+#[derive(Debug)]
+pub(super) struct Changes {
+    previous: serde_json::Value,
+    changed: Vec<String>,
+}
+
+impl Changes {
+    /// What the payload carries, if it carries both parts.
+    pub(super) fn from_payload(payload: &serde_json::Value) -> Option<Arc<Changes>> {
+        let previous = payload.get("previous")?.clone();
+        let changed = payload
+            .get("changed")?
+            .as_array()?
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .collect();
+        Some(Arc::new(Changes { previous, changed }))
+    }
 }
 
 impl TaskContext {
@@ -73,6 +96,50 @@ impl TaskContext {
     pub fn db(&self) -> &Db {
         &self.db
     }
+    /// The fields the update that enqueued this task changed (column names), when the task
+    /// carries them: a background receiver with `when_changed` or `changes`, enqueued by an
+    /// update. `None` for a create, and when nothing asked.
+    pub fn changed_fields(&self) -> Option<Vec<&str>> {
+        let changes = self.changes.as_ref()?;
+        Some(changes.changed.iter().map(String::as_str).collect())
+    }
+
+    /// Whether the update that enqueued this task changed `field`.
+    pub fn has_changed(&self, field: &str) -> bool {
+        self.changes
+            .as_ref()
+            .is_some_and(|c| c.changed.iter().any(|f| f == field))
+    }
+
+    /// The row as it was before the update that enqueued this task, when the task carries it;
+    /// an error if it no longer decodes as an `M` (the model changed since).
+    pub fn previous<M: Model>(&self) -> Result<Option<M>> {
+        let Some(changes) = &self.changes else {
+            return Ok(None);
+        };
+        from_json::<M>(&changes.previous)
+            .map(Some)
+            .map_err(|reason| Error::TaskQueue {
+                op: "reading the previous row",
+                reason: format!("task {} ({}): {reason}", self.id, M::NAME),
+            })
+    }
+
+    /// What the update changed, as JSON (`{"price_cents": {"old": 900, "new": 1200}}`), from
+    /// the previous row and `instance` as a worker got it.
+    pub fn changes_json(&self, instance: &serde_json::Value) -> Option<serde_json::Value> {
+        let changes = self.changes.as_ref()?;
+        let mut out = serde_json::Map::new();
+        for field in &changes.changed {
+            let value = |row: &serde_json::Value| row.get(field).cloned().unwrap_or_default();
+            out.insert(
+                field.clone(),
+                serde_json::json!({ "old": value(&changes.previous), "new": value(instance) }),
+            );
+        }
+        Some(serde_json::Value::Object(out))
+    }
+
     /// Record progress (any JSON) on the task's row, for people watching the queue.
     pub async fn progress(&self, progress: serde_json::Value) -> Result<()> {
         let (id, attempt) = (self.id, self.attempt);

@@ -16,6 +16,9 @@ pub(crate) fn check_background<'a>(
     let mut errors = Errors::default();
     let signal = check_background_signal(args, &mut errors);
     check_background_options(args, &mut errors);
+    if signal.is_some() {
+        super::check_condition(args, &mut errors);
+    }
     check_qualifiers(sig, &mut errors);
     if sig.asyncness.is_none() {
         errors.spanned(
