@@ -31,7 +31,7 @@ pub(crate) fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
         .unwrap_or(0)
         .max("receiver".len());
     println!(
-        "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  location",
+        "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  location  (condition)",
         "receiver",
         "signal",
         "sender",
@@ -45,7 +45,7 @@ pub(crate) fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
     );
     for r in &report.receivers {
         println!(
-            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1}  {}",
+            "{:<width$}  {:<12} {:<8} {:<15} {:>8} {:>9} {:>7} {:>9.1} {:>9.1} {:>9.1}  {}{}",
             r.short_name,
             r.signal,
             r.sender,
@@ -57,6 +57,7 @@ pub(crate) fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
             r.p99_us,
             r.max_us,
             r.location,
+            crate::condition_text(r.condition.as_deref()),
         );
     }
     println!(

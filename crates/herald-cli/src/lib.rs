@@ -438,7 +438,7 @@ impl App {
             .unwrap_or(0)
             .max("receiver".len());
         println!(
-            "{:<width$}  {:<12} {:<8} {:<15} {:>8}  location",
+            "{:<width$}  {:<12} {:<8} {:<15} {:>8}  location  (condition)",
             "receiver", "signal", "sender", "phase", "priority"
         );
         for receiver in &receivers {
@@ -451,13 +451,14 @@ impl App {
                 info.phase().to_string()
             };
             println!(
-                "{:<width$}  {:<12} {:<8} {:<15} {:>8}  {}",
+                "{:<width$}  {:<12} {:<8} {:<15} {:>8}  {}{}",
                 info.name(),
                 info.signal(),
                 info.sender(),
                 phase,
                 info.priority(),
-                info.location()
+                info.location(),
+                condition_text(info.condition().map(ToString::to_string).as_deref()),
             );
         }
         println!(
@@ -604,4 +605,10 @@ mod tests {
             "without a dashboard path the URL is taken as it is"
         );
     }
+}
+
+/// `"  (when price_cents changed)"` after a listing's line, or nothing for a receiver called on
+/// every write.
+pub(crate) fn condition_text(condition: Option<&str>) -> String {
+    condition.map_or_else(String::new, |c| format!("  ({c})"))
 }

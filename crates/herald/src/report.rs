@@ -49,6 +49,9 @@ pub struct ReceiverReport {
     pub phase: String,
     /// Its source location, `file:line:column`.
     pub location: String,
+    /// When it is called, if not on every write (`"on create"`, `"when price_cents changed"`).
+    #[serde(default)]
+    pub condition: Option<String>,
     /// Its priority (higher runs first).
     pub priority: i32,
     /// Whether it is an async receiver.
@@ -94,6 +97,7 @@ impl ReceiversReport {
                     sender: info.sender().to_owned(),
                     phase: info.phase().as_str().to_owned(),
                     location: info.location().to_string(),
+                    condition: info.condition().map(ToString::to_string),
                     priority: info.priority(),
                     is_async: info.is_async(),
                     calls: stats.calls,

@@ -72,7 +72,7 @@
         : '';
       return `<tr class="receiver${r.slow ? ' slow' : ''}" data-id="${r.id}">`
         + `<td class="name"><span class="short">${esc(r.short_name)}</span>${slow}<div class="full">${esc(r.name)}</div></td>`
-        + `<td>${esc(r.signal)}</td><td>${esc(r.sender)}</td><td>${esc(r.phase)}</td><td class="loc">${esc(r.location)}</td>`
+        + `<td>${esc(r.signal)}</td><td>${esc(r.sender)}</td><td>${esc(r.phase)}${r.condition ? `<div class="cond">${esc(r.condition)}</div>` : ''}</td><td class="loc">${esc(r.location)}</td>`
         + `<td class="num">${r.calls}</td><td class="num${r.errors > 0 ? ' bad' : ''}">${r.errors}</td>`
         + `<td class="num">${dur(r.p50_us)}</td><td class="num">${dur(r.p99_us)}</td><td class="num">${dur(r.max_us)}</td>`
         + `<td class="chart">${histogram(r, view.bounds_us, view.slow_threshold_us)}</td></tr>`;
