@@ -9,6 +9,7 @@ pub(crate) const ROWS: &[&str] = &[
     "save_background",
     "save_pre_post",
     "update_pre_post",
+    "update_changes",
     "bulk_create_1000",
     "atomic_1000",
     "tasks_drain_sqlite",

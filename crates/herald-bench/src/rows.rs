@@ -299,6 +299,25 @@ async fn herald_rows(
                 .row(format!("update_pre_post{suffix}"), "op"),
         );
     }
+    if wanted("update_changes") {
+        // The same updates, with one more post_save receiver that asks what changed: each update
+        // then reads the row first, in its transaction.
+        let _reads = db
+            .signals()
+            .post_save::<Book>()
+            .receiver(|e: &PostSave<'_, Book>| {
+                std::hint::black_box(e.changed_fields());
+                Ok(())
+            })
+            .name("reads_changes")
+            .changes()
+            .connect();
+        rows.push(
+            updates(&db, plan)
+                .await?
+                .row(format!("update_changes{suffix}"), "op"),
+        );
+    }
     if wanted("bulk_create_1000") {
         rows.push(
             bulk(&db, plan)
