@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::store::conn::Conn;
 use crate::store::lifecycle;
-use crate::store::ops::{Sealed, Store};
+use crate::store::ops::Store;
 use crate::store::rows::{column_types, decode};
 use crate::value::Value;
 use expr::Node;

@@ -8,6 +8,7 @@ use crate::query::expr::{CmpOp, Node};
 use crate::value::Value;
 
 /// SQL text being written, and its parameters.
+#[derive(Debug)]
 pub(crate) struct Sql {
     dialect: Dialect,
     pub(crate) text: String,
@@ -191,7 +192,7 @@ pub(crate) fn select_into<M: Model>(query: &Query<M>, sql: &mut Sql, what: Selec
                 sql.push(", ");
             }
             sql.column::<M>(column);
-            match (desc, M::COLUMNS[column].nullable) {
+            match (desc, nullable::<M>(column)) {
                 (false, false) => {}
                 (true, false) => sql.push(" DESC"),
                 (false, true) => sql.push(" ASC NULLS FIRST"),
@@ -226,6 +227,11 @@ pub(crate) fn select_into<M: Model>(query: &Query<M>, sql: &mut Sql, what: Selec
         _ => {}
     }
     Ok(())
+}
+
+/// Whether column `index` may hold NULL (the key never does, whatever its Rust type).
+fn nullable<M: Model>(index: usize) -> bool {
+    index != M::PK && M::COLUMNS[index].nullable
 }
 
 /// Limits and offsets are `u64` in the API and `BIGINT` in SQL.
@@ -269,7 +275,7 @@ fn keyset<M: Model>(query: &Query<M>) -> Result<Option<Node>> {
             values.clone()
         }
     };
-    if let Some((column, _)) = orders.iter().find(|(c, _)| M::COLUMNS[*c].nullable) {
+    if let Some((column, _)) = orders.iter().find(|(c, _)| nullable::<M>(*c)) {
         return Err(invalid::<M>(format!(
             "keyset pagination (after/after_row) cannot order by the nullable column `{}`: \
              NULLs do not compare; order by non-null columns",

@@ -22,26 +22,26 @@ use crate::store::tx::Tx;
 
 /// Whether any `pre_save` / `post_save` receiver of `M` would run, in any phase.
 fn save_receivers<M: Model>(signals: &Signals) -> bool {
-    let pre = signals.pre_save::<M>();
-    let post = signals.post_save::<M>();
-    pre.has_receivers()
-        || pre.in_transaction().has_receivers()
-        || post.has_receivers()
-        || post.in_transaction().has_receivers()
-        || post.on_commit().has_receivers()
-        || post.background_phase().has_receivers()
+    let pre = || signals.pre_save::<M>();
+    let post = || signals.post_save::<M>();
+    pre().has_receivers()
+        || pre().in_transaction().has_receivers()
+        || post().has_receivers()
+        || post().in_transaction().has_receivers()
+        || post().on_commit().has_receivers()
+        || post().background_phase().has_receivers()
 }
 
 /// Whether any `pre_delete` / `post_delete` receiver of `M` would run, in any phase.
 fn delete_receivers<M: Model>(signals: &Signals) -> bool {
-    let pre = signals.pre_delete::<M>();
-    let post = signals.post_delete::<M>();
-    pre.has_receivers()
-        || pre.in_transaction().has_receivers()
-        || post.has_receivers()
-        || post.in_transaction().has_receivers()
-        || post.on_commit().has_receivers()
-        || post.background_phase().has_receivers()
+    let pre = || signals.pre_delete::<M>();
+    let post = || signals.post_delete::<M>();
+    pre().has_receivers()
+        || pre().in_transaction().has_receivers()
+        || post().has_receivers()
+        || post().in_transaction().has_receivers()
+        || post().on_commit().has_receivers()
+        || post().background_phase().has_receivers()
 }
 
 /// Set `set` on the rows `query` matches; how many rows changed.

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::Model as _;
 use herald_macros::Model;
 
 #[derive(Model, Clone, Debug)]
