@@ -36,6 +36,8 @@ pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
 struct Model {
     /// The struct.
     ident: Ident,
+    /// The struct's visibility, which its column constants share.
+    vis: syn::Visibility,
     /// `Sender::NAME` (default: the struct's name).
     name: String,
     /// `Model::TABLE`, a checked identifier (default: the struct's name in snake_case).
@@ -121,6 +123,7 @@ fn validate(input: &DeriveInput) -> syn::Result<Model> {
     errors.finish()?;
     Ok(Model {
         ident: input.ident.clone(),
+        vis: input.vis.clone(),
         name,
         table,
         krate,

@@ -305,6 +305,15 @@ pub enum Error {
         /// What is wrong with its value.
         reason: String,
     },
+    /// A query that cannot run as built (keyset pagination in an order it does not support, an
+    /// `update_where` that sets the key); nothing was sent to the database.
+    #[error("query on {model}: {reason}")]
+    InvalidQuery {
+        /// The model.
+        model: &'static str,
+        /// What is wrong, naming the column or the call.
+        reason: String,
+    },
     /// The store's connection threads are gone (the `Db` was closed).
     #[error("the database connection is closed")]
     Closed,

@@ -45,6 +45,7 @@
 
 mod error;
 mod model;
+pub mod query;
 #[cfg(feature = "report")]
 pub mod report;
 mod store;
@@ -77,7 +78,8 @@ pub fn masked_url(url: &str) -> String {
 /// The names most programs use.
 pub mod prelude {
     pub use crate::receiver;
-    pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Store, Tx};
+    pub use crate::query::{Col, Expr, Query};
+    pub use crate::{Db, EventConn, Model, Quiet, ReceiverResult, Saved, Store, Tx};
     pub use herald_dispatch::{
         AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostDeleteAny, PostSave,
         PostSaveAny, PreDelete, PreDeleteAny, PreSave, PreSaveAny, Sender, Signal, Signals, Timing,

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use herald_dispatch::Sender;
 
+use crate::query::Query;
 use crate::value::{SqlType, Value};
 
 /// One column of a model's table.
@@ -48,6 +49,12 @@ pub trait Model: Sender + Clone + Send + Sync + 'static {
     /// The index of the column with this name.
     fn column_index(name: &str) -> Option<usize> {
         Self::COLUMNS.iter().position(|c| c.name == name)
+    }
+
+    /// A query over this model's rows, matching every row until filtered:
+    /// `Book::query().filter(Book::PRICE_CENTS.lt(1000)).all(&db)`. See [`crate::query`].
+    fn query() -> Query<Self> {
+        Query::new()
     }
 }
 

@@ -5,6 +5,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::Model;
@@ -19,6 +20,7 @@ fn serde_json_path(krate: &TokenStream) -> TokenStream {
 pub(super) fn impls(model: &Model) -> TokenStream {
     let Model {
         ident,
+        vis,
         name,
         table,
         krate,
@@ -52,6 +54,7 @@ pub(super) fn impls(model: &Model) -> TokenStream {
     );
 
     let auto_check = auto_span.map(|span| auto_check(model, &field_trait[*pk], span));
+    let column_consts = column_consts(model, vis);
 
     quote! {
         #[automatically_derived]
@@ -152,7 +155,38 @@ pub(super) fn impls(model: &Model) -> TokenStream {
             }
         }
 
+        #column_consts
+
         #auto_check
+    }
+}
+
+/// One typed column constant per field, named after the field upper-cased (`price_cents` →
+/// `Book::PRICE_CENTS`), with the struct's visibility: what queries name columns by, so that a
+/// misspelt column does not compile.
+fn column_consts(model: &Model, vis: &syn::Visibility) -> TokenStream {
+    let ident = &model.ident;
+    let krate = &model.krate;
+    let consts = model.fields.iter().enumerate().map(|(index, field)| {
+        let member = field.member.unraw();
+        let name = format_ident!("{}", member.to_string().to_uppercase(), span = member.span());
+        let ty = &field.ty;
+        let column = field.column.as_str();
+        let doc = format!(
+            "The `{column}` column (`{ident}.{member}`), for queries: `{ident}::query().filter({ident}::{name}.eq(..))`."
+        );
+        quote! {
+            #[doc = #doc]
+            #[allow(dead_code)]
+            #vis const #name: #krate::query::Col<#ident, #ty> =
+                #krate::query::Col::new(#index, #column);
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #( #consts )*
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use crate::error::Result;
 use crate::model::Model;
+use crate::query::{Assign, Query};
 use crate::store::conn::{Conn, Saved};
 use crate::store::lifecycle::{self, Bulk, How};
 use crate::value::Value;
@@ -93,6 +94,40 @@ pub trait Store: Sealed + Sync {
     /// Every row of `M`, in key order.
     fn all<M: Model>(&self) -> impl Future<Output = Result<Vec<M>>> + Send {
         lifecycle::read(self.route(), |conn| conn.all::<M>())
+    }
+
+    /// Set `set` on every row `query` matches; returns how many rows changed.
+    /// `db.update_where(Book::query().filter(Book::PRICE_CENTS.lt(100)), &[Book::PRICE_CENTS.set(100)])`.
+    ///
+    /// When a `pre_save` or `post_save` receiver of `M` is connected in any phase (and the store
+    /// is not [`Quiet`](crate::Quiet)), the matching rows are read (locked with `FOR UPDATE` on
+    /// PostgreSQL), the assignments applied to each instance, and each row saved as
+    /// [`bulk_update`](Self::bulk_update) saves it, with `update_fields` the assigned columns: every
+    /// row's signals fire, and `pre_save` receivers may change the assigned fields. The read and
+    /// the writes share one transaction (a `Tx`'s own; on a `Db`, one opened for the call, so the
+    /// caller-side receivers run while it is open and should not wait on another write of the
+    /// same SQLite database). A caller-side `post_save` failure is
+    /// [`Error::AfterWrite`](crate::Error::AfterWrite) with the writes committed (on a `Db`).
+    ///
+    /// Otherwise, and always through [`without_signals()`](crate::Db::without_signals), it is one
+    /// `UPDATE .. SET .. WHERE ..` statement (with a limit or offset:
+    /// `WHERE key IN (SELECT key .. LIMIT ..)`). Setting the key is
+    /// [`Error::InvalidQuery`](crate::Error::InvalidQuery); an empty `set` changes nothing.
+    fn update_where<M: Model>(
+        &self,
+        query: Query<M>,
+        set: &[Assign<M>],
+    ) -> impl Future<Output = Result<u64>> + Send {
+        crate::query::write::update_where(self.route(), query, set.to_vec())
+    }
+
+    /// Delete every row `query` matches; returns how many went. With a `pre_delete` or
+    /// `post_delete` receiver of `M` connected in any phase (and a store that is not quiet), the
+    /// rows are read and deleted as [`delete_many`](Self::delete_many) deletes them, signals for
+    /// each, in one transaction as for [`update_where`](Self::update_where); otherwise one
+    /// `DELETE .. WHERE ..` statement.
+    fn delete_where<M: Model>(&self, query: Query<M>) -> impl Future<Output = Result<u64>> + Send {
+        crate::query::write::delete_where(self.route(), query)
     }
 
     /// Run one statement with bound parameters; returns how many rows it changed.

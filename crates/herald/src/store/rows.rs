@@ -329,11 +329,11 @@ fn non_pk_values<M: Model>(instance: &M) -> Vec<Value> {
         .collect()
 }
 
-fn column_types<M: Model>() -> Vec<SqlType> {
+pub(crate) fn column_types<M: Model>() -> Vec<SqlType> {
     M::COLUMNS.iter().map(|c| c.sql_type).collect()
 }
 
-fn decode<M: Model>(row: Vec<Value>, target: &Target) -> Result<M> {
+pub(crate) fn decode<M: Model>(row: Vec<Value>, target: &Target) -> Result<M> {
     let key = row.get(M::PK).map(ToString::to_string);
     M::from_values(row).map_err(|(column, reason)| Error::Decode {
         target: Target {
