@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use herald_cli::App;
 use lab::LabBook;
-use shop::{AuditEntry, Author, Book, EmailSent, Review, SearchEntry};
+use shop::{AuditEntry, Author, Book, EmailSent, PriceChange, Review, SearchEntry};
 use tracing_subscriber::filter::LevelFilter;
 
 fn main() -> ExitCode {
@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         .model::<AuditEntry>()
         .model::<SearchEntry>()
         .model::<EmailSent>()
+        .model::<PriceChange>()
         .model::<LabBook>()
         // Most of a reindex is waiting on the search service: many may wait at once. The lab's
         // background pattern has a queue of its own.
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         .check_before_serve(|| web::dashboard_token().map(drop).map_err(Into::into))
         .serve(|db, listener| async move {
             let token = web::dashboard_token()?;
+            shop::indexes(&db).await?;
             if std::env::var("BOOKSTORE_SAMPLE_DATA").as_deref() != Ok("0") {
                 shop::sample_data(&db).await?;
             }

@@ -101,8 +101,51 @@ fn check_price(e: &mut PreSave<'_, Book>) -> ReceiverResult {
     Ok(())
 }
 
+/// One change of a book's price, written by [`record_price_change`] in the update's transaction.
+#[derive(Model, Clone, Debug, serde::Serialize)]
+#[model(table = "price_changes")]
+pub(crate) struct PriceChange {
+    #[model(primary_key)]
+    pub(crate) id: Option<i64>,
+    pub(crate) book_id: i64,
+    pub(crate) old_cents: i64,
+    pub(crate) new_cents: i64,
+}
+
 fn is_bookkeeping(model: &str) -> bool {
-    matches!(model, "AuditEntry" | "SearchEntry" | "EmailSent")
+    matches!(
+        model,
+        "AuditEntry" | "SearchEntry" | "EmailSent" | "PriceChange"
+    )
+}
+
+/// post_save, in the update's transaction, only when the price changed: the old and new price,
+/// from the row as it was just before the write (read in that transaction), so the history is
+/// what the database held, whoever changed it last.
+#[receiver(post_save, sender = Book, in_transaction, when_changed = ["price_cents"])]
+fn record_price_change(e: &PostSave<'_, Book>) -> ReceiverResult {
+    let (Some(book_id), Some(previous)) = (e.instance.id, e.previous()) else {
+        return Ok(());
+    };
+    e.conn()?.save(&mut PriceChange {
+        id: None,
+        book_id,
+        old_cents: previous.price_cents,
+        new_cents: e.instance.price_cents,
+    })?;
+    Ok(())
+}
+
+/// The indexes the shop's lists read through: books by author (in key order, for pages of one
+/// author's books) and price changes by book. Created when the shop starts, if missing.
+pub(crate) async fn indexes(db: &Db) -> herald::Result<()> {
+    for sql in [
+        "CREATE INDEX IF NOT EXISTS books_by_author ON books (author_id, id)",
+        "CREATE INDEX IF NOT EXISTS price_changes_by_book ON price_changes (book_id, id)",
+    ] {
+        db.execute(sql, vec![]).await?;
+    }
+    Ok(())
 }
 
 /// post_save, every model, in the write's transaction: an audit row written through the write's
@@ -251,10 +294,11 @@ fn email_fail_every() -> u64 {
         .unwrap_or(5)
 }
 
-/// Background: tell the author a book of theirs was saved. Fails deterministically now and then
-/// (see [`email_fail_every`]); the worker retries it with backoff, up to 3 attempts. Books loaded
-/// from a fixture (`loaddata`, raw saves) send no email (`skip_raw`).
-#[receiver(post_save, sender = Book, background, max_attempts = 3, skip_raw)]
+/// Background, when a book is created (not when it is edited): tell its author. Fails
+/// deterministically now and then (see [`email_fail_every`]); the worker retries it with backoff,
+/// up to 3 attempts. Books loaded from a fixture (`loaddata`, raw saves) send no email
+/// (`skip_raw`).
+#[receiver(post_save, sender = Book, background, max_attempts = 3, skip_raw, on = "create")]
 async fn email_author(book: Book, ctx: TaskContext) -> ReceiverResult {
     let attempt = EMAIL_ATTEMPTS.fetch_add(1, Ordering::Relaxed);
     let every = email_fail_every();
@@ -276,7 +320,7 @@ async fn email_author(book: Book, ctx: TaskContext) -> ReceiverResult {
         id: None,
         book_id: book.id.unwrap_or_default(),
         to_address,
-        subject: format!("Your book \"{}\" was saved", book.title),
+        subject: format!("Your new book \"{}\" is in the shop", book.title),
     };
     db.save(&mut email)
         .await
@@ -286,7 +330,7 @@ async fn email_author(book: Book, ctx: TaskContext) -> ReceiverResult {
 
 /// A few authors and books, when the shop is empty.
 pub(crate) async fn sample_data(db: &Db) -> herald::Result<()> {
-    if !db.all::<Author>().await?.is_empty() {
+    if Author::query().exists(db).await? {
         return Ok(());
     }
     let authors = [

@@ -2,14 +2,15 @@
 //! `/metrics`.
 
 mod lab;
+mod list;
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use herald::Db;
+use herald::{Db, Model};
 use herald::Store;
 use herald_axum::{
     DashboardOptions, SameOriginLayer, ServerTimingLayer, dashboard, metrics_router, validate_token,
@@ -17,7 +18,8 @@ use herald_axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::shop::{AuditEntry, Author, Book, EmailSent, SearchEntry, cache};
+use crate::shop::{AuditEntry, Author, Book, EmailSent, PriceChange, SearchEntry, cache};
+use list::{BadRequest, Page, Params, page};
 
 /// The stylesheet of the shop's pages and the lab (the dashboard's look), served as it is.
 const SHOP_CSS: &str = include_str!("../static/shop.css");
@@ -34,8 +36,9 @@ const LAB_JS: &str = include_str!("../static/lab.js");
 pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
     let shop = Router::new()
         .route("/", get(home))
+        .route("/authors", get(authors_page))
         .route("/books", post(html_create))
-        .route("/books/{id}", post(html_update))
+        .route("/books/{id}", get(book_page).post(html_update))
         .route("/books/{id}/edit", get(html_edit))
         .route("/books/{id}/delete", post(html_delete))
         .route("/api/books", get(list_books).post(create_book))
@@ -44,6 +47,8 @@ pub(crate) fn router(db: Db, dashboard_token: Option<String>) -> Router {
             get(read_book).put(update_book).delete(delete_book),
         )
         .route("/api/books/{id}/search", get(read_index))
+        .route("/api/books/{id}/prices", get(list_prices))
+        .route("/api/authors", get(list_authors))
         .route("/api/audit", get(list_audit))
         .route("/api/emails", get(list_emails))
         .route("/api/tasks", get(list_tasks))
@@ -111,8 +116,12 @@ pub(crate) fn dashboard_token() -> Result<Option<String>, String> {
         .map_err(|why| format!("{TOKEN_ENV} is refused: {why}"))
 }
 
-/// A store error as a response; see [`status_of`].
-struct ApiError(herald::Error);
+/// What a handler fails with: a store error (see [`status_of`]), or a request the shop cannot
+/// read (400).
+enum ApiError {
+    Store(herald::Error),
+    BadRequest(BadRequest),
+}
 
 /// The status a store error answers with: a receiver's veto or a value the database cannot store
 /// is the client's to fix (422); a COMMIT whose outcome is unknown is 503 with `"outcome":
@@ -146,14 +155,35 @@ fn status_of(error: &herald::Error) -> (StatusCode, serde_json::Value) {
 
 impl From<herald::Error> for ApiError {
     fn from(e: herald::Error) -> Self {
-        Self(e)
+        Self::Store(e)
+    }
+}
+
+impl From<BadRequest> for ApiError {
+    fn from(e: BadRequest) -> Self {
+        Self::BadRequest(e)
+    }
+}
+
+impl ApiError {
+    /// The status, and the message a page shows.
+    fn status_and_message(&self) -> (StatusCode, String) {
+        match self {
+            ApiError::Store(e) => (status_of(e).0, e.to_string()),
+            ApiError::BadRequest(e) => (StatusCode::BAD_REQUEST, e.0.clone()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body) = status_of(&self.0);
-        (status, Json(body)).into_response()
+        match self {
+            ApiError::Store(e) => {
+                let (status, body) = status_of(&e);
+                (status, Json(body)).into_response()
+            }
+            ApiError::BadRequest(e) => e.into_response(),
+        }
     }
 }
 
@@ -175,16 +205,64 @@ struct BookInput {
 }
 
 async fn default_author(db: &Db) -> herald::Result<i64> {
-    Ok(db
-        .all::<Author>()
+    Ok(Author::query()
+        .first(db)
         .await?
-        .first()
         .and_then(|a| a.id)
         .unwrap_or_default())
 }
 
-async fn list_books(State(db): State<Db>) -> ApiResult<Json<Vec<Book>>> {
-    Ok(Json(db.all::<Book>().await?))
+/// The book filters both the JSON list and the home page take: `author_id`, `min_price_cents`,
+/// `max_price_cents` (inclusive). Returns the query and the filters given, for the next page's
+/// URL.
+fn book_filters(params: &Params) -> Result<(herald::query::Query<Book>, Vec<(&'static str, i64)>), BadRequest> {
+    let mut query = Book::query();
+    let mut given = Vec::new();
+    if let Some(author) = params.int("author_id")? {
+        query = query.filter(Book::AUTHOR_ID.eq(author));
+        given.push(("author_id", author));
+    }
+    if let Some(min) = params.int("min_price_cents")? {
+        query = query.filter(Book::PRICE_CENTS.ge(min));
+        given.push(("min_price_cents", min));
+    }
+    if let Some(max) = params.int("max_price_cents")? {
+        query = query.filter(Book::PRICE_CENTS.le(max));
+        given.push(("max_price_cents", max));
+    }
+    Ok((query, given))
+}
+
+/// `GET /api/books`: a page of books in key order (at most 100; `after`, `limit`), filtered by
+/// author and price range; the next page in the `Link` header.
+async fn list_books(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Page<Book>> {
+    let params = Params(params);
+    let (query, filters) = book_filters(&params)?;
+    Ok(page(&db, query, params.window()?, "/api/books", &filters).await?)
+}
+
+/// `GET /api/authors`: a page of authors.
+async fn list_authors(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Page<Author>> {
+    let params = Params(params);
+    Ok(page(&db, Author::query(), params.window()?, "/api/authors", &[]).await?)
+}
+
+/// `GET /api/books/{id}/prices`: a page of the book's price changes, oldest first.
+async fn list_prices(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Page<PriceChange>> {
+    let params = Params(params);
+    let query = PriceChange::query().filter(PriceChange::BOOK_ID.eq(id));
+    let path = format!("/api/books/{id}/prices");
+    Ok(page(&db, query, params.window()?, &path, &[]).await?)
 }
 
 async fn create_book(State(db): State<Db>, Json(input): Json<BookInput>) -> ApiResult<Response> {
@@ -249,12 +327,22 @@ async fn read_index(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Resp
     })
 }
 
-async fn list_audit(State(db): State<Db>) -> ApiResult<Json<Vec<AuditEntry>>> {
-    Ok(Json(db.all::<AuditEntry>().await?))
+/// `GET /api/audit`: a page of the audit log, oldest first.
+async fn list_audit(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Page<AuditEntry>> {
+    let window = Params(params).window()?;
+    Ok(page(&db, AuditEntry::query(), window, "/api/audit", &[]).await?)
 }
 
-async fn list_emails(State(db): State<Db>) -> ApiResult<Json<Vec<EmailSent>>> {
-    Ok(Json(db.all::<EmailSent>().await?))
+/// `GET /api/emails`: a page of the emails sent, oldest first.
+async fn list_emails(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Page<EmailSent>> {
+    let window = Params(params).window()?;
+    Ok(page(&db, EmailSent::query(), window, "/api/emails", &[]).await?)
 }
 
 async fn list_tasks(State(db): State<Db>) -> ApiResult<Json<serde_json::Value>> {
@@ -343,11 +431,11 @@ impl BookForm {
     }
 }
 
-/// One row of the shop's authors.
+/// One row of the authors page.
 struct AuthorRow {
+    id: i64,
     name: String,
     email: String,
-    books: usize,
 }
 
 /// One row of the shop's table.
@@ -359,14 +447,52 @@ struct BookRow {
     price: String,
 }
 
+/// The home page's filter form, as the request gave it (blank when not given).
+struct BookFilter {
+    authors: Vec<AuthorChoice>,
+    min_price_cents: String,
+    max_price_cents: String,
+    active: bool,
+}
+
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     title: &'static str,
     links: Links,
     books: Vec<BookRow>,
-    authors: Vec<AuthorRow>,
+    next: Option<String>,
+    filter: BookFilter,
     form: BookForm,
+}
+
+/// One price change on a book's page.
+struct PriceRow {
+    old: String,
+    new: String,
+}
+
+#[derive(Template)]
+#[template(path = "book.html")]
+struct BookPage {
+    title: String,
+    links: Links,
+    id: i64,
+    author: String,
+    author_id: i64,
+    slug: String,
+    price: String,
+    prices: Vec<PriceRow>,
+    more_prices: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "authors.html")]
+struct AuthorsPage {
+    title: &'static str,
+    links: Links,
+    authors: Vec<AuthorRow>,
+    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -400,48 +526,159 @@ struct BookFormInput {
     author_id: Option<i64>,
 }
 
-async fn home(State(db): State<Db>) -> ApiResult<Html<String>> {
-    let authors = db.all::<Author>().await?;
-    let books = db.all::<Book>().await?;
-    let name_of = |id: i64| {
-        authors
-            .iter()
-            .find(|a| a.id == Some(id))
-            .map_or_else(|| format!("author {id}"), |a| a.name.clone())
-    };
-    let author_rows = authors
-        .iter()
-        .map(|a| AuthorRow {
-            name: a.name.clone(),
-            email: a.email.clone(),
-            books: books.iter().filter(|b| Some(b.author_id) == a.id).count(),
-        })
-        .collect();
-    let book_rows = books
+fn price(cents: i64) -> String {
+    format!("{:.2}", cents as f64 / 100.0)
+}
+
+/// The authors the forms offer: the first page of them (a shop with more lists them on
+/// `/authors`, and its forms take the first hundred).
+async fn form_authors(db: &Db) -> herald::Result<Vec<Author>> {
+    Author::query().limit(list::MAX_PAGE).all(db).await
+}
+
+/// The names of the authors of `books`, read in one query.
+async fn author_names(db: &Db, books: &[Book]) -> herald::Result<Vec<(i64, String)>> {
+    let mut ids: Vec<i64> = books.iter().map(|b| b.author_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let authors = Author::query().filter(Author::ID.in_(ids)).all(db).await?;
+    Ok(authors
         .into_iter()
-        .map(|book| BookRow {
-            id: book.id.unwrap_or_default(),
-            author: name_of(book.author_id),
-            price: format!("{:.2}", book.price_cents as f64 / 100.0),
-            title: book.title,
-            slug: book.slug,
+        .filter_map(|a| a.id.map(|id| (id, a.name)))
+        .collect())
+}
+
+/// `GET /`: one page of books (at most 100, in key order), filtered by author and price range,
+/// with a link to the next page; the new-book form.
+async fn home(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let shown = async {
+        let params = Params(params);
+        let (query, filters) = book_filters(&params)?;
+        let books = page(&db, query, params.window()?, "/", &filters).await?;
+        let names = author_names(&db, &books.rows).await?;
+        let name_of = |id: i64| {
+            names
+                .iter()
+                .find(|(a, _)| *a == id)
+                .map_or_else(|| format!("author {id}"), |(_, name)| name.clone())
+        };
+        let authors = form_authors(&db).await?;
+        let given = |name: &str| {
+            filters
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        };
+        let selected = filters.iter().find(|(k, _)| *k == "author_id").map(|f| f.1);
+        let mut choices = author_choices(&authors, Some(selected.unwrap_or(-1)));
+        choices.iter_mut().for_each(|c| c.selected = Some(c.id) == selected);
+        let filter = BookFilter {
+            authors: choices,
+            min_price_cents: given("min_price_cents"),
+            max_price_cents: given("max_price_cents"),
+            active: !filters.is_empty(),
+        };
+        let book_rows = books
+            .rows
+            .into_iter()
+            .map(|book| BookRow {
+                id: book.id.unwrap_or_default(),
+                author: name_of(book.author_id),
+                price: price(book.price_cents),
+                title: book.title,
+                slug: book.slug,
+            })
+            .collect();
+        Ok::<_, ApiError>(HomePage {
+            title: "Bookstore",
+            links: LINKS,
+            books: book_rows,
+            next: books.next,
+            filter,
+            form: BookForm::new_book(&authors),
         })
-        .collect();
-    Ok(html(&HomePage {
-        title: "Bookstore",
+    };
+    match shown.await {
+        Ok(page) => html(&page).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// `GET /books/{id}`: the book, its author, and its price history (oldest first, the first 100
+/// changes; the rest through `/api/books/{id}/prices`).
+async fn book_page(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
+    let Some(book) = db.get::<Book>(id).await? else {
+        return Ok(not_found());
+    };
+    let author = db.get::<Author>(book.author_id).await?;
+    let query = PriceChange::query().filter(PriceChange::BOOK_ID.eq(id));
+    let path = format!("/api/books/{id}/prices");
+    let changes = page(&db, query, Params::default().window()?, &path, &[]).await?;
+    Ok(html(&BookPage {
+        title: book.title.clone(),
         links: LINKS,
-        books: book_rows,
-        authors: author_rows,
-        form: BookForm::new_book(&authors),
-    }))
+        id,
+        author: author.map_or_else(|| format!("author {}", book.author_id), |a| a.name),
+        author_id: book.author_id,
+        slug: book.slug,
+        price: price(book.price_cents),
+        prices: changes
+            .rows
+            .iter()
+            .map(|c| PriceRow {
+                old: price(c.old_cents),
+                new: price(c.new_cents),
+            })
+            .collect(),
+        more_prices: changes.next,
+    })
+    .into_response())
+}
+
+/// `GET /authors`: a page of authors, each linking to the home page filtered to their books.
+async fn authors_page(
+    State(db): State<Db>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let shown = async {
+        let window = Params(params).window()?;
+        let authors = page(&db, Author::query(), window, "/authors", &[]).await?;
+        Ok::<_, ApiError>(AuthorsPage {
+            title: "Authors",
+            links: LINKS,
+            authors: authors
+                .rows
+                .into_iter()
+                .map(|a| AuthorRow {
+                    id: a.id.unwrap_or_default(),
+                    name: a.name,
+                    email: a.email,
+                })
+                .collect(),
+            next: authors.next,
+        })
+    };
+    match shown.await {
+        Ok(page) => html(&page).into_response(),
+        Err(e) => refused(e),
+    }
 }
 
 fn refused(error: ApiError) -> Response {
-    let (status, _) = status_of(&error.0);
+    let (status, message) = error.status_and_message();
+    let title = if status == StatusCode::BAD_REQUEST {
+        "Bad request"
+    } else {
+        "Not saved"
+    };
     let page = RefusedPage {
-        title: "Not saved",
+        title,
         links: LINKS,
-        error: error.0.to_string(),
+        error: message,
     };
     (status, html(&page)).into_response()
 }
@@ -469,7 +706,7 @@ async fn html_create(State(db): State<Db>, Form(input): Form<BookFormInput>) -> 
 }
 
 async fn html_edit(State(db): State<Db>, Path(id): Path<i64>) -> ApiResult<Response> {
-    let authors = db.all::<Author>().await?;
+    let authors = form_authors(&db).await?;
     Ok(match db.get::<Book>(id).await? {
         Some(book) => html(&EditPage {
             title: format!("Edit {}", book.title),
@@ -500,7 +737,7 @@ async fn html_update(
         Ok::<_, ApiError>(true)
     };
     match saved.await {
-        Ok(true) => Redirect::to("/").into_response(),
+        Ok(true) => Redirect::to(&format!("/books/{id}")).into_response(),
         Ok(false) => not_found(),
         Err(e) => refused(e),
     }
