@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use herald::{Db, Model};
 use herald::Store;
+use herald::{Db, Model};
 use herald_axum::{
     DashboardOptions, SameOriginLayer, ServerTimingLayer, dashboard, metrics_router, validate_token,
 };
@@ -215,7 +215,9 @@ async fn default_author(db: &Db) -> herald::Result<i64> {
 /// The book filters both the JSON list and the home page take: `author_id`, `min_price_cents`,
 /// `max_price_cents` (inclusive). Returns the query and the filters given, for the next page's
 /// URL.
-fn book_filters(params: &Params) -> Result<(herald::query::Query<Book>, Vec<(&'static str, i64)>), BadRequest> {
+fn book_filters(
+    params: &Params,
+) -> Result<(herald::query::Query<Book>, Vec<(&'static str, i64)>), BadRequest> {
     let mut query = Book::query();
     let mut given = Vec::new();
     if let Some(author) = params.int("author_id")? {
@@ -575,7 +577,9 @@ async fn home(
         };
         let selected = filters.iter().find(|(k, _)| *k == "author_id").map(|f| f.1);
         let mut choices = author_choices(&authors, Some(selected.unwrap_or(-1)));
-        choices.iter_mut().for_each(|c| c.selected = Some(c.id) == selected);
+        choices
+            .iter_mut()
+            .for_each(|c| c.selected = Some(c.id) == selected);
         let filter = BookFilter {
             authors: choices,
             min_price_cents: given("min_price_cents"),

@@ -37,9 +37,10 @@ impl Params {
     pub(crate) fn int(&self, name: &str) -> Result<Option<i64>, BadRequest> {
         match self.0.get(name).map(|v| v.trim()) {
             None | Some("") => Ok(None),
-            Some(text) => text.parse().map(Some).map_err(|_| {
-                BadRequest(format!("`{name}` must be a whole number, got {text:?}"))
-            }),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| BadRequest(format!("`{name}` must be a whole number, got {text:?}"))),
         }
     }
 
