@@ -300,15 +300,25 @@ fn decode_html(html: &str) -> String {
     out
 }
 
-/// A title with markup in it is shown as text on the shop's list and on its edit page (in the
-/// page's title, its heading and the form's `value`), never run.
+/// A title with markup in it is shown as text on the shop's list, on the book's page and on its
+/// edit page (in the page's title, its heading and the form's `value`), never run.
 #[test]
 fn markup_in_a_title_is_shown_as_text_on_the_shop_pages() {
     const HOSTILE: &str = "<script>alert(\"x\")</script><img src=x onerror='y'>&";
     let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
     let id = create(&server, HOSTILE, 999)["id"].as_i64().expect("an id");
     for (path, places) in [
-        ("/".to_owned(), vec![format!("<td>{HOSTILE}</td>")]),
+        (
+            "/".to_owned(),
+            vec![format!("<td><a href=\"/books/{id}\">{HOSTILE}</a></td>")],
+        ),
+        (
+            format!("/books/{id}"),
+            vec![
+                format!("<title>{HOSTILE}</title>"),
+                format!("<h1>{HOSTILE}</h1>"),
+            ],
+        ),
         (
             format!("/books/{id}/edit"),
             vec![
