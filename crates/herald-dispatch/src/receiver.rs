@@ -134,7 +134,7 @@ impl Handles {
 pub(crate) struct ReceiverCore {
     pub(crate) info: Arc<ReceiverInfo>,
     /// The info's condition, one load from the walk (only `post_save` walks read it).
-    pub(crate) condition: Option<Condition>,
+    pub(crate) condition: Option<Box<Condition>>,
     stats: Stats,
     handles: Handles,
 }
@@ -143,7 +143,7 @@ impl ReceiverCore {
     pub(crate) fn new(info: ReceiverInfo) -> Self {
         let handles = Handles::new(&info);
         Self {
-            condition: info.condition.clone(),
+            condition: info.condition.clone().map(Box::new),
             info: Arc::new(info),
             stats: Stats::new(),
             handles,

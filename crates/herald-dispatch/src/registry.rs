@@ -65,6 +65,9 @@ impl SenderSlots {
 pub(crate) struct Inner {
     /// How many receivers are connected, anywhere: the whole cost of a send when it is zero.
     pub(crate) live: AtomicUsize,
+    /// How many connected receivers have a condition: while none has, the `post_save` walks do
+    /// not check conditions at all (one relaxed load a send instead of a check a receiver).
+    pub(crate) conditional: AtomicUsize,
     pub(crate) config: Config,
     pub(crate) senders: [OnceLock<Box<[SenderSlots]>>; CHUNKS],
     pub(crate) every: SenderSlots,
@@ -110,6 +113,9 @@ impl Inner {
             Ok(()) => {
                 slots.interest.fetch_or(1 << at.slot, Relaxed);
                 self.live.fetch_add(1, Relaxed);
+                if core.condition.is_some() {
+                    self.conditional.fetch_add(1, Relaxed);
+                }
                 let id = core.info.id();
                 all.push((core, at));
                 let registry = Arc::downgrade(self);
@@ -135,6 +141,8 @@ impl Inner {
             slots.interest.fetch_and(!(1 << at.slot), Relaxed);
         }
         self.live.fetch_sub(removed.len(), Relaxed);
+        let conditional = removed.iter().filter(|r| r.condition.is_some()).count();
+        self.conditional.fetch_sub(conditional, Relaxed);
         all.retain(|(core, _)| !removed.iter().any(|r| Arc::ptr_eq(r, core)));
         removed.len()
     }

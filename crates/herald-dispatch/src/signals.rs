@@ -49,6 +49,7 @@ impl SignalsBuilder {
         let signals = Signals {
             inner: Arc::new(Inner {
                 live: AtomicUsize::new(0),
+                conditional: AtomicUsize::new(0),
                 config: Config::new(
                     self.timing,
                     self.slow_threshold.unwrap_or(DEFAULT_SLOW_THRESHOLD),

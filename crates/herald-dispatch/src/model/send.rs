@@ -34,8 +34,11 @@ macro_rules! walks {
     (@walk $how:ident [$($async:tt)*] [$($doc:tt)*] $name:ident $kind:ident
         [$entry:ident $event:ident $config:ident $mode:ident]) => {
         $($doc)*
+        ///
+        /// `CHECK`: whether receivers' conditions are checked (some receiver of the registry has
+        /// one, and the signal is `post_save`); without, the walk has no check at all.
         #[inline]
-        $($async)* fn $name(
+        $($async)* fn $name<const CHECK: bool>(
             &self,
             own: &[Arc<ModelEntry<$kind, M>>],
             every: &[Arc<AnyEntry<$kind>>],
@@ -47,13 +50,13 @@ macro_rules! walks {
             for step in Walk::new(own, every) {
                 let (core, failed) = match step {
                     Step::Own($entry) => {
-                        if skipped::<$kind, M>(&$entry.core, $event) {
+                        if CHECK && skipped::<$kind, M>(&$entry.core, $event) {
                             continue;
                         }
                         (&$entry.core, walks!(@step $how own $kind [$entry $event $config $mode]))
                     }
                     Step::Every($entry) => {
-                        if skipped::<$kind, M>(&$entry.core, $event) {
+                        if CHECK && skipped::<$kind, M>(&$entry.core, $event) {
                             continue;
                         }
                         (&$entry.core, walks!(@step $how every $kind [$entry $event $config $mode]))
@@ -120,6 +123,13 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
                 own.iter().any(|e| e.core.info.is_async)
                     || every.iter().any(|e| e.core.info.is_async)
             })
+    }
+
+    /// Whether a walk of this signal checks receivers' conditions: `post_save` only, and only
+    /// while some receiver of the registry has a condition.
+    #[inline(always)]
+    fn checks_conditions(&self) -> bool {
+        K::CONDITIONAL && self.inner.conditional.load(Relaxed) != 0
     }
 
     /// The receivers to run: this sender's and every sender's, or `None` when both are empty.
@@ -194,7 +204,11 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
             &[]
         };
         let mut errors = Vec::new();
-        self.walk_here(own, every, event, WalkMode::HERE, &mut errors);
+        if self.checks_conditions() {
+            self.walk_checked(own, every, event, WalkMode::HERE, &mut errors);
+        } else {
+            self.walk_here::<false>(own, every, event, WalkMode::HERE, &mut errors);
+        }
         errors.pop().map_or(Ok(()), Err)
     }
 
@@ -206,12 +220,31 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         if self.inner.live.load(Relaxed) != 0
             && let Some((own, every)) = self.lists(&Reading::begin())
         {
-            self.walk_here(own, every, event, WalkMode::HERE.robust(), &mut errors);
+            let mode = WalkMode::HERE.robust();
+            if self.checks_conditions() {
+                self.walk_checked(own, every, event, mode, &mut errors);
+            } else {
+                self.walk_here::<false>(own, every, event, mode, &mut errors);
+            }
         }
         if !errors.is_empty() {
             log_robust(&errors);
         }
         errors
+    }
+
+    /// The walk with conditions checked, kept out of line so that the walk without them, the
+    /// common case, stays as tight as it was.
+    #[inline(never)]
+    fn walk_checked(
+        &self,
+        own: &[Arc<ModelEntry<K, M>>],
+        every: &[Arc<AnyEntry<K>>],
+        event: &mut K::Event<'_, M>,
+        mode: WalkMode,
+        errors: &mut Vec<DispatchError>,
+    ) {
+        self.walk_here::<true>(own, every, event, mode, errors);
     }
 
     walks! {
@@ -270,7 +303,12 @@ macro_rules! sends {
             None
         };
         if let Some((own, every)) = lists {
-            self.walk(listed(&own), listed(&every), event, WalkMode::AWAITED, &mut errors).await;
+            let (own, every) = (listed(&own), listed(&every));
+            if self.checks_conditions() {
+                self.walk::<true>(own, every, event, WalkMode::AWAITED, &mut errors).await;
+            } else {
+                self.walk::<false>(own, every, event, WalkMode::AWAITED, &mut errors).await;
+            }
         }
         errors.pop().map_or(Ok(()), Err)
     }
@@ -285,8 +323,12 @@ macro_rules! sends {
             None
         };
         if let Some((own, every)) = lists {
-            self.walk(listed(&own), listed(&every), event, WalkMode::AWAITED.robust(), &mut errors)
-                .await;
+            let (own, every, mode) = (listed(&own), listed(&every), WalkMode::AWAITED.robust());
+            if self.checks_conditions() {
+                self.walk::<true>(own, every, event, mode, &mut errors).await;
+            } else {
+                self.walk::<false>(own, every, event, mode, &mut errors).await;
+            }
         }
         errors
     }
