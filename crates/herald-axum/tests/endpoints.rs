@@ -124,6 +124,37 @@ async fn reading_endpoints_answer_json() {
     );
 }
 
+/// A receiver's condition is in the report and on the page, under its phase.
+#[tokio::test]
+async fn a_receivers_condition_is_reported_and_shown() {
+    let f = fixture().await;
+    f.db.signals()
+        .post_save::<Book>()
+        .receiver(|_: &PostSave<'_, Book>| Ok(()))
+        .name("shop::record_price")
+        .when_changed(["title"])
+        .connect()
+        .keep();
+    let json = get(&f.guarded, "/api/receivers").await.json();
+    let receivers = json["receivers"].as_array().unwrap();
+    let find = |name: &str| receivers.iter().find(|r| r["name"] == name).unwrap();
+    assert_eq!(
+        find("shop::record_price")["condition"],
+        "when title changed"
+    );
+    assert_eq!(
+        find("shop::fill_slug")["condition"],
+        serde_json::Value::Null
+    );
+    let page = get(&f.guarded, "/").await;
+    assert!(
+        page.body
+            .contains("<td>caller<div class=\"cond\">when title changed</div></td>"),
+        "{}",
+        page.body
+    );
+}
+
 /// Markup in what the application or its data chose (the title, a receiver's name, a dead task's
 /// kind, queue and error) is shown as text on the page, never run: in element content and in
 /// attribute values alike.
