@@ -73,6 +73,17 @@ fn receivers_lists_every_receiver_with_its_source_location() {
         assert!(line.contains(phase), "{line}");
         assert!(line.contains("examples/bookstore/src/shop.rs:"), "{line}");
     }
+    // A condition follows the location.
+    for (name, condition) in [
+        ("record_price_change", "(when price_cents changed)"),
+        ("email_author", "(on create)"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
+        assert!(line.ends_with(condition), "{line}");
+    }
     for (name, phase) in [
         ("lab_heavy_pre_save", "caller"),
         ("lab_light_pre_save", "caller"),
