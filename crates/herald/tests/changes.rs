@@ -12,7 +12,7 @@ use herald::dispatch::Error as ReceiverError;
 use herald::dispatch::{AnyModel, PostSave};
 use herald::prelude::*;
 use herald::tasks::{Background, TaskContext, TaskOptions, TaskState, Worker};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// What receivers saw, shared with the test.
 #[derive(Clone, Default)]
@@ -40,6 +40,20 @@ fn describe(e: &PostSave<'_, Book>) -> String {
         (None, None) => format!("{} created={} no previous", e.instance.title, e.created),
         _ => "previous and changed_fields disagree".to_owned(),
     }
+}
+
+/// A caller-side `post_save` receiver that asks for changes and records [`describe`] of each
+/// event in `seen`.
+fn watch(db: &herald::Db, seen: &Seen) -> herald::dispatch::Connection {
+    let seen = seen.clone();
+    db.signals()
+        .post_save::<Book>()
+        .receiver(move |e: &PostSave<'_, Book>| {
+            seen.push(describe(e));
+            Ok(())
+        })
+        .changes()
+        .connect()
 }
 
 backend_test!(
@@ -131,16 +145,7 @@ backend_test!(
             .unwrap();
 
         let seen = Seen::default();
-        let s = seen.clone();
-        let _r = db
-            .signals()
-            .post_save::<Book>()
-            .receiver(move |e: &PostSave<'_, Book>| {
-                s.push(describe(e));
-                Ok(())
-            })
-            .changes()
-            .connect();
+        let _r = watch(&db, &seen);
         // The caller still holds 900 and saves 900: the row held 1500, so the price changed.
         db.save(&mut dune).await.unwrap();
         assert_eq!(seen.take(), ["Dune 1500->900 [price_cents]"], "{backend}");
@@ -157,16 +162,7 @@ backend_test!(
         let mut dune = book("Dune");
         db.save(&mut dune).await.unwrap();
         let seen = Seen::default();
-        let s = seen.clone();
-        let _r = db
-            .signals()
-            .post_save::<Book>()
-            .receiver(move |e: &PostSave<'_, Book>| {
-                s.push(describe(e));
-                Ok(())
-            })
-            .changes()
-            .connect();
+        let _r = watch(&db, &seen);
         dune.title = "Dune (new edition)".into();
         dune.price_cents = 1900;
         db.save_fields(&mut dune, &["title"]).await.unwrap();
@@ -239,16 +235,7 @@ backend_test!(
         let mut books = vec![book("a"), book("b")];
         db.bulk_create(&mut books).await.unwrap();
         let seen = Seen::default();
-        let s = seen.clone();
-        let _r = db
-            .signals()
-            .post_save::<Book>()
-            .receiver(move |e: &PostSave<'_, Book>| {
-                s.push(describe(e));
-                Ok(())
-            })
-            .changes()
-            .connect();
+        let _r = watch(&db, &seen);
         books[0].price_cents = 100;
         books[1].price_cents = 200;
         db.bulk_update(&mut books, &["price_cents"]).await.unwrap();
@@ -381,21 +368,14 @@ backend_test!(
                     Ok(())
                 }
             });
-        let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            worker
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let (stop, handle) = common::spawn_worker(worker);
         assert_eq!(
             within("the task", seen.recv()).await.unwrap(),
             "Dune! Some(900)->1300 Some([\"price_cents\"]) true",
             "{backend}"
         );
         stop.send(()).unwrap();
-        handle.await.unwrap().unwrap();
+        handle.await.unwrap();
     }
 );
 

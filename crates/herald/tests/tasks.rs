@@ -10,12 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Book, book, until, within};
+use common::{Book, book, spawn_worker, until, within};
 use herald::Store;
 use herald::dispatch::Error as ReceiverError;
 use herald::tasks::{Background, Task, TaskContext, TaskOptions, TaskState, Worker, purgeable};
 use herald::{Db, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 async fn task_state(db: &Db, id: i64) -> String {
     db.tasks()
@@ -38,24 +38,6 @@ fn reindexer(db: &Db, ran: mpsc::UnboundedSender<String>) -> Worker {
                 Ok(())
             }
         })
-}
-
-fn spawn_worker(
-    worker: Worker,
-) -> (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<herald::tasks::WorkerReport>,
-) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        worker
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    (stop, handle)
 }
 
 backend_test!(

@@ -606,10 +606,7 @@ async fn home(
             form: BookForm::new_book(&authors),
         })
     };
-    match shown.await {
-        Ok(page) => html(&page).into_response(),
-        Err(e) => refused(e),
-    }
+    shown_or_refused(shown.await)
 }
 
 /// `GET /books/{id}`: the book, its author, and its price history (oldest first, the first 100
@@ -666,7 +663,12 @@ async fn authors_page(
             next: authors.next,
         })
     };
-    match shown.await {
+    shown_or_refused(shown.await)
+}
+
+/// A page, or the refusal page saying why it could not be shown.
+fn shown_or_refused(page: Result<impl Template, ApiError>) -> Response {
+    match page {
         Ok(page) => html(&page).into_response(),
         Err(e) => refused(e),
     }

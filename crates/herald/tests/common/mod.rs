@@ -323,3 +323,23 @@ where
     })
     .await;
 }
+
+/// Run `worker` on its own task until the returned sender is used (or dropped); the handle gives
+/// its report.
+pub fn spawn_worker(
+    worker: herald::tasks::Worker,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<herald::tasks::WorkerReport>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    (stop, handle)
+}
