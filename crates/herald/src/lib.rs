@@ -77,8 +77,8 @@ pub fn masked_url(url: &str) -> String {
 
 /// The names most programs use.
 pub mod prelude {
-    pub use crate::receiver;
     pub use crate::query::{Col, Expr, Query};
+    pub use crate::receiver;
     pub use crate::{Db, EventConn, Model, Quiet, ReceiverResult, Saved, Store, Tx};
     pub use herald_dispatch::{
         AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostDeleteAny, PostSave,

@@ -179,10 +179,9 @@ pub(crate) fn select_into<M: Model>(query: &Query<M>, sql: &mut Sql, what: Selec
             "SELECT {} FROM {table}",
             quote(M::COLUMNS[M::PK].name)
         )),
-        Select::Rows { .. } => sql.push(&format!(
-            "SELECT {} FROM {table}",
-            column_list(M::COLUMNS)
-        )),
+        Select::Rows { .. } => {
+            sql.push(&format!("SELECT {} FROM {table}", column_list(M::COLUMNS)))
+        }
     }
     where_clause(query, sql)?;
     if matches!(what, Select::Rows { .. } | Select::Keys) {

@@ -112,7 +112,10 @@ fn nullable_order_columns_sort_nulls_the_same_way_on_both_databases() {
         &[Value::Int(1)],
     );
     let sql = select(&query, Dialect::Postgres, ROWS).unwrap().text;
-    assert!(sql.ends_with(r#"ORDER BY "note" ASC NULLS FIRST, "id""#), "{sql}");
+    assert!(
+        sql.ends_with(r#"ORDER BY "note" ASC NULLS FIRST, "id""#),
+        "{sql}"
+    );
 }
 
 #[test]
@@ -139,7 +142,10 @@ fn keyset_by_key_and_by_row() {
         sql.text,
         r#"SELECT "id", "title", "cents", "note" FROM "books" WHERE (("cents" < ?1) OR (("cents" = ?2) AND ("id" > ?3))) ORDER BY "cents" DESC, "id""#
     );
-    assert_eq!(sql.params, [Value::Int(900), Value::Int(900), Value::Int(3)]);
+    assert_eq!(
+        sql.params,
+        [Value::Int(900), Value::Int(900), Value::Int(3)]
+    );
 }
 
 #[test]
