@@ -294,6 +294,14 @@ backend_test!(
             "{backend}"
         );
 
+        // A query's future is `Send`: a web handler can spawn it.
+        let spawned = tokio::spawn({
+            let db = db.clone();
+            let cheap = cheap.clone();
+            async move { cheap.count(&db).await }
+        });
+        assert_eq!(spawned.await.unwrap().unwrap(), 4, "{backend}: spawned");
+
         // The same queries inside a transaction see its writes; the Db does not until it commits.
         let tx = db.begin().await.unwrap();
         priced(&tx, "F", 50).await;
