@@ -661,3 +661,61 @@ backend_test!(
         );
     }
 );
+
+backend_test!(
+    update_where_with_only_an_in_transaction_receiver_runs_it_per_row,
+    |db, backend| async move {
+        five_books(&db).await;
+        let log = Log::default();
+        let _in_tx = log.in_transaction(&db, |e| {
+            format!(
+                "in_transaction {} {}",
+                e.instance.title, e.instance.price_cents
+            )
+        });
+        let changed = db
+            .update_where(
+                Book::query().filter(Book::TITLE.in_(["A", "C"])),
+                &[Book::PRICE_CENTS.set(7)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 2, "{backend}");
+        assert_eq!(
+            log.take(),
+            ["in_transaction A 7", "in_transaction C 7"],
+            "{backend}"
+        );
+    }
+);
+
+backend_test!(
+    a_failing_post_save_of_update_where_says_the_writes_were_committed,
+    |db, backend| async move {
+        five_books(&db).await;
+        let _fails =
+            db.signals()
+                .post_save::<Book>()
+                .connect(|_: &herald::dispatch::PostSave<'_, Book>| {
+                    Err(herald::dispatch::Error::msg("post_save failed"))
+                });
+        let error = db
+            .update_where(
+                Book::query().filter(Book::TITLE.eq("A")),
+                &[Book::PRICE_CENTS.set(1)],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::AfterWrite {
+                    committed: true,
+                    ..
+                }
+            ),
+            "{backend}: {error}"
+        );
+        assert_eq!(prices(&db).await[0], ("A".to_owned(), 1), "{backend}: kept");
+    }
+);
