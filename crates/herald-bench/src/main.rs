@@ -28,6 +28,7 @@
 mod isolation;
 mod logging;
 mod names;
+mod queries;
 mod rows;
 mod seed;
 mod tasks;

@@ -43,6 +43,25 @@ pub(crate) struct Book {
     price_cents: i64,
 }
 
+impl Book {
+    /// A book from its columns, as a raw row decodes it.
+    pub(crate) fn from_raw(
+        id: i64,
+        title: String,
+        slug: String,
+        body: String,
+        price_cents: i64,
+    ) -> Self {
+        Self {
+            id: Some(id),
+            title,
+            slug,
+            body,
+            price_cents,
+        }
+    }
+}
+
 pub(crate) fn new_book(i: usize) -> Book {
     Book {
         id: None,
@@ -72,7 +91,7 @@ pub(crate) fn slugify(title: &str) -> String {
 pub(crate) struct Plan {
     /// Operations per sample; also the tasks the drain rows run.
     pub(crate) ops: usize,
-    samples: usize,
+    pub(crate) samples: usize,
     batches: usize,
     /// Saves whose commit-to-start latency is measured.
     pub(crate) starts: usize,
@@ -351,6 +370,7 @@ pub(crate) async fn sqlite(plan: &Plan, wanted: &dyn Fn(&str) -> bool) -> anyhow
     }
     let url = format!("sqlite://{}", dir.path().join("herald.db").display());
     rows.extend(herald_rows(&url, None, plan, "", wanted).await?);
+    rows.extend(crate::queries::sqlite(dir.path(), plan, wanted).await?);
     rows.extend(crate::tasks::sqlite(plan, dir.path(), wanted).await?);
     Ok(rows)
 }

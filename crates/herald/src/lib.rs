@@ -79,7 +79,7 @@ pub fn masked_url(url: &str) -> String {
 pub mod prelude {
     pub use crate::query::{Col, Expr, Query};
     pub use crate::receiver;
-    pub use crate::{Db, EventConn, Model, Quiet, ReceiverResult, Saved, Store, Tx};
+    pub use crate::{Db, EventConn, Model, ReceiverResult, Saved, Store, Tx};
     pub use herald_dispatch::{
         AnyModel, Connection, DispatchError, Mute, Phase, PostDelete, PostDeleteAny, PostSave,
         PostSaveAny, PreDelete, PreDeleteAny, PreSave, PreSaveAny, Sender, Signal, Signals, Timing,

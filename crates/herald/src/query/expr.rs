@@ -279,6 +279,8 @@ impl<M> Expr<M> {
     /// Not this (SQL's `NOT`: a row for which the condition is unknown, through a NULL, matches
     /// neither it nor its negation).
     #[must_use]
+    // `Not` is implemented too (`!expr`); this one needs no import.
+    #[allow(clippy::should_implement_trait)]
     pub fn not(self) -> Expr<M> {
         Expr::new(Node::Not(Box::new(self.node)))
     }

@@ -41,13 +41,13 @@ use std::marker::PhantomData;
 
 pub use expr::{Assign, Col, Expr, Order, TextField};
 
-use crate::error::{Error, Result};
+use crate::error::{DbError, DbErrorKind, Error, Result, Target};
 use crate::model::Model;
 use crate::store::conn::Conn;
 use crate::store::lifecycle;
 use crate::store::ops::Store;
 use crate::store::rows::{column_types, decode};
-use crate::value::Value;
+use crate::value::{SqlType, Value};
 use expr::Node;
 use sql::{After, Select, select};
 
@@ -192,8 +192,8 @@ impl<M: Model> Query<M> {
                 other => Err(Error::Query {
                     op: "counting",
                     model: M::NAME,
-                    source: crate::error::DbError::new(
-                        crate::error::DbErrorKind::Other,
+                    source: DbError::new(
+                        DbErrorKind::Other,
                         format!("COUNT(*) returned {other:?}"),
                     ),
                 }),
@@ -221,7 +221,7 @@ impl<M: Model> Query<M> {
             model: M::NAME,
             source,
         })?;
-        let target = crate::error::Target {
+        let target = Target {
             model: M::NAME,
             key: None,
         };
@@ -232,7 +232,7 @@ impl<M: Model> Query<M> {
 
     fn run(&self, conn: &Conn, what: Select, op: &'static str) -> Result<Vec<Vec<Value>>> {
         let sql = select(self, conn.dialect(), what)?;
-        let types = [crate::value::SqlType::Int];
+        let types = [SqlType::Int];
         let rows = conn.statement(|b| b.query(&sql.text, &sql.params, &types));
         rows.map_err(|source| Error::Query {
             op,
