@@ -57,7 +57,7 @@ pub(crate) fn running_receivers(dashboard: &str) -> Result<(), BoxError> {
             r.p99_us,
             r.max_us,
             r.location,
-            crate::condition_text(r.condition.as_deref()),
+            condition_text(r.condition.as_deref()),
         );
     }
     println!(
@@ -130,4 +130,10 @@ pub(crate) async fn cmd_tasks(db: &Db, action: TaskAction) -> Result<(), BoxErro
         }
     }
     Ok(())
+}
+
+/// `"  (when price_cents changed)"` after a listing's line, or nothing for a receiver called on
+/// every write.
+pub(crate) fn condition_text(condition: Option<&str>) -> String {
+    condition.map_or_else(String::new, |c| format!("  ({c})"))
 }

@@ -458,7 +458,7 @@ impl App {
                 phase,
                 info.priority(),
                 info.location(),
-                condition_text(info.condition().map(ToString::to_string).as_deref()),
+                commands::condition_text(info.condition().map(ToString::to_string).as_deref()),
             );
         }
         println!(
@@ -605,10 +605,4 @@ mod tests {
             "without a dashboard path the URL is taken as it is"
         );
     }
-}
-
-/// `"  (when price_cents changed)"` after a listing's line, or nothing for a receiver called on
-/// every write.
-pub(crate) fn condition_text(condition: Option<&str>) -> String {
-    condition.map_or_else(String::new, |c| format!("  ({c})"))
 }
