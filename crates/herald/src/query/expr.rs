@@ -116,7 +116,8 @@ impl<M, T: Field> Col<M, T> {
     }
 
     /// `column IN (v1, v2, ..)`, every value bound. An empty list matches no row (it is written
-    /// as a condition that is false, which both databases accept).
+    /// as a condition that is false, which both databases accept); a NULL in the list matches
+    /// nothing either (as in SQL: use [`is_null`](Col::is_null)).
     pub fn in_<V: Into<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
         Expr::new(Node::In {
             column: self.index,
