@@ -53,7 +53,7 @@ use expr::Node;
 use sql::{After, Select, select};
 
 /// A query over `M`'s rows: conditions, order, limit and offset, then a terminal operation that
-/// runs it on any [`Store`]. Made by [`Model::query`](crate::Model::query) (`Book::query()`) or
+/// runs it on any [`Store`]. Made by [`Model::query`] (`Book::query()`) or
 /// `Query::<Book>::new()`; it matches every row until filtered.
 ///
 /// The builder methods take and return the query by value; a query is `Clone`, and its terminal
