@@ -340,10 +340,12 @@ fn each_field_is_a_typed_column_constant_named_after_it_upper_cased() {
                 ::herald::query::Col::new(1usize, "url_slug");
         ),
     );
+    // `Option<String>` as a type, so that `>` and `>>` tokens compare alike.
+    let ty: Type = syn::parse_quote!(Option<String>);
     check_expansion(
         book,
         quote!(
-            pub(crate) const TYPE: ::herald::query::Col<Book, Option<String>> =
+            pub(crate) const TYPE: ::herald::query::Col<Book, #ty> =
                 ::herald::query::Col::new(2usize, "type");
         ),
     );
