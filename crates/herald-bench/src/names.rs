@@ -15,6 +15,7 @@ pub(crate) const ROWS: &[&str] = &[
     "raw_query_filtered",
     "query_filtered",
     "raw_query_count",
+    "read_query_count",
     "query_count",
     "tasks_drain_sqlite",
     "commit_to_start_sqlite",

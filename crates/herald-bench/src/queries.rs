@@ -1,10 +1,12 @@
 //! The query rows: a filtered query and a count through Herald's query API, each beside the same
-//! statement through the bare rusqlite connection (`raw_*`), on one table of 10,000 books.
+//! statement through the bare rusqlite connection (`raw_*`), on one table of 10,000 books; and the
+//! count's statement through `db.read(..)` (`read_query_count`: the store's hop to a reader thread
+//! without the query builder).
 
 use std::path::Path;
 use std::time::Instant;
 
-use herald::{Db, Model, Store};
+use herald::{Db, Model, SqlType, Store, Value};
 
 use crate::Row;
 use crate::rows::{Book, Plan, Samples, new_book};
@@ -55,6 +57,7 @@ pub(crate) async fn sqlite(
         "raw_query_filtered",
         "query_filtered",
         "raw_query_count",
+        "read_query_count",
         "query_count",
     ];
     if !names.iter().any(|name| wanted(name)) {
@@ -98,6 +101,23 @@ pub(crate) async fn sqlite(
         })
         .await?;
         rows.push(samples.row("raw_query_count".to_owned(), "op"));
+    }
+    if wanted("read_query_count") {
+        let samples = measure(plan, runs, || async {
+            let rows = db
+                .read(|conn| {
+                    conn.query(
+                        COUNT_SQL,
+                        &[Value::Int(LOW), Value::Int(HIGH)],
+                        &[SqlType::Int],
+                    )
+                })
+                .await?;
+            anyhow::ensure!(rows[0][0] == Value::Int(HIGH - LOW + 1), "{rows:?}");
+            Ok(())
+        })
+        .await?;
+        rows.push(samples.row("read_query_count".to_owned(), "op"));
     }
     if wanted("query_count") {
         let query = window();

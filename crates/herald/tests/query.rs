@@ -127,6 +127,22 @@ backend_test!(
             5,
             "{backend}: the table is intact"
         );
+
+        // `\` escapes a wildcard on both databases; escape_like escapes text a user typed.
+        for title in ["50% off", "50x off", r"back\slash"] {
+            priced(&db, title, 1).await;
+        }
+        let like = |pattern: String| titles(&db, Book::query().filter(Book::TITLE.like(pattern)));
+        assert_eq!(
+            like("50% off".into()).await,
+            ["50% off", "50x off"],
+            "{backend}"
+        );
+        assert_eq!(like(r"50\% off".into()).await, ["50% off"], "{backend}");
+        let typed = format!("%{}%", herald::query::escape_like("0% o"));
+        assert_eq!(like(typed).await, ["50% off"], "{backend}");
+        let typed = format!("%{}%", herald::query::escape_like(r"k\s"));
+        assert_eq!(like(typed).await, [r"back\slash"], "{backend}");
     }
 );
 

@@ -323,3 +323,30 @@ fn an_explicit_auto_key_has_its_type_checked_at_compile_time() {
         },
     );
 }
+
+#[test]
+fn each_field_is_a_typed_column_constant_named_after_it_upper_cased() {
+    let book = r#"
+            pub(crate) struct Book {
+                id: Option<i64>,
+                #[model(column = "url_slug")] slug: String,
+                r#type: Option<String>,
+            }
+        "#;
+    check_expansion(
+        book,
+        quote!(
+            pub(crate) const SLUG: ::herald::query::Col<Book, String> =
+                ::herald::query::Col::new(1usize, "url_slug");
+        ),
+    );
+    // `Option<String>` as a type, so that `>` and `>>` tokens compare alike.
+    let ty: Type = syn::parse_quote!(Option<String>);
+    check_expansion(
+        book,
+        quote!(
+            pub(crate) const TYPE: ::herald::query::Col<Book, #ty> =
+                ::herald::query::Col::new(2usize, "type");
+        ),
+    );
+}

@@ -116,7 +116,8 @@ impl<M, T: Field> Col<M, T> {
     }
 
     /// `column IN (v1, v2, ..)`, every value bound. An empty list matches no row (it is written
-    /// as a condition that is false, which both databases accept).
+    /// as a condition that is false, which both databases accept); a NULL in the list matches
+    /// nothing either (as in SQL: use [`is_null`](Col::is_null)).
     pub fn in_<V: Into<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
         Expr::new(Node::In {
             column: self.index,
@@ -164,15 +165,30 @@ mod sealed {
 }
 
 impl<M, T: TextField> Col<M, T> {
-    /// `column LIKE pattern`, the pattern bound as a parameter: `%` (any run of characters) and
-    /// `_` (one character) in it are the caller's wildcards, taken as written, and there is no
-    /// escape character. Case: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+    /// `column LIKE pattern ESCAPE '\'`, the pattern bound as a parameter: `%` (any run of
+    /// characters) and `_` (one character) in it are the caller's wildcards, and `\` escapes them
+    /// (`\%` is a percent sign, `\\` a backslash), on both databases. To match text a user typed
+    /// literally, escape it with [`escape_like`]: `Book::TITLE.like(format!("%{}%",
+    /// escape_like(&typed)))`. Case: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
     pub fn like(self, pattern: impl Into<String>) -> Expr<M> {
         Expr::new(Node::Like {
             column: self.index,
             pattern: pattern.into(),
         })
     }
+}
+
+/// `text` with the characters [`Col::like`] treats specially (`%`, `_` and the escape `\`) escaped,
+/// so that it matches only itself inside a pattern.
+pub fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// A comparison operator.

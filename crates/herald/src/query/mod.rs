@@ -24,7 +24,8 @@
 //! - **Columns** are associated constants of the model (`Book::PRICE_CENTS`, a [`Col<Book, i64>`]),
 //!   so a misspelt column does not compile and a value of the wrong type does not convert.
 //! - **Every value is bound** as a parameter (`?1` on SQLite, `$1` on PostgreSQL), `LIKE`
-//!   patterns included; table and column names are the derive's checked identifiers, quoted.
+//!   patterns included (`%` and `_` are wildcards, `\` escapes them: [`escape_like`]); table and
+//!   column names are the derive's checked identifiers, quoted.
 //! - **Reads** ([`all`](Query::all), [`first`](Query::first), [`count`](Query::count),
 //!   [`exists`](Query::exists)) take any [`Store`]: a [`Db`](crate::Db) reads on a reader, a
 //!   [`Tx`](crate::Tx) inside its transaction. They send no signal.
@@ -39,7 +40,7 @@ pub(crate) mod write;
 use std::fmt;
 use std::marker::PhantomData;
 
-pub use expr::{Assign, Col, Expr, Order, TextField};
+pub use expr::{Assign, Col, Expr, Order, TextField, escape_like};
 
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
 use crate::model::Model;
@@ -52,7 +53,7 @@ use expr::Node;
 use sql::{After, Select, select};
 
 /// A query over `M`'s rows: conditions, order, limit and offset, then a terminal operation that
-/// runs it on any [`Store`]. Made by [`Model::query`](crate::Model::query) (`Book::query()`) or
+/// runs it on any [`Store`]. Made by [`Model::query`] (`Book::query()`) or
 /// `Query::<Book>::new()`; it matches every row until filtered.
 ///
 /// The builder methods take and return the query by value; a query is `Clone`, and its terminal

@@ -76,6 +76,7 @@ impl Sql {
                 self.column::<M>(*column);
                 self.push(" LIKE ");
                 self.bind(Value::Text(pattern.clone()));
+                self.push(" ESCAPE '\\'");
             }
             Node::Null { column, null } => {
                 self.column::<M>(*column);

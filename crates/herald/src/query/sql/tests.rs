@@ -60,8 +60,8 @@ fn conditions_are_bound_and_parenthesised() {
     check(
         &query,
         ROWS,
-        r#"SELECT "id", "title", "cents", "note" FROM "books" WHERE ((("cents" >= ?1) AND ("cents" < ?2)) OR ("title" LIKE ?3)) AND (NOT ("note" IS NULL)) AND ("id" IN (?4, ?5)) ORDER BY "title" DESC, "id" LIMIT ?6 OFFSET ?7"#,
-        r#"SELECT "id", "title", "cents", "note" FROM "books" WHERE ((("cents" >= $1) AND ("cents" < $2)) OR ("title" LIKE $3)) AND (NOT ("note" IS NULL)) AND ("id" IN ($4, $5)) ORDER BY "title" DESC, "id" LIMIT $6 OFFSET $7"#,
+        r#"SELECT "id", "title", "cents", "note" FROM "books" WHERE ((("cents" >= ?1) AND ("cents" < ?2)) OR ("title" LIKE ?3 ESCAPE '\')) AND (NOT ("note" IS NULL)) AND ("id" IN (?4, ?5)) ORDER BY "title" DESC, "id" LIMIT ?6 OFFSET ?7"#,
+        r#"SELECT "id", "title", "cents", "note" FROM "books" WHERE ((("cents" >= $1) AND ("cents" < $2)) OR ("title" LIKE $3 ESCAPE '\')) AND (NOT ("note" IS NULL)) AND ("id" IN ($4, $5)) ORDER BY "title" DESC, "id" LIMIT $6 OFFSET $7"#,
         &[
             Value::Int(100),
             Value::Int(200),
@@ -176,4 +176,9 @@ fn keyset_misuse_is_an_error_naming_the_model_and_the_column() {
     .unwrap_err()
     .to_string();
     assert!(error.contains("nullable column `note`"), "{error}");
+}
+
+#[test]
+fn escape_like_escapes_the_wildcards_and_the_escape() {
+    assert_eq!(crate::query::escape_like(r"50%_off\"), r"50\%\_off\\");
 }
