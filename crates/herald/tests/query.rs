@@ -735,3 +735,39 @@ backend_test!(
         assert_eq!(prices(&db).await[0], ("A".to_owned(), 1), "{backend}: kept");
     }
 );
+
+backend_test!(
+    a_caller_side_receiver_of_update_where_on_a_db_may_write_through_the_db,
+    |db, backend| async move {
+        five_books(&db).await;
+        // An async post_save receiver on the caller that writes another row through the Db: no
+        // transaction of update_where's own is open while it runs, so the write goes through.
+        let writer = db.clone();
+        let _audit = db.signals().post_save::<Book>().connect_boxed(move |e| {
+            let writer = writer.clone();
+            let title = e.instance.title.clone();
+            Box::pin(async move {
+                if title != "audit" {
+                    writer.save(&mut book("audit")).await?;
+                }
+                Ok(())
+            })
+        });
+        let changed = common::within(
+            "update_where with a receiver that writes through the Db",
+            db.update_where(
+                Book::query().filter(Book::PRICE_CENTS.le(200)),
+                &[Book::PRICE_CENTS.set(1)],
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(changed, 2, "{backend}");
+        let audits = Book::query()
+            .filter(Book::TITLE.eq("audit"))
+            .count(&db)
+            .await
+            .unwrap();
+        assert_eq!(audits, 2, "{backend}: one row written per updated book");
+    }
+);

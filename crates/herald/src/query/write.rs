@@ -3,11 +3,17 @@
 //!
 //! With a receiver of the write's signals connected for the model (any phase: caller,
 //! `in_transaction`, `on_commit`, background) and a store that is not quiet, the matching rows are
-//! fetched (locked with `FOR UPDATE` on PostgreSQL), the assignments applied to each instance, and
-//! the rows written through `lifecycle::bulk_save` (`Bulk::Update` of the assigned columns) or
-//! `lifecycle::delete_many`, so that each row's signals fire as for `bulk_update` / `delete_many`.
-//! The fetch and the writes share one transaction: a `Tx`'s own, or one opened on a `Db` for the
-//! call. Otherwise one `UPDATE .. SET .. WHERE ..` / `DELETE .. WHERE ..` statement runs.
+//! fetched, the assignments applied to each instance, and the rows written through
+//! `lifecycle::bulk_save` (`Bulk::Update` of the assigned columns) or `lifecycle::delete_many`, so
+//! that each row's signals fire, where they would for `bulk_update` / `delete_many`. Otherwise one
+//! `UPDATE .. SET .. WHERE ..` / `DELETE .. WHERE ..` statement runs.
+//!
+//! Inside a `Tx` the fetch is part of the transaction (locked with `FOR UPDATE` on PostgreSQL). On
+//! a `Db` the rows are fetched first, then written by key in one transaction of their own, as a
+//! `bulk_update` is: no transaction is held open while the caller-side receivers run, so a
+//! receiver that writes through the `Db` does not wait on a transaction its own caller holds (on
+//! SQLite, the only writer). A row deleted between the fetch and the write makes the whole write
+//! `Error::NotFound` naming it, and nothing is written.
 
 use herald_dispatch::Signals;
 
@@ -17,8 +23,6 @@ use crate::query::sql::{Select, Sql, invalid, select_into, where_clause};
 use crate::query::{Assign, Query};
 use crate::store::conn::Conn;
 use crate::store::lifecycle::{self, Bulk, Route};
-use crate::store::ops::Sealed;
-use crate::store::tx::Tx;
 
 /// Whether any `pre_save` / `post_save` receiver of `M` would run, in any phase.
 fn save_receivers<M: Model>(signals: &Signals) -> bool {
@@ -69,18 +73,13 @@ pub(crate) async fn update_where<M: Model>(
             fields.push(name.to_owned());
         }
     }
-    let tx = begin(route).await?;
-    let inside = tx.as_ref().map_or(route, Sealed::route);
-    let outcome = async {
-        let mut rows = lifecycle::read(inside, move |conn| query.fetch(conn, true)).await?;
-        for row in &mut rows {
-            *row = assigned(row, &set)?;
-        }
-        lifecycle::bulk_save(inside, &mut rows, Bulk::Update(fields)).await?;
-        Ok(rows.len() as u64)
+    let lock = route.in_tx;
+    let mut rows = lifecycle::read(route, move |conn| query.fetch(conn, lock)).await?;
+    for row in &mut rows {
+        *row = assigned(row, &set)?;
     }
-    .await;
-    finish(tx, outcome).await
+    lifecycle::bulk_save(route, &mut rows, Bulk::Update(fields)).await?;
+    Ok(rows.len() as u64)
 }
 
 /// Delete the rows `query` matches; how many went.
@@ -88,49 +87,9 @@ pub(crate) async fn delete_where<M: Model>(route: Route<'_>, query: Query<M>) ->
     if route.quiet || !delete_receivers::<M>(&route.shared.signals) {
         return lifecycle::run(route, move |conn| delete_statement(conn, &query)).await;
     }
-    let tx = begin(route).await?;
-    let inside = tx.as_ref().map_or(route, Sealed::route);
-    let outcome = async {
-        let rows = lifecycle::read(inside, move |conn| query.fetch(conn, true)).await?;
-        lifecycle::delete_many(inside, &rows).await
-    }
-    .await;
-    finish(tx, outcome).await
-}
-
-/// The transaction the per-row path runs in: the route's own (`None`: a `Tx`), or one opened on a
-/// `Db` for the call.
-async fn begin(route: Route<'_>) -> Result<Option<Tx<'static>>> {
-    if route.in_tx {
-        return Ok(None);
-    }
-    Tx::begin_on(route).await.map(Some)
-}
-
-/// End the transaction `begin` opened: committed when the work succeeded, and also when only a
-/// caller-side `post_*` receiver failed after the writes (the error then says that the writes were
-/// committed, as for a `Db`'s own bulk writes); rolled back otherwise.
-async fn finish<R>(tx: Option<Tx<'static>>, outcome: Result<R>) -> Result<R> {
-    let Some(tx) = tx else {
-        return outcome;
-    };
-    match outcome {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(Error::AfterWrite { error, .. }) => {
-            tx.commit().await?;
-            Err(Error::AfterWrite {
-                error,
-                committed: true,
-            })
-        }
-        Err(error) => {
-            tx.rollback().await?;
-            Err(error)
-        }
-    }
+    let lock = route.in_tx;
+    let rows = lifecycle::read(route, move |conn| query.fetch(conn, lock)).await?;
+    lifecycle::delete_many(route, &rows).await
 }
 
 /// `row` with the assignments applied, rebuilt through its values.

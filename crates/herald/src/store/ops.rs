@@ -100,14 +100,16 @@ pub trait Store: Sealed + Sync {
     /// `db.update_where(Book::query().filter(Book::PRICE_CENTS.lt(100)), &[Book::PRICE_CENTS.set(100)])`.
     ///
     /// When a `pre_save` or `post_save` receiver of `M` is connected in any phase (and the store
-    /// is not [`Quiet`](crate::Quiet)), the matching rows are read (locked with `FOR UPDATE` on
-    /// PostgreSQL), the assignments applied to each instance, and each row saved as
-    /// [`bulk_update`](Self::bulk_update) saves it, with `update_fields` the assigned columns: every
-    /// row's signals fire, and `pre_save` receivers may change the assigned fields. The read and
-    /// the writes share one transaction (a `Tx`'s own; on a `Db`, one opened for the call, so the
-    /// caller-side receivers run while it is open and should not wait on another write of the
-    /// same SQLite database). A caller-side `post_save` failure is
-    /// [`Error::AfterWrite`](crate::Error::AfterWrite) with the writes committed (on a `Db`).
+    /// is not [`Quiet`](crate::Quiet)), the matching rows are read, the assignments applied to
+    /// each instance, and the rows saved as [`bulk_update`](Self::bulk_update) saves them (by
+    /// key, in one transaction), with `update_fields` the assigned columns: every row's signals
+    /// fire where they would for `bulk_update`, and `pre_save` receivers may change the assigned
+    /// fields. Inside a `Tx` the read is part of it (locked with `FOR UPDATE` on PostgreSQL). On a
+    /// `Db` no transaction is open while the caller-side receivers run, so they may write through
+    /// the `Db`; a row deleted between the read and the write is
+    /// [`Error::NotFound`](crate::Error::NotFound) naming it, and nothing is written. A
+    /// caller-side `post_save` failure is [`Error::AfterWrite`](crate::Error::AfterWrite) (on a
+    /// `Db`, the writes are committed).
     ///
     /// Otherwise, and always through [`without_signals()`](crate::Db::without_signals), it is one
     /// `UPDATE .. SET .. WHERE ..` statement (with a limit or offset:
@@ -124,7 +126,7 @@ pub trait Store: Sealed + Sync {
     /// Delete every row `query` matches; returns how many went. With a `pre_delete` or
     /// `post_delete` receiver of `M` connected in any phase (and a store that is not quiet), the
     /// rows are read and deleted as [`delete_many`](Self::delete_many) deletes them, signals for
-    /// each, in one transaction as for [`update_where`](Self::update_where); otherwise one
+    /// each, as for [`update_where`](Self::update_where); otherwise one
     /// `DELETE .. WHERE ..` statement.
     fn delete_where<M: Model>(&self, query: Query<M>) -> impl Future<Output = Result<u64>> + Send {
         crate::query::write::delete_where(self.route(), query)
