@@ -271,15 +271,11 @@ fn email_tasks(server: &Server) -> i64 {
 
 #[test]
 fn the_author_is_emailed_when_a_book_is_created_not_when_it_is_edited() {
-    let server = Server::start(&[]);
-    let before = email_tasks(&server);
+    // No sample data: its books are saved while the server starts, and would race the count.
+    let server = Server::start(&[("BOOKSTORE_SAMPLE_DATA", "0")]);
     let id = create(&server, "The Fifth Season", 1500);
-    assert_eq!(
-        email_tasks(&server),
-        before + 1,
-        "one email for the new book"
-    );
+    assert_eq!(email_tasks(&server), 1, "one email for the new book");
     update(&server, id, "The Fifth Season", 1600);
     update(&server, id, "The Obelisk Gate", 1600);
-    assert_eq!(email_tasks(&server), before + 1, "edits send no email");
+    assert_eq!(email_tasks(&server), 1, "edits send no email");
 }
