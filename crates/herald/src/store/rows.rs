@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
 use crate::model::{Dialect, Model, placeholder, quote, sql_type_name};
-use crate::store::conn::{Conn, lock};
+use crate::store::conn::{Conn, UPDATE_SHAPES, lock};
 use crate::value::{SqlType, Value};
 
 pub(crate) fn target<M: Model>(instance: &M) -> Target {
@@ -219,7 +219,17 @@ fn update_batches<M: Model>(
     let per_row = columns.len() + 1;
     let per_statement = (POSTGRES_MAX_PARAMS / per_row).clamp(1, 1000);
     for batch in rows.chunks(per_statement) {
-        let sql = update_batch_sql::<M>(&columns, batch.len());
+        let shape = (std::any::TypeId::of::<M>(), columns.clone(), batch.len());
+        let sql: Arc<str> = {
+            let mut texts = lock(&conn.update_many);
+            if texts.len() >= UPDATE_SHAPES && !texts.contains_key(&shape) {
+                texts.clear();
+            }
+            texts
+                .entry(shape)
+                .or_insert_with(|| update_batch_sql::<M>(&columns, batch.len()).into())
+                .clone()
+        };
         let mut params = Vec::with_capacity(batch.len() * per_row);
         for (i, key) in batch {
             params.push(key.clone());
