@@ -584,6 +584,12 @@ async fn ctrl_c() {
     }
 }
 
+/// `"  (when price_cents changed)"` after a listing's line, or nothing for a receiver called on
+/// every write.
+pub(crate) fn condition_text(condition: Option<&str>) -> String {
+    condition.map_or_else(String::new, |c| format!("  ({c})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,10 +611,4 @@ mod tests {
             "without a dashboard path the URL is taken as it is"
         );
     }
-}
-
-/// `"  (when price_cents changed)"` after a listing's line, or nothing for a receiver called on
-/// every write.
-pub(crate) fn condition_text(condition: Option<&str>) -> String {
-    condition.map_or_else(String::new, |c| format!("  ({c})"))
 }

@@ -1,5 +1,6 @@
 //! What an update changed (`previous`, `changed_fields`, `changes`) and conditional receivers
 //! (`on_create`, `on_update`, `when_changed`), in every phase, on both backends.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

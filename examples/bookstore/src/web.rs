@@ -212,12 +212,13 @@ async fn default_author(db: &Db) -> herald::Result<i64> {
         .unwrap_or_default())
 }
 
+/// The filters a request gave, by name, for the next page's URL.
+type Given = Vec<(&'static str, i64)>;
+
 /// The book filters both the JSON list and the home page take: `author_id`, `min_price_cents`,
 /// `max_price_cents` (inclusive). Returns the query and the filters given, for the next page's
 /// URL.
-fn book_filters(
-    params: &Params,
-) -> Result<(herald::query::Query<Book>, Vec<(&'static str, i64)>), BadRequest> {
+fn book_filters(params: &Params) -> Result<(herald::query::Query<Book>, Given), BadRequest> {
     let mut query = Book::query();
     let mut given = Vec::new();
     if let Some(author) = params.int("author_id")? {

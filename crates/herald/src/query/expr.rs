@@ -278,6 +278,9 @@ impl<M> Expr<M> {
 
     /// Not this (SQL's `NOT`: a row for which the condition is unknown, through a NULL, matches
     /// neither it nor its negation).
+    // `std::ops::Not` is implemented too (`!expr`); this method lets `.not()` be called without
+    // importing the trait.
+    #[allow(clippy::should_implement_trait)]
     #[must_use]
     pub fn not(self) -> Expr<M> {
         Expr::new(Node::Not(Box::new(self.node)))
