@@ -13,7 +13,7 @@ use herald::Store;
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
 };
-use herald::{Db, Error, EventConn};
+use herald::{Db, Error, EventConn, Model};
 
 fn slugify(title: &str) -> String {
     title
@@ -598,6 +598,31 @@ backend_test!(
         let mut expected = before;
         expected.retain(|b| b.id != gone.id);
         assert_eq!(stored(&db).await, expected, "{backend}: nothing written");
+    }
+);
+
+backend_test!(
+    update_where_with_receivers_writes_every_matching_row,
+    |db, backend| async move {
+        let mut books: Vec<Book> = (0..1200).map(|i| book(&format!("Book {i}"))).collect();
+        for (i, b) in books.iter_mut().enumerate() {
+            b.price_cents = i as i64;
+        }
+        db.bulk_create(&mut books).await.unwrap();
+        let log = Log::default();
+        let _post = log.post_save(&db, |e| format!("{} {}", e.instance.title, e.created));
+        let changed = db
+            .update_where(
+                Book::query().filter(Book::PRICE_CENTS.lt(1100)),
+                &[Book::PRICE_CENTS.set(7)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1100, "{backend}");
+        assert_eq!(log.take().len(), 1100, "{backend}: a post_save per row");
+        let prices: Vec<i64> = stored(&db).await.iter().map(|b| b.price_cents).collect();
+        let expected: Vec<i64> = (0..1200).map(|i| if i < 1100 { 7 } else { i }).collect();
+        assert_eq!(prices, expected, "{backend}");
     }
 );
 
