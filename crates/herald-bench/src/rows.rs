@@ -235,6 +235,55 @@ async fn bulk(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
     Ok(samples)
 }
 
+/// How `bulk_update_1000` rows write their books.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UpdateWay {
+    /// `db.bulk_update`: every `pre_save` on the caller, one job, every `post_save`.
+    Bulk,
+    /// What a bulk update cost when it ran one UPDATE per row: in one transaction on the
+    /// connection, one `save_fields` per book (its `pre_save`, one UPDATE, its `post_save`).
+    OneByOne,
+}
+
+/// The fields the `bulk_update_1000` rows write.
+const UPDATED: [&str; 2] = ["title", "price_cents"];
+
+/// Batches of 1000 existing books (created without signals, outside the timing) updated with new
+/// titles and prices, `way`; ns per row.
+async fn bulk_updates(db: &Db, plan: &Plan, way: UpdateWay) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        reset(db).await?;
+        let mut elapsed = 0.0;
+        for _ in 0..plan.batches {
+            let mut books: Vec<Book> = (0..1000).map(new_book).collect();
+            db.without_signals().bulk_create(&mut books).await?;
+            for (i, book) in books.iter_mut().enumerate() {
+                book.title = format!("{TITLE} {i}");
+                book.price_cents += 1;
+            }
+            let started = Instant::now();
+            match way {
+                UpdateWay::Bulk => db.bulk_update(&mut books, &UPDATED).await?,
+                UpdateWay::OneByOne => {
+                    db.run(move |conn| {
+                        conn.atomic(|conn| {
+                            for book in &mut books {
+                                conn.save_fields(book, &UPDATED)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await?;
+                }
+            }
+            elapsed += started.elapsed().as_nanos() as f64;
+        }
+        samples.means.push(elapsed / (plan.batches * 1000) as f64);
+    }
+    Ok(samples)
+}
+
 async fn atomic(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
     let mut samples = Samples::default();
     for _ in 0..plan.samples {
@@ -342,6 +391,20 @@ async fn herald_rows(
             bulk(&db, plan)
                 .await?
                 .row(format!("bulk_create_1000{suffix}"), "row"),
+        );
+    }
+    if wanted("bulk_update_1000") {
+        rows.push(
+            bulk_updates(&db, plan, UpdateWay::Bulk)
+                .await?
+                .row(format!("bulk_update_1000{suffix}"), "row"),
+        );
+    }
+    if wanted("bulk_update_1000_one_by_one") {
+        rows.push(
+            bulk_updates(&db, plan, UpdateWay::OneByOne)
+                .await?
+                .row(format!("bulk_update_1000_one_by_one{suffix}"), "row"),
         );
     }
     if wanted("atomic_1000") {

@@ -2,6 +2,8 @@
 //! receiver adds to the save itself, is a save row, in `rows.rs`.)
 //!
 //! - `tasks_drain_*`: how fast one worker in this process empties a queue of no-op tasks.
+//! - `tasks_drain_floor_*`: the floor under those: the worker's claim and completion statements
+//!   through the bare driver, with nothing else ([`floor`]).
 //! - `commit_to_start_*`: from a save's commit to its background task starting, one save at a
 //!   time. SQLite: the worker in this process, woken by the commit. PostgreSQL: the worker in
 //!   another process, woken by `NOTIFY` (or by its poll).
@@ -33,6 +35,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Row;
 use crate::rows::{Book, Plan, Samples, new_book};
+
+mod floor;
 
 /// The tasks the drain rows run: they do nothing.
 const NOOP: &str = "bench_noop";
@@ -74,6 +78,14 @@ pub(crate) async fn sqlite(
         let db = open(&url("drain.db"), None).await?;
         rows.push(drain(&db, plan.ops).await?.row("tasks_drain_sqlite"));
     }
+    if wanted("tasks_drain_floor_sqlite") {
+        let path = dir.join("floor.db");
+        let db = open(&format!("sqlite://{}", path.display()), None).await?;
+        enqueue_noops(&db, plan.ops).await?;
+        let tasks = plan.ops;
+        let drained = on_a_thread(move || floor::sqlite(&path, tasks)).await?;
+        rows.push(drained.row("tasks_drain_floor_sqlite"));
+    }
     if wanted("commit_to_start_sqlite") {
         let db = open_reindexing(&url("start.db"), None).await?;
         let starts = Starts::in_process(&db);
@@ -109,6 +121,18 @@ pub(crate) async fn postgres(
         let drained = drain(&db, plan.ops).await;
         drop_schema(&db, &schema).await?;
         rows.push(drained?.row("tasks_drain_postgres"));
+    }
+    if wanted("tasks_drain_floor_postgres") {
+        let schema = schema("floor");
+        let db = open(url, Some(&schema)).await?;
+        let drained = async {
+            enqueue_noops(&db, plan.ops).await?;
+            let (url, schema, tasks) = (url.to_owned(), schema.clone(), plan.ops);
+            on_a_thread(move || floor::postgres(&url, &schema, tasks)).await
+        }
+        .await;
+        drop_schema(&db, &schema).await?;
+        rows.push(drained?.row("tasks_drain_floor_postgres"));
     }
     if wanted("commit_to_start_postgres") {
         let schema = schema("start");
@@ -238,14 +262,7 @@ impl Drained {
 /// task is available or running. The task function counts its runs; the queue is polled (every
 /// millisecond) only once the last one has run, for the outcomes still being recorded.
 async fn drain(db: &Db, tasks: usize) -> anyhow::Result<Drained> {
-    let per_transaction = tasks.div_ceil(ENQUEUE_TRANSACTIONS).max(1);
-    for first in (0..tasks).step_by(per_transaction) {
-        let tx = db.begin().await?;
-        for i in first..(first + per_transaction).min(tasks) {
-            tx.enqueue(Task::new(NOOP, json!({ "i": i }))).await?;
-        }
-        tx.commit().await?;
-    }
+    enqueue_noops(db, tasks).await?;
     let ran = Arc::new(AtomicUsize::new(0));
     let all_ran = Arc::new(Notify::new());
     let worker = {
@@ -275,6 +292,31 @@ async fn drain(db: &Db, tasks: usize) -> anyhow::Result<Drained> {
         bail!("the drain worker completed {report:?}, not {tasks} tasks");
     }
     Ok(Drained { tasks, elapsed })
+}
+
+/// Enqueue `tasks` no-op tasks in [`ENQUEUE_TRANSACTIONS`] transactions.
+async fn enqueue_noops(db: &Db, tasks: usize) -> anyhow::Result<()> {
+    let per_transaction = tasks.div_ceil(ENQUEUE_TRANSACTIONS).max(1);
+    for first in (0..tasks).step_by(per_transaction) {
+        let tx = db.begin().await?;
+        for i in first..(first + per_transaction).min(tasks) {
+            tx.enqueue(Task::new(NOOP, json!({ "i": i }))).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// `f` on a thread of its own, outside the runtime (the `postgres` crate's client blocks on a
+/// runtime of its own, which cannot run inside another).
+async fn on_a_thread<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (sender, answer) = oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(f());
+    });
+    answer.await.context("the floor's thread panicked")?
 }
 
 /// Tasks available or running.

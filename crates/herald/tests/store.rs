@@ -13,7 +13,7 @@ use herald::Store;
 use herald::dispatch::{
     AnyModel, Error as ReceiverError, PostDelete, PostSave, PreDelete, PreSave,
 };
-use herald::{Db, Error, EventConn};
+use herald::{Db, Error, EventConn, Model};
 
 fn slugify(title: &str) -> String {
     title
@@ -493,6 +493,153 @@ backend_test!(every_field_type_round_trips, |db, backend| async move {
     db.save(&mut row).await.unwrap();
     assert_eq!(db.all::<Everything>().await.unwrap(), vec![row]);
 });
+
+/// The stored books, in key order.
+async fn stored(db: &Db) -> Vec<Book> {
+    let mut books = db.all::<Book>().await.unwrap();
+    books.sort_by_key(|b| b.id);
+    books
+}
+
+backend_test!(
+    bulk_update_of_many_rows_writes_every_row,
+    |db, backend| async move {
+        // 2500 rows: three statements on PostgreSQL (1000 rows each at most).
+        let mut books: Vec<Book> = (0..2500).map(|i| book(&format!("Book {i}"))).collect();
+        db.bulk_create(&mut books).await.unwrap();
+        for (i, b) in books.iter_mut().enumerate() {
+            b.title = format!("Renamed {i}");
+            b.price_cents = i as i64 * 3;
+            b.body = "not written".into();
+        }
+        db.bulk_update(&mut books, &["title", "price_cents"])
+            .await
+            .unwrap();
+        let stored = stored(&db).await;
+        assert_eq!(stored.len(), 2500, "{backend}");
+        for (i, (b, s)) in books.iter().zip(&stored).enumerate() {
+            assert_eq!(s.id, b.id, "{backend}");
+            assert_eq!(s.title, format!("Renamed {i}"), "{backend}");
+            assert_eq!(s.price_cents, i as i64 * 3, "{backend}");
+            assert_eq!(s.body, "", "{backend}: a field not named is not written");
+        }
+    }
+);
+
+backend_test!(
+    bulk_update_writes_every_field_type_and_null,
+    |db, backend| async move {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T07:01:51.123456Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let row = |n: i32, maybe: Option<&str>| Everything {
+            id: None,
+            small: n,
+            ratio: f64::from(n) / 4.0,
+            flag: n % 2 == 0,
+            name: format!("row {n}"),
+            maybe: maybe.map(str::to_owned),
+            blob: vec![0, 1, 255],
+            at,
+            doc: serde_json::json!({"n": n}),
+        };
+        let mut rows = vec![row(1, Some("set")), row(2, None), row(3, Some("kept"))];
+        db.bulk_create(&mut rows).await.unwrap();
+        rows[0].maybe = None;
+        rows[1].maybe = Some("now set".into());
+        for r in &mut rows {
+            r.small += 10;
+            r.ratio += 1.5;
+            r.flag = !r.flag;
+            r.name.push_str(" (renamed)");
+            r.blob.push(7);
+            r.at += chrono::Duration::seconds(90);
+            r.doc = serde_json::json!({"n": r.small, "list": [1, 2]});
+        }
+        let fields = [
+            "small", "ratio", "flag", "name", "maybe", "blob", "at", "doc",
+        ];
+        db.bulk_update(&mut rows, &fields).await.unwrap();
+        let mut stored = db.all::<Everything>().await.unwrap();
+        stored.sort_by_key(|r| r.id);
+        assert_eq!(stored, rows, "{backend}");
+    }
+);
+
+backend_test!(
+    bulk_update_of_a_missing_row_is_not_found_and_writes_nothing,
+    |db, backend| async move {
+        let mut books: Vec<Book> = (0..1500).map(|i| book(&format!("Book {i}"))).collect();
+        db.bulk_create(&mut books).await.unwrap();
+        let before = stored(&db).await;
+        // The missing row is in the second batch on PostgreSQL, after a first batch was written.
+        let gone = books[1200].clone();
+        assert!(db.delete(&gone).await.unwrap());
+        for b in &mut books {
+            b.price_cents += 1;
+        }
+        let error = db
+            .bulk_update(&mut books, &["price_cents"])
+            .await
+            .unwrap_err();
+        let key = gone.id.unwrap().to_string();
+        match &error {
+            Error::NotFound { target } => {
+                assert_eq!(target.model, "Book", "{backend}");
+                assert_eq!(target.key.as_deref(), Some(key.as_str()), "{backend}");
+            }
+            other => panic!("{backend}: Error::NotFound, not {other:?}"),
+        }
+        assert_eq!(
+            error.to_string(),
+            format!("Book (pk {key}) does not exist"),
+            "{backend}"
+        );
+        let mut expected = before;
+        expected.retain(|b| b.id != gone.id);
+        assert_eq!(stored(&db).await, expected, "{backend}: nothing written");
+    }
+);
+
+backend_test!(
+    update_where_with_receivers_writes_every_matching_row,
+    |db, backend| async move {
+        let mut books: Vec<Book> = (0..1200).map(|i| book(&format!("Book {i}"))).collect();
+        for (i, b) in books.iter_mut().enumerate() {
+            b.price_cents = i as i64;
+        }
+        db.bulk_create(&mut books).await.unwrap();
+        let log = Log::default();
+        let _post = log.post_save(&db, |e| format!("{} {}", e.instance.title, e.created));
+        let changed = db
+            .update_where(
+                Book::query().filter(Book::PRICE_CENTS.lt(1100)),
+                &[Book::PRICE_CENTS.set(7)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1100, "{backend}");
+        assert_eq!(log.take().len(), 1100, "{backend}: a post_save per row");
+        let prices: Vec<i64> = stored(&db).await.iter().map(|b| b.price_cents).collect();
+        let expected: Vec<i64> = (0..1200).map(|i| if i < 1100 { 7 } else { i }).collect();
+        assert_eq!(prices, expected, "{backend}");
+    }
+);
+
+backend_test!(
+    bulk_update_of_one_row_twice_keeps_the_last_values,
+    |db, backend| async move {
+        let mut books = vec![book("a"), book("b")];
+        db.bulk_create(&mut books).await.unwrap();
+        let mut twice = vec![books[0].clone(), books[1].clone(), books[0].clone()];
+        twice[0].price_cents = 1;
+        twice[1].price_cents = 2;
+        twice[2].price_cents = 3;
+        db.bulk_update(&mut twice, &["price_cents"]).await.unwrap();
+        let prices: Vec<i64> = stored(&db).await.iter().map(|b| b.price_cents).collect();
+        assert_eq!(prices, [3, 2], "{backend}");
+    }
+);
 
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

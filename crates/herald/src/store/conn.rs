@@ -88,7 +88,16 @@ pub struct Conn {
     /// Multi-row INSERT texts by (model, rows, returning): built once per shape.
     pub(crate) insert_many:
         Mutex<std::collections::HashMap<(std::any::TypeId, usize, bool), Arc<str>>>,
+    /// Multi-row UPDATE texts (PostgreSQL) by (model, columns written, rows): built once per
+    /// shape; emptied when it reaches [`UPDATE_SHAPES`], since callers choose the columns.
+    pub(crate) update_many: Mutex<std::collections::HashMap<UpdateShape, Arc<str>>>,
 }
+
+/// The shape of a multi-row UPDATE: the model, the columns it writes, and its rows.
+pub(crate) type UpdateShape = (std::any::TypeId, Vec<usize>, usize);
+
+/// At most this many multi-row UPDATE texts are kept per connection.
+pub(crate) const UPDATE_SHAPES: usize = 256;
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +128,7 @@ impl Conn {
             save_depth: AtomicUsize::new(0),
             grouped: AtomicBool::new(false),
             insert_many: Mutex::new(std::collections::HashMap::new()),
+            update_many: Mutex::new(std::collections::HashMap::new()),
         }
     }
 

@@ -67,7 +67,11 @@ pub trait Store: Sealed + Sync {
     }
 
     /// Update `fields` of every instance in one transaction, signals for each (`created` false,
-    /// `update_fields` = `fields`).
+    /// `update_fields` = `fields`). On PostgreSQL one statement per batch of up to 1000 rows
+    /// (`UPDATE .. FROM (VALUES ..)`); on SQLite one UPDATE per row through one prepared
+    /// statement. Every row must exist: an instance without a key, or whose row is gone, is
+    /// [`Error::NotFound`](crate::Error::NotFound) naming it, and nothing of the call is written.
+    /// An instance given twice is written with its last values.
     fn bulk_update<M: Model>(
         &self,
         instances: &mut [M],

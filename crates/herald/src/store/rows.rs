@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
-use crate::model::{Dialect, Model, placeholder, quote};
-use crate::store::conn::{Conn, lock};
+use crate::model::{Dialect, Model, placeholder, quote, sql_type_name};
+use crate::store::conn::{Conn, UPDATE_SHAPES, lock};
 use crate::value::{SqlType, Value};
 
 pub(crate) fn target<M: Model>(instance: &M) -> Target {
@@ -142,19 +142,44 @@ pub(crate) fn write_row<M: Model>(
     Ok(true)
 }
 
-/// UPDATE `fields` of rows that exist, one statement each; a row that is gone is
-/// [`Error::NotFound`].
+/// UPDATE `fields` of rows that exist; a row that is gone is [`Error::NotFound`] naming it. The
+/// caller runs this in a transaction, so that on an error nothing of the call is kept.
+///
+/// PostgreSQL: one statement per batch of rows (`UPDATE .. FROM (VALUES ..)`, see
+/// [`update_batch_sql`]), its count of updated rows compared with the batch's keys; when they
+/// differ, one query finds the missing key. An instance given twice is written once, with its last
+/// values, as two UPDATEs in a row would leave it. SQLite: one UPDATE per row, the statement
+/// prepared once (SQLite runs a prepared statement without a round trip, so a row costs a step of
+/// its virtual machine, not a message).
+///
+/// A statement that fails names the first instance of its batch on PostgreSQL; the database's
+/// message names the row.
 pub(crate) fn update_rows<M: Model>(conn: &Conn, instances: &[M], fields: &[&str]) -> Result<()> {
+    let mut keys = Vec::with_capacity(instances.len());
     for instance in instances {
         storable(conn.dialect(), "bulk-updating", instance)?;
-    }
-    let sql = update_fields_sql::<M>(conn.dialect(), fields);
-    for instance in instances {
         let Some(key) = instance.pk_value() else {
             return Err(Error::NotFound {
                 target: target(instance),
             });
         };
+        keys.push(key);
+    }
+    match conn.dialect() {
+        Dialect::Sqlite => update_each(conn, instances, keys, fields),
+        Dialect::Postgres => update_batches(conn, instances, keys, fields),
+    }
+}
+
+/// One UPDATE per row, through one prepared statement (the backend's statement cache).
+fn update_each<M: Model>(
+    conn: &Conn,
+    instances: &[M],
+    keys: Vec<Value>,
+    fields: &[&str],
+) -> Result<()> {
+    let sql = update_fields_sql::<M>(conn.dialect(), fields);
+    for (instance, key) in instances.iter().zip(keys) {
         let mut params = field_values(instance, fields);
         params.push(key);
         let changed = conn.statement(|b| b.execute(&sql, &params));
@@ -165,6 +190,130 @@ pub(crate) fn update_rows<M: Model>(conn: &Conn, instances: &[M], fields: &[&str
         }
     }
     Ok(())
+}
+
+/// PostgreSQL's limit on a statement's parameters.
+const POSTGRES_MAX_PARAMS: usize = 65_535;
+
+/// One `UPDATE .. FROM (VALUES ..)` per batch of at most 1000 rows and
+/// [`POSTGRES_MAX_PARAMS`] parameters.
+fn update_batches<M: Model>(
+    conn: &Conn,
+    instances: &[M],
+    keys: Vec<Value>,
+    fields: &[&str],
+) -> Result<()> {
+    // The last instance of each key, in the order of those last occurrences.
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    let mut rows: Vec<(usize, Value)> = Vec::with_capacity(keys.len());
+    for (i, key) in keys.into_iter().enumerate().rev() {
+        if seen.insert(key.to_string()) {
+            rows.push((i, key));
+        }
+    }
+    rows.reverse();
+    let columns: Vec<usize> = fields
+        .iter()
+        .map(|f| M::column_index(f).expect("fields were checked"))
+        .collect();
+    let per_row = columns.len() + 1;
+    let per_statement = (POSTGRES_MAX_PARAMS / per_row).clamp(1, 1000);
+    for batch in rows.chunks(per_statement) {
+        let shape = (std::any::TypeId::of::<M>(), columns.clone(), batch.len());
+        let sql: Arc<str> = {
+            let mut texts = lock(&conn.update_many);
+            if texts.len() >= UPDATE_SHAPES && !texts.contains_key(&shape) {
+                texts.clear();
+            }
+            texts
+                .entry(shape)
+                .or_insert_with(|| update_batch_sql::<M>(&columns, batch.len()).into())
+                .clone()
+        };
+        let mut params = Vec::with_capacity(batch.len() * per_row);
+        for (i, key) in batch {
+            params.push(key.clone());
+            params.extend(columns.iter().map(|c| instances[*i].value(*c)));
+        }
+        let first = &instances[batch[0].0];
+        let changed = conn.statement(|b| b.execute(&sql, &params));
+        let changed = changed.map_err(|e| Error::write("bulk-updating", target(first), e))?;
+        if changed != batch.len() as u64 {
+            return Err(missing(conn, instances, batch));
+        }
+    }
+    Ok(())
+}
+
+/// The error for a batch that updated fewer rows than it has keys: [`Error::NotFound`] naming the
+/// first instance whose key no row has (found with one query).
+fn missing<M: Model>(conn: &Conn, instances: &[M], batch: &[(usize, Value)]) -> Error {
+    let first = &instances[batch[0].0];
+    let list = (1..=batch.len())
+        .map(|n| placeholder(conn.dialect(), n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pk = quote(M::COLUMNS[M::PK].name);
+    let sql = format!(
+        "SELECT {pk} FROM {} WHERE {pk} IN ({list})",
+        quote(M::TABLE)
+    );
+    let keys: Vec<Value> = batch.iter().map(|(_, key)| key.clone()).collect();
+    let found = conn.statement(|b| b.query(&sql, &keys, &[M::COLUMNS[M::PK].sql_type]));
+    let found: Vec<Value> = match found {
+        Ok(rows) => rows.into_iter().flatten().collect(),
+        Err(e) => return Error::write("bulk-updating", target(first), e),
+    };
+    let gone = batch
+        .iter()
+        .find(|(_, key)| !found.contains(key))
+        .map_or(first, |(i, _)| &instances[*i]);
+    Error::NotFound {
+        target: target(gone),
+    }
+}
+
+/// `UPDATE t SET a = v.c0, .. FROM (VALUES ($1::BIGINT, $2::TEXT, ..), ..) AS v(k, c0, ..) WHERE
+/// t.pk = v.k` for `rows` rows of the key then `columns`. Every placeholder is cast to its column's
+/// type, so that PostgreSQL knows the parameters' types (a VALUES list of bare parameters would be
+/// text) and a NULL is a NULL of that type. The alias's columns are numbered, so that no field
+/// name can clash with the key's.
+fn update_batch_sql<M: Model>(columns: &[usize], rows: usize) -> String {
+    let dialect = Dialect::Postgres;
+    let types: Vec<&str> = std::iter::once(M::PK)
+        .chain(columns.iter().copied())
+        .map(|c| sql_type_name(dialect, M::COLUMNS[c].sql_type))
+        .collect();
+    let mut n = 0;
+    let tuples = (0..rows)
+        .map(|_| {
+            let row = types
+                .iter()
+                .map(|ty| {
+                    n += 1;
+                    format!("{}::{ty}", placeholder(dialect, n))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sets = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = \"herald_v\".\"c{i}\"", quote(M::COLUMNS[*c].name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = (0..columns.len())
+        .map(|i| format!(", \"c{i}\""))
+        .collect::<String>();
+    let table = quote(M::TABLE);
+    format!(
+        "UPDATE {table} SET {sets} FROM (VALUES {tuples}) AS \"herald_v\"(\"k\"{names}) \
+         WHERE {table}.{} = \"herald_v\".\"k\"",
+        quote(M::COLUMNS[M::PK].name)
+    )
 }
 
 /// DELETE the row of `instance`; true if there was one.

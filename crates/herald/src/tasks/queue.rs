@@ -3,6 +3,9 @@
 //!
 //! Times are integer microseconds since the Unix epoch in both databases, so comparisons need no
 //! dialect-specific date functions. Every statement runs on a connection thread through [`Conn`].
+//!
+//! The SQL of [`claim`] and [`complete_many`] is copied in `herald-bench` (`src/tasks/floor.rs`,
+//! the drain rows' floor): a change to either is made there too.
 
 use std::time::Duration;
 
