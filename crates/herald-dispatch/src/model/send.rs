@@ -180,11 +180,17 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         if own.is_none() && !every {
             return Ok(());
         }
-        self.send_live(own, every, event)
+        if self.checks_conditions() {
+            return self.send_live::<true>(own, every, event);
+        }
+        self.send_live::<false>(own, every, event)
     }
 
+    /// The walk of a send that has receivers, with or without the conditions' check (`CHECK`),
+    /// each its own out-of-line function, so that the common one is as tight as with no
+    /// conditions at all.
     #[inline(never)]
-    fn send_live(
+    fn send_live<const CHECK: bool>(
         &self,
         own: Option<&SenderSlots>,
         every: bool,
@@ -204,11 +210,7 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
             &[]
         };
         let mut errors = Vec::new();
-        if self.checks_conditions() {
-            self.walk_checked(own, every, event, WalkMode::HERE, &mut errors);
-        } else {
-            self.walk_here::<false>(own, every, event, WalkMode::HERE, &mut errors);
-        }
+        self.walk_here::<CHECK>(own, every, event, WalkMode::HERE, &mut errors);
         errors.pop().map_or(Ok(()), Err)
     }
 
@@ -222,7 +224,7 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
         {
             let mode = WalkMode::HERE.robust();
             if self.checks_conditions() {
-                self.walk_checked(own, every, event, mode, &mut errors);
+                self.walk_here::<true>(own, every, event, mode, &mut errors);
             } else {
                 self.walk_here::<false>(own, every, event, mode, &mut errors);
             }
@@ -231,20 +233,6 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
             log_robust(&errors);
         }
         errors
-    }
-
-    /// The walk with conditions checked, kept out of line so that the walk without them, the
-    /// common case, stays as tight as it was.
-    #[inline(never)]
-    fn walk_checked(
-        &self,
-        own: &[Arc<ModelEntry<K, M>>],
-        every: &[Arc<AnyEntry<K>>],
-        event: &mut K::Event<'_, M>,
-        mode: WalkMode,
-        errors: &mut Vec<DispatchError>,
-    ) {
-        self.walk_here::<true>(own, every, event, mode, errors);
     }
 
     walks! {
