@@ -128,8 +128,8 @@ fn unknown_options_list_the_valid_ones() {
         quote!(post_save, priorty = 1),
         "unknown option `priorty` (did you mean `priority`?); expected one of `sender`, \
              `priority`, `dispatch_uid`, `name`, `on_commit`, `in_transaction`, `blocking`, \
-             `crate`, `background`, `unique`, `queue`, `max_attempts`, `timeout_ms`, `delay_ms` \
-             or `skip_raw`",
+             `crate`, `background`, `unique`, `queue`, `max_attempts`, `timeout_ms`, `delay_ms`, \
+             `skip_raw`, `on`, `when_changed` or `changes`",
     );
     fails(
         quote!(post_save, weak = false),
@@ -295,4 +295,43 @@ fn did_you_mean_needs_a_close_candidate() {
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(did_you_mean("sendr", &OPTIONS), " (did you mean `sender`?)");
     assert_eq!(did_you_mean("zzz", &OPTIONS), "");
+}
+
+#[test]
+fn conditions_parse_and_their_values_are_checked() {
+    let args = parse(quote!(
+        post_save,
+        on = "update",
+        when_changed = ["price_cents", "title"],
+        changes
+    ))
+    .expect("valid conditions parse");
+    assert_eq!(
+        args.condition.on.as_ref().map(|(create, _)| *create),
+        Some(false)
+    );
+    let names: Vec<String> = args
+        .condition
+        .when_changed
+        .iter()
+        .map(|n| n.value())
+        .collect();
+    assert_eq!(names, ["price_cents", "title"]);
+    assert!(args.condition.changes.is_some());
+    fails(
+        quote!(post_save, on = "delete"),
+        "`on` takes \"create\" or \"update\", not \"delete\"",
+    );
+    fails(
+        quote!(post_save, when_changed = []),
+        "`when_changed` needs at least one field name",
+    );
+    fails(
+        quote!(post_save, when_changed = "title"),
+        "expected a list of field names",
+    );
+    fails(
+        quote!(post_save, when_changed = ["a", "a"]),
+        "`a` is listed twice",
+    );
 }
