@@ -430,3 +430,43 @@ fn connect_panics_at_startup_on_a_condition_that_does_not_fit() {
         .connect()
         .keep();
 }
+
+backend_test!(
+    a_model_with_a_caller_set_key_is_created_then_updated_with_its_changes,
+    |db, backend| async move {
+        let seen = Seen::default();
+        let s = seen.clone();
+        let _r = db
+            .signals()
+            .post_save::<common::Edition>()
+            .receiver(move |e: &PostSave<'_, common::Edition>| {
+                let previous = e.previous().map(|p| p.copies);
+                s.push(format!(
+                    "created={} {previous:?}->{} {:?}",
+                    e.created,
+                    e.instance.copies,
+                    e.changed_fields()
+                ));
+                Ok(())
+            })
+            .changes()
+            .connect();
+        let mut edition = common::Edition {
+            isbn: "978-0441172719".into(),
+            title: "Dune".into(),
+            copies: 3,
+        };
+        // The key is set but matches no row: the save inserts, and there is no previous row.
+        db.save(&mut edition).await.unwrap();
+        edition.copies = 5;
+        db.save(&mut edition).await.unwrap();
+        assert_eq!(
+            seen.take(),
+            [
+                "created=true None->3 None",
+                "created=false Some(3)->5 Some([\"copies\"])"
+            ],
+            "{backend}"
+        );
+    }
+);

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use herald_dispatch::{DispatchError, PostDelete, PostSave, PreDelete, PreSave};
 
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Dialect, Model};
 use crate::store::conn::{Conn, Saved};
 use crate::store::hooks::{Hook, HookKind, HookRun};
 use crate::store::lifecycle::{Bulk, How, Keep};
@@ -111,6 +111,18 @@ impl Conn {
         let on_commit = keep == Keep::Register
             && !quiet
             && signals.post_save::<M>().on_commit().has_receivers();
+        if changes && !pre && !post && self.dialect() == Dialect::Postgres {
+            // One statement reads the row as it was and updates it; a key that matched no row
+            // goes the way below (an INSERT for a whole save, NotFound for some fields).
+            if let Some(row) = rows::update_returning_previous(self, instance, names.as_deref())? {
+                let previous = Previous::compare(row, instance, names.as_deref());
+                if on_commit {
+                    let hook = on_commit_save(self, instance, false, how, Some(&previous));
+                    self.push_hook(hook);
+                }
+                return Ok((false, Some(previous)));
+            }
+        }
         let mut write = |conn: &Conn| -> Result<(bool, Option<Previous<M>>)> {
             if pre {
                 let mut event = PreSave::new(&mut *instance)

@@ -3,7 +3,10 @@
 //! values differ between it and the instance written.
 //!
 //! Read only while a connected `post_save` receiver of the model asked for it
-//! (`Signals::post_save::<M>().wants_changes()`); otherwise an update reads nothing more.
+//! (`Signals::post_save::<M>().wants_changes()`); otherwise an update reads nothing more. On
+//! PostgreSQL a save with no `in_transaction` receiver reads and updates in one statement
+//! (`rows::update_returning_previous`); otherwise the read is a SELECT of its own, first in the
+//! write's transaction.
 
 use herald_dispatch::PostSave;
 
