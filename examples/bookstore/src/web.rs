@@ -568,18 +568,10 @@ async fn home(
                 .map_or_else(|| format!("author {id}"), |(_, name)| name.clone())
         };
         let authors = form_authors(&db).await?;
-        let given = |name: &str| {
-            filters
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default()
-        };
-        let selected = filters.iter().find(|(k, _)| *k == "author_id").map(|f| f.1);
-        let mut choices = author_choices(&authors, Some(selected.unwrap_or(-1)));
-        choices
-            .iter_mut()
-            .for_each(|c| c.selected = Some(c.id) == selected);
+        let asked = |name: &str| filters.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let given = |name: &str| asked(name).map(|v| v.to_string()).unwrap_or_default();
+        // The filter preselects no author unless one was asked for (keys are positive).
+        let choices = author_choices(&authors, Some(asked("author_id").unwrap_or(-1)));
         let filter = BookFilter {
             authors: choices,
             min_price_cents: given("min_price_cents"),
