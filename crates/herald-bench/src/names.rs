@@ -6,6 +6,8 @@
 pub(crate) const ROWS: &[&str] = &[
     "raw_insert",
     "save_no_receivers",
+    "raw_get",
+    "get",
     "save_background",
     "save_pre_post",
     "update_pre_post",

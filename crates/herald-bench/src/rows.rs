@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use rusqlite::OptionalExtension;
 use herald::Store;
 use herald::dispatch::{PostSave, PreSave, Signals};
 use herald::tasks::{Background, TaskOptions};
@@ -199,6 +200,29 @@ async fn saves(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
     Ok(samples)
 }
 
+/// Reads by key of `plan.ops` existing books (created without signals, outside the timing), each
+/// timed.
+async fn gets(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
+    let mut samples = Samples::default();
+    reset(db).await?;
+    let mut books: Vec<Book> = (0..plan.ops).map(new_book).collect();
+    db.without_signals().bulk_create(&mut books).await?;
+    let keys: Vec<i64> = books.iter().filter_map(|b| b.id).collect();
+    for _ in 0..plan.samples {
+        let started = Instant::now();
+        for &key in &keys {
+            let one = Instant::now();
+            let book = db.get::<Book>(key).await?;
+            std::hint::black_box(book);
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples)
+}
+
 async fn updates(db: &Db, plan: &Plan) -> anyhow::Result<Samples> {
     let mut samples = Samples::default();
     for _ in 0..plan.samples {
@@ -330,6 +354,13 @@ async fn herald_rows(
                 .row(format!("save_no_receivers{suffix}"), "op"),
         );
     }
+    if wanted("get") {
+        let db = open(Signals::new())
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        db.create_table::<Book>().await?;
+        rows.push(gets(&db, plan).await?.row(format!("get{suffix}"), "op"));
+    }
     if wanted("save_background") {
         // One background receiver, no worker: the save writes a task row in its transaction.
         let db = open(Signals::new())
@@ -431,6 +462,9 @@ pub(crate) async fn sqlite(plan: &Plan, wanted: &dyn Fn(&str) -> bool) -> anyhow
     if wanted("raw_insert") {
         rows.push(raw_sqlite(&dir.path().join("raw.db"), plan)?);
     }
+    if wanted("raw_get") {
+        rows.push(raw_sqlite_get(&dir.path().join("raw_get.db"), plan)?);
+    }
     let url = format!("sqlite://{}", dir.path().join("herald.db").display());
     rows.extend(herald_rows(&url, None, plan, "", wanted).await?);
     rows.extend(crate::queries::sqlite(dir.path(), plan, wanted).await?);
@@ -450,14 +484,53 @@ pub(crate) async fn postgres(
     Ok(rows)
 }
 
-/// The floor: the same INSERT through the same driver, autocommit, no Herald.
-fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
+/// A bare connection to a new database at `path` in WAL/NORMAL, with the books table.
+fn raw_books(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))?;
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL; CREATE TABLE books (\"id\" INTEGER PRIMARY KEY AUTOINCREMENT, \
          \"title\" TEXT NOT NULL, \"slug\" TEXT NOT NULL, \"body\" TEXT NOT NULL, \"price_cents\" INTEGER NOT NULL)",
     )?;
+    Ok(conn)
+}
+
+/// The floor of `get`: the same SELECT by key through the same driver, decoded into a `Book`.
+fn raw_sqlite_get(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
+    let mut conn = raw_books(path)?;
+    let fill = conn.transaction()?;
+    for i in 0..plan.ops {
+        fill.execute(
+            "INSERT INTO books (title, slug, body, price_cents) VALUES (?1, '', ?2, ?3)",
+            rusqlite::params![TITLE, BODY, i as i64],
+        )?;
+    }
+    fill.commit()?;
+    let sql = "SELECT \"id\", \"title\", \"slug\", \"body\", \"price_cents\" FROM \"books\" WHERE \"id\" = ?1";
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        let started = Instant::now();
+        for key in 1..=plan.ops as i64 {
+            let one = Instant::now();
+            let mut statement = conn.prepare_cached(sql)?;
+            let book = statement
+                .query_row([key], |r| {
+                    Ok(Book::from_raw(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?;
+            std::hint::black_box(book);
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples.row("raw_get".to_owned(), "op"))
+}
+
+/// The floor: the same INSERT through the same driver, autocommit, no Herald.
+fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
+    let conn = raw_books(path)?;
     let sql = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4) RETURNING \"id\"";
     let slug = slugify(TITLE);
     let mut samples = Samples::default();

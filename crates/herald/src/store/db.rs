@@ -16,7 +16,7 @@ use crate::store::backend::Backend;
 use crate::store::conn::{Conn, DEFAULT_RECURSION_LIMIT, Shared};
 use crate::store::lifecycle::{self, Route};
 use crate::store::ops::{Sealed, Store};
-use crate::store::pool::{self, Job, Open, Serving};
+use crate::store::pool::{self, Job, Jobs, Open, Serving};
 #[cfg(feature = "postgres")]
 use crate::store::postgres::PgBackend;
 #[cfg(feature = "sqlite")]
@@ -295,12 +295,12 @@ impl DbBuilder {
             url: masked.clone(),
             source,
         };
-        let (writer, writer_jobs) = flume::unbounded::<Job>();
+        let writer_queue = flume::unbounded::<Job>();
         let mut threads = Vec::new();
         #[cfg(feature = "postgres")]
         #[cfg_attr(not(feature = "sqlite"), allow(unused_assignments))]
         let mut postgres = None;
-        let (dialect, reader) = match &location {
+        let (dialect, writer, reader) = match &location {
             #[cfg(feature = "sqlite")]
             Location::SqliteFile { .. } | Location::SqliteMemory => {
                 let (path, mode) = match &location {
@@ -315,24 +315,24 @@ impl DbBuilder {
                         create: self.create_if_missing && mode == SqliteMode::Create,
                     },
                 );
-                threads.extend(
-                    pool::spawn(
-                        "writer",
-                        1,
-                        open,
-                        shared.clone(),
-                        writer_jobs,
-                        Serving::SoleWriter {
-                            group_commit: self.group_commit,
-                        },
-                    )
-                    .await
-                    .map_err(connect_error)?,
-                );
+                // Short jobs may run on their caller's thread, with a borrowed connection.
+                let (spawned, writer) = pool::spawn(
+                    "writer",
+                    1,
+                    open,
+                    shared.clone(),
+                    writer_queue,
+                    Serving::SoleWriter {
+                        group_commit: self.group_commit,
+                    },
+                    true,
+                )
+                .await
+                .map_err(connect_error)?;
+                threads.extend(spawned);
                 let reader = if location == Location::SqliteMemory || self.readers == 0 {
                     writer.clone()
                 } else {
-                    let (reader, reader_jobs) = flume::unbounded::<Job>();
                     let open = sqlite_open(
                         &path,
                         SqliteOptions {
@@ -341,21 +341,21 @@ impl DbBuilder {
                             create: false,
                         },
                     );
-                    threads.extend(
-                        pool::spawn(
-                            "reader",
-                            self.readers,
-                            open,
-                            shared.clone(),
-                            reader_jobs,
-                            Serving::Pooled,
-                        )
-                        .await
-                        .map_err(connect_error)?,
-                    );
+                    let (spawned, reader) = pool::spawn(
+                        "reader",
+                        self.readers,
+                        open,
+                        shared.clone(),
+                        flume::unbounded(),
+                        Serving::Pooled,
+                        true,
+                    )
+                    .await
+                    .map_err(connect_error)?;
+                    threads.extend(spawned);
                     reader
                 };
-                (Dialect::Sqlite, reader)
+                (Dialect::Sqlite, writer, reader)
             }
             #[cfg(feature = "postgres")]
             Location::Postgres(url) => {
@@ -367,19 +367,21 @@ impl DbBuilder {
                     PgBackend::connect(&pool_config, schema.as_deref())
                         .map(|b| Box::new(b) as Box<dyn Backend>)
                 });
-                threads.extend(
-                    pool::spawn(
-                        "pg",
-                        self.pool_size,
-                        open,
-                        shared.clone(),
-                        writer_jobs,
-                        Serving::Pooled,
-                    )
-                    .await
-                    .map_err(connect_error)?,
-                );
-                (Dialect::Postgres, writer.clone())
+                // The synchronous driver cannot run on an async runtime's thread: every job
+                // crosses to the pool's threads.
+                let (spawned, pool) = pool::spawn(
+                    "pg",
+                    self.pool_size,
+                    open,
+                    shared.clone(),
+                    writer_queue,
+                    Serving::Pooled,
+                    false,
+                )
+                .await
+                .map_err(connect_error)?;
+                threads.extend(spawned);
+                (Dialect::Postgres, pool.clone(), pool)
             }
             // `parse_url` refuses the URL of a backend this build does not have.
             #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
@@ -427,8 +429,8 @@ struct Inner {
     postgres: Option<crate::store::pg_config::PgConfig>,
     #[cfg(feature = "postgres")]
     schema: Option<String>,
-    writer: flume::Sender<Job>,
-    reader: flume::Sender<Job>,
+    writer: Jobs,
+    reader: Jobs,
     shared: Arc<Shared>,
     dialect: Dialect,
     url: String,

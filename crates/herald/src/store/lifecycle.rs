@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::store::conn::{Conn, Saved, Shared};
 use crate::store::hooks::{self, Hook};
-use crate::store::pool::{self, Job, JobContext};
+use crate::store::pool::{self, JobContext, Jobs};
 use crate::store::previous;
 use crate::store::rows::{check_fields, target};
 
@@ -90,9 +90,9 @@ impl How {
 #[allow(unreachable_pub)]
 pub struct Route<'a> {
     /// Writes: the writer (SQLite) or the pool (PostgreSQL); a transaction's own connection.
-    pub(crate) writes: &'a flume::Sender<Job>,
+    pub(crate) writes: &'a Jobs,
     /// Reads: a reader, or the transaction's own connection.
-    pub(crate) reads: &'a flume::Sender<Job>,
+    pub(crate) reads: &'a Jobs,
     pub(crate) shared: &'a Arc<Shared>,
     /// The jobs run in an open transaction (a `Tx`): writes are ordinary jobs, and commit hooks
     /// wait for the transaction's commit.
@@ -485,6 +485,18 @@ pub(crate) async fn read<R: Send + 'static>(
 ) -> Result<R> {
     let depth = DEPTH.with(Cell::get);
     let answer = pool::call(route.reads, JobContext::capture(depth, false), f).await;
+    hooks::run(answer.hooks).await;
+    answer.result
+}
+
+/// Run the read by key `f` (one statement, at most one row) on the route's connection for
+/// reads, on this thread when a reader is free (see `pool::Jobs`).
+pub(crate) async fn read_by_key<R: Send + 'static>(
+    route: Route<'_>,
+    f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let depth = DEPTH.with(Cell::get);
+    let answer = pool::call_short(route.reads, JobContext::capture(depth, false), f).await;
     hooks::run(answer.hooks).await;
     answer.result
 }

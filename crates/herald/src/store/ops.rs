@@ -92,7 +92,7 @@ pub trait Store: Sealed + Sync {
         key: impl Into<Value>,
     ) -> impl Future<Output = Result<Option<M>>> + Send {
         let key = key.into();
-        lifecycle::read(self.route(), move |conn| conn.get::<M>(key))
+        lifecycle::read_by_key(self.route(), move |conn| conn.get::<M>(key))
     }
 
     /// Every row of `M`, in key order.

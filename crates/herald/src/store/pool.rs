@@ -18,12 +18,24 @@
 //! caller hears back only after the shared COMMIT, with its own hooks (its `on_commit` receivers)
 //! or an error if the COMMIT failed. A write that finds the queue empty commits alone, so a lone
 //! caller waits for nothing.
+//!
+//! No crossing where none is needed (SQLite): a short job that runs no receiver on the connection
+//! (an autocommit write with no `in_transaction` receiver, a read by key) may run on its caller's
+//! own thread, with a connection it borrows for the job's duration ([`Jobs`]): a write through the
+//! writer when no job is queued for it and its thread is not waiting for it, a read through a
+//! reader that is free. A caller never waits for a connection to borrow: when none is free, the
+//! job is queued as any other, so that under load the writer's thread still groups the queued
+//! writes into one commit. The job is the same either way; only the thread that runs it changes.
+//! PostgreSQL's synchronous driver cannot run on an async runtime's thread, so its jobs always
+//! cross.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,6 +84,83 @@ pub(crate) fn unreported_hold() {
 pub(crate) type Open =
     Arc<dyn Fn() -> std::result::Result<Box<dyn Backend>, DbError> + Send + Sync>;
 
+/// One connection, owned by its thread and lent to callers for short jobs (see [`Jobs`]). Its
+/// thread locks it for each job it runs; a borrower only ever tries the lock.
+pub(crate) struct Slot {
+    /// `None` until the thread has opened it.
+    conn: Mutex<Option<Conn>>,
+    /// The thread has a job for the connection and is waiting for it: borrowers step aside, so
+    /// that a caller writing in a loop cannot keep the queued jobs waiting.
+    wanted: AtomicBool,
+}
+
+impl Slot {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            conn: Mutex::new(None),
+            wanted: AtomicBool::new(false),
+        })
+    }
+
+    /// The connection, for its thread: waits while a borrower holds it.
+    fn hold(&self) -> MutexGuard<'_, Option<Conn>> {
+        self.wanted.store(true, Relaxed);
+        let guard = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.wanted.store(false, Relaxed);
+        guard
+    }
+
+    /// The connection, for a borrower: `None` when its thread or another borrower has it.
+    fn try_borrow(&self) -> Option<MutexGuard<'_, Option<Conn>>> {
+        if self.wanted.load(Relaxed) {
+            return None;
+        }
+        let guard = match self.conn.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        guard.is_some().then_some(guard)
+    }
+}
+
+/// Where an operation's jobs go: the queue its connection threads serve and, on SQLite, their
+/// connections, which a caller may borrow to run a short job itself (see the module
+/// documentation). A transaction's jobs have only the queue: its connection is its thread's.
+#[derive(Clone)]
+pub(crate) struct Jobs {
+    queue: flume::Sender<Job>,
+    slots: Arc<[Arc<Slot>]>,
+}
+
+impl From<flume::Sender<Job>> for Jobs {
+    /// Jobs that always cross to the threads serving `queue`.
+    fn from(queue: flume::Sender<Job>) -> Self {
+        Self {
+            queue,
+            slots: Arc::new([]),
+        }
+    }
+}
+
+impl Jobs {
+    /// A connection to run a job on here, if one is free and no job waits in the queue (which
+    /// goes first).
+    fn borrow(&self) -> Option<MutexGuard<'_, Option<Conn>>> {
+        if self.slots.is_empty() || !self.queue.is_empty() || on_connection_thread() {
+            return None;
+        }
+        self.slots.iter().find_map(|slot| slot.try_borrow())
+    }
+}
+
+/// Run `job` on this thread with the borrowed `conn`, as its own thread would run it.
+fn run_here(job: Job, conn: &Conn) {
+    let outer = ON_CONNECTION_THREAD.with(|on| on.replace(true));
+    run(job, conn);
+    ON_CONNECTION_THREAD.with(|on| on.set(outer));
+}
+
 /// How a connection thread serves its queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Serving {
@@ -83,27 +172,34 @@ pub(crate) enum Serving {
     Pooled,
 }
 
-/// Start `count` threads serving `jobs`, each with its own connection; returns once all are open.
+/// Start `count` threads serving `queue`, each with its own connection; returns once all are
+/// open, with the threads and the [`Jobs`] that reach them (`lend`: whose connections callers
+/// may borrow).
 pub(crate) async fn spawn(
     name: &str,
     count: usize,
     open: Open,
     shared: Arc<Shared>,
-    jobs: flume::Receiver<Job>,
+    (sender, queue): (flume::Sender<Job>, flume::Receiver<Job>),
     serving: Serving,
-) -> std::result::Result<Vec<JoinHandle<()>>, DbError> {
+    lend: bool,
+) -> std::result::Result<(Vec<JoinHandle<()>>, Jobs), DbError> {
     let mut handles = Vec::with_capacity(count);
+    let mut slots = Vec::with_capacity(count);
     let mut ready = Vec::with_capacity(count);
     for index in 0..count {
         let (opened, ready_rx) = oneshot::channel();
         ready.push(ready_rx);
-        let (open, shared, jobs) = (open.clone(), shared.clone(), jobs.clone());
+        let slot = Slot::new();
+        slots.push(slot.clone());
+        let (open, shared, queue) = (open.clone(), shared.clone(), queue.clone());
         let handle = std::thread::Builder::new()
             .name(format!("herald-{name}-{index}"))
             .spawn(move || match open() {
                 Ok(backend) => {
+                    *slot.hold() = Some(Conn::new(backend, shared));
                     let _ = opened.send(Ok(()));
-                    serve(Conn::new(backend, shared), &jobs, &open, serving);
+                    serve(&slot, &queue, &open, serving);
                 }
                 Err(error) => {
                     let _ = opened.send(Err(error));
@@ -129,38 +225,49 @@ pub(crate) async fn spawn(
             }
         }
     }
-    Ok(handles)
+    let jobs = Jobs {
+        queue: sender,
+        slots: if lend { slots.into() } else { Arc::new([]) },
+    };
+    Ok((handles, jobs))
 }
 
-fn serve(mut conn: Conn, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving) {
+fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving) {
     ON_CONNECTION_THREAD.with(|on| on.set(true));
     let group = serving == Serving::SoleWriter { group_commit: true };
     let mut holds = (serving != Serving::Pooled).then(Holds::default);
     let mut next = receive(jobs);
     while let Some(job) = next.take() {
-        if !conn.backend_alive() {
-            match open() {
-                Ok(backend) => conn = Conn::new(backend, conn.shared().clone()),
-                Err(error) => {
-                    tracing::warn!(target: "herald::store", %error, "reconnecting failed")
+        {
+            let mut held = slot.hold();
+            let Some(conn) = held.as_mut() else {
+                return;
+            };
+            if !conn.backend_alive() {
+                match open() {
+                    Ok(backend) => *conn = Conn::new(backend, conn.shared().clone()),
+                    Err(error) => {
+                        tracing::warn!(target: "herald::store", %error, "reconnecting failed")
+                    }
                 }
             }
-        }
-        let started = holds.is_some().then(Instant::now);
-        next = match job {
-            Job::Write(write) if group && !jobs.is_empty() => write_group(write, &conn, jobs),
-            job => {
-                run(job, &conn);
-                None
+            let conn = &*conn;
+            let started = holds.is_some().then(Instant::now);
+            next = match job {
+                Job::Write(write) if group && !jobs.is_empty() => write_group(write, conn, jobs),
+                job => {
+                    run(job, conn);
+                    None
+                }
+            };
+            let unreported = UNREPORTED_HOLD.with(|u| u.replace(false));
+            if let (Some(holds), Some(started), false) = (&mut holds, started, unreported) {
+                holds.ended(
+                    started.elapsed(),
+                    conn.signals().slow_threshold(),
+                    jobs.len(),
+                );
             }
-        };
-        let unreported = UNREPORTED_HOLD.with(|u| u.replace(false));
-        if let (Some(holds), Some(started), false) = (&mut holds, started, unreported) {
-            holds.ended(
-                started.elapsed(),
-                conn.signals().slow_threshold(),
-                jobs.len(),
-            );
         }
         if next.is_none() {
             next = receive(jobs);
@@ -326,12 +433,22 @@ const DEADLOCK: &str = "a store call from a connection thread (a receiver, hook 
 /// Queue `job`; returns whether it is worth spinning for the answer: not when other jobs are
 /// queued ahead of it (the answer will take longer than the spin, and a caller on an async runtime
 /// would hold its thread from the tasks that could run meanwhile).
-fn submit(jobs: &flume::Sender<Job>, job: Job) -> Result<bool> {
+///
+/// With `here`, the job runs on this thread instead when a connection can be borrowed (see
+/// [`Jobs`]), and its answer is ready on return.
+fn submit(jobs: &Jobs, job: Job, here: bool) -> Result<bool> {
+    if here
+        && let Some(held) = jobs.borrow()
+        && let Some(conn) = held.as_ref()
+    {
+        run_here(job, conn);
+        return Ok(true);
+    }
     if on_connection_thread() {
         return Err(Error::WouldDeadlock(DEADLOCK));
     }
-    jobs.send(job).map_err(|_| Error::Closed)?;
-    Ok(jobs.len() <= 1)
+    jobs.queue.send(job).map_err(|_| Error::Closed)?;
+    Ok(jobs.queue.len() <= 1)
 }
 
 /// What a job carries from its caller to the connection: the caller's observer (a request
@@ -342,6 +459,9 @@ pub(crate) struct JobContext {
     mutes: Option<mute::Mutes>,
     depth: usize,
     runtime: Option<tokio::runtime::Handle>,
+    /// The job runs receivers on the connection (`in_transaction`), which may await the caller's
+    /// runtime: it never runs on the caller's own thread.
+    receivers: bool,
 }
 
 impl JobContext {
@@ -357,6 +477,7 @@ impl JobContext {
             } else {
                 None
             },
+            receivers,
         }
     }
 
@@ -387,11 +508,31 @@ pub(crate) struct Answer<R> {
 
 /// Send `f` to a connection thread and wait for its answer.
 pub(crate) fn call<R: Send + 'static>(
-    jobs: &flume::Sender<Job>,
+    jobs: &Jobs,
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    ask(jobs, |reply| {
+    alone(jobs, false, context, f)
+}
+
+/// Run the short job `f` (a read by key: one statement, at most one row) on this thread with a
+/// borrowed connection when one is free (see [`Jobs`]), else as [`call`] does.
+pub(crate) fn call_short<R: Send + 'static>(
+    jobs: &Jobs,
+    context: JobContext,
+    f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+) -> impl Future<Output = Answer<R>> + Send + 'static {
+    let here = !context.receivers;
+    alone(jobs, here, context, f)
+}
+
+fn alone<R: Send + 'static>(
+    jobs: &Jobs,
+    here: bool,
+    context: JobContext,
+    f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+) -> impl Future<Output = Answer<R>> + Send + 'static {
+    ask(jobs, here, |reply| {
         Job::Alone(Box::new(move |conn| {
             let result = context.run(conn, f);
             let hooks = conn.take_fired();
@@ -402,13 +543,15 @@ pub(crate) fn call<R: Send + 'static>(
 
 /// Send one autocommit write `f` to a connection thread and wait for its answer, which comes once
 /// its transaction has committed (it may share that transaction with other writes: see the module
-/// documentation). Inside a pinned transaction it is an ordinary job.
+/// documentation). Inside a pinned transaction it is an ordinary job. Without receivers on the
+/// connection it may run on this thread (see [`Jobs`]): it then commits alone.
 pub(crate) fn write<R: Send + 'static>(
-    jobs: &flume::Sender<Job>,
+    jobs: &Jobs,
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    ask(jobs, |reply| {
+    let here = !context.receivers;
+    ask(jobs, here, |reply| {
         Job::Write(Box::new(move |conn| {
             let mark = conn.pending_hooks();
             let result = context.run(conn, f);
@@ -440,11 +583,12 @@ pub(crate) fn write<R: Send + 'static>(
 
 /// Queue the job `make` builds around the reply channel, and wait for the reply.
 fn ask<R: Send + 'static>(
-    jobs: &flume::Sender<Job>,
+    jobs: &Jobs,
+    here: bool,
     make: impl FnOnce(oneshot::Sender<Answer<R>>) -> Job,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
-    let sent = submit(jobs, make(reply));
+    let sent = submit(jobs, make(reply), here);
     async move {
         match sent {
             Ok(spin) => wait(answer, spin).await,
@@ -459,11 +603,9 @@ fn ask<R: Send + 'static>(
 /// Pin a connection for a transaction: one job opens the transaction and then serves the returned
 /// channel on that connection until every sender of it is gone, rolling back whatever is still
 /// open then. Nothing else runs on the connection meanwhile.
-pub(crate) fn pin(
-    jobs: &flume::Sender<Job>,
-) -> impl Future<Output = Result<flume::Sender<Job>>> + Send + 'static {
+pub(crate) fn pin(jobs: &Jobs) -> impl Future<Output = Result<Jobs>> + Send + 'static {
     let (session, session_jobs) = flume::unbounded::<Job>();
-    let began = ask(jobs, move |reply| {
+    let began = ask(jobs, false, move |reply| {
         Job::Alone(Box::new(move |conn| {
             let result = conn.begin();
             let ok = result.is_ok();
@@ -482,14 +624,14 @@ pub(crate) fn pin(
     });
     async move {
         began.await.result?;
-        Ok(session)
+        Ok(Jobs::from(session))
     }
 }
 
 /// Send a job without waiting for it (a rollback from `Drop`): the hooks it fires run on the
 /// connection.
-pub(crate) fn send_detached(jobs: &flume::Sender<Job>, f: impl FnOnce(&Conn) + Send + 'static) {
-    let _ = jobs.send(Job::Alone(Box::new(move |conn| {
+pub(crate) fn send_detached(jobs: &Jobs, f: impl FnOnce(&Conn) + Send + 'static) {
+    let _ = jobs.queue.send(Job::Alone(Box::new(move |conn| {
         f(conn);
         hooks::run_blocking(conn.take_fired());
     })));

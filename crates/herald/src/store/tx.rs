@@ -9,14 +9,14 @@ use crate::store::db::Quiet;
 use crate::store::hooks;
 use crate::store::lifecycle::Route;
 use crate::store::ops::{Sealed, Store};
-use crate::store::pool::{self, Job, JobContext};
+use crate::store::pool::{self, JobContext, Jobs};
 
 /// How a `Tx` reaches its connection.
 pub(crate) enum Link<'a> {
     /// The outermost transaction: dropping this sender ends the session (rolling back if open).
-    Own(flume::Sender<Job>),
+    Own(Jobs),
     /// A savepoint inside the transaction that lent it.
-    Nested(&'a flume::Sender<Job>),
+    Nested(&'a Jobs),
 }
 
 /// A transaction, or a savepoint inside one ([`Tx::begin`]). Its model operations are the
@@ -78,7 +78,7 @@ impl Tx<'static> {
 }
 
 impl Tx<'_> {
-    fn jobs(&self) -> &flume::Sender<Job> {
+    fn jobs(&self) -> &Jobs {
         match &self.link {
             Link::Own(jobs) => jobs,
             Link::Nested(jobs) => jobs,
@@ -187,7 +187,7 @@ impl Tx<'_> {
     /// done). A savepoint holds nothing of its own.
     fn release(&mut self) {
         if let Link::Own(jobs) = &mut self.link {
-            *jobs = flume::unbounded().0;
+            *jobs = Jobs::from(flume::unbounded().0);
         }
     }
 }
