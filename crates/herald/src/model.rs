@@ -86,6 +86,8 @@ pub struct DialectSql {
 pub struct Statements {
     sqlite: DialectSql,
     postgres: DialectSql,
+    /// Each column's SQL type, in [`Model::COLUMNS`] order: how a row of the model decodes.
+    pub(crate) types: Vec<crate::value::SqlType>,
 }
 
 impl Statements {
@@ -94,6 +96,7 @@ impl Statements {
         Self {
             sqlite: DialectSql::build::<M>(Dialect::Sqlite),
             postgres: DialectSql::build::<M>(Dialect::Postgres),
+            types: M::COLUMNS.iter().map(|c| c.sql_type).collect(),
         }
     }
 

@@ -216,7 +216,7 @@ impl<M: Model> Query<M> {
     /// be written in the same transaction.
     pub(crate) fn fetch(&self, conn: &Conn, lock: bool) -> Result<Vec<M>> {
         let sql = select(self, conn.dialect(), Select::Rows { lock })?;
-        let rows = conn.statement(|b| b.query(&sql.text, &sql.params, &column_types::<M>()));
+        let rows = conn.statement(|b| b.query(&sql.text, &sql.params, column_types::<M>()));
         let rows = rows.map_err(|source| Error::Query {
             op: "querying",
             model: M::NAME,

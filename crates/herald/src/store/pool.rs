@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use futures::future::Either;
 use herald_dispatch::{mute, observe};
 
 use crate::error::{DbError, Error, Result};
@@ -154,11 +155,44 @@ impl Jobs {
     }
 }
 
-/// Run `job` on this thread with the borrowed `conn`, as its own thread would run it.
-fn run_here(job: Job, conn: &Conn) {
+/// A job that did not run here, given back to be queued.
+type NotHere<F> = (JobContext, F);
+
+/// Run the job `f` on this thread with a borrowed connection, when its context allows it (no
+/// receivers on the connection) and a connection is free: as its own thread would run it alone
+/// (a write commits alone), with no box and no channel. Gives `f` back otherwise.
+fn run_here<R, F: FnOnce(&Conn) -> Result<R>>(
+    jobs: &Jobs,
+    context: JobContext,
+    f: F,
+) -> std::result::Result<Answer<R>, NotHere<F>> {
+    if context.receivers {
+        return Err((context, f));
+    }
+    let Some(held) = jobs.borrow() else {
+        return Err((context, f));
+    };
+    let Some(conn) = held.as_ref() else {
+        return Err((context, f));
+    };
     let outer = ON_CONNECTION_THREAD.with(|on| on.replace(true));
-    run(job, conn);
+    let outcome = catch_unwind(AssertUnwindSafe(|| context.run(conn, f)));
+    let answer = match outcome {
+        Ok(result) => Answer {
+            result,
+            hooks: conn.take_fired(),
+        },
+        Err(_) => {
+            tracing::error!(target: "herald::store", "a store job panicked; its transaction was rolled back");
+            abandon(conn);
+            Answer {
+                result: Err(Error::Panicked),
+                hooks: Vec::new(),
+            }
+        }
+    };
     ON_CONNECTION_THREAD.with(|on| on.set(outer));
+    Ok(answer)
 }
 
 /// How a connection thread serves its queue.
@@ -433,17 +467,7 @@ const DEADLOCK: &str = "a store call from a connection thread (a receiver, hook 
 /// Queue `job`; returns whether it is worth spinning for the answer: not when other jobs are
 /// queued ahead of it (the answer will take longer than the spin, and a caller on an async runtime
 /// would hold its thread from the tasks that could run meanwhile).
-///
-/// With `here`, the job runs on this thread instead when a connection can be borrowed (see
-/// [`Jobs`]), and its answer is ready on return.
-fn submit(jobs: &Jobs, job: Job, here: bool) -> Result<bool> {
-    if here
-        && let Some(held) = jobs.borrow()
-        && let Some(conn) = held.as_ref()
-    {
-        run_here(job, conn);
-        return Ok(true);
-    }
+fn submit(jobs: &Jobs, job: Job) -> Result<bool> {
     if on_connection_thread() {
         return Err(Error::WouldDeadlock(DEADLOCK));
     }
@@ -512,7 +536,7 @@ pub(crate) fn call<R: Send + 'static>(
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    alone(jobs, false, context, f)
+    ask(jobs, |reply| alone(reply, context, f))
 }
 
 /// Run the short job `f` (a read by key: one statement, at most one row) on this thread with a
@@ -522,23 +546,23 @@ pub(crate) fn call_short<R: Send + 'static>(
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    let here = !context.receivers;
-    alone(jobs, here, context, f)
+    match run_here(jobs, context, f) {
+        Ok(answer) => Either::Left(std::future::ready(answer)),
+        Err((context, f)) => Either::Right(ask(jobs, |reply| alone(reply, context, f))),
+    }
 }
 
+/// `f` as a job run alone on a connection thread, answering through `reply`.
 fn alone<R: Send + 'static>(
-    jobs: &Jobs,
-    here: bool,
+    reply: oneshot::Sender<Answer<R>>,
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
-) -> impl Future<Output = Answer<R>> + Send + 'static {
-    ask(jobs, here, |reply| {
-        Job::Alone(Box::new(move |conn| {
-            let result = context.run(conn, f);
-            let hooks = conn.take_fired();
-            let _ = reply.send(Answer { result, hooks });
-        }))
-    })
+) -> Job {
+    Job::Alone(Box::new(move |conn| {
+        let result = context.run(conn, f);
+        let hooks = conn.take_fired();
+        let _ = reply.send(Answer { result, hooks });
+    }))
 }
 
 /// Send one autocommit write `f` to a connection thread and wait for its answer, which comes once
@@ -550,8 +574,11 @@ pub(crate) fn write<R: Send + 'static>(
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    let here = !context.receivers;
-    ask(jobs, here, |reply| {
+    let (context, f) = match run_here(jobs, context, f) {
+        Ok(answer) => return Either::Left(std::future::ready(answer)),
+        Err(not_here) => not_here,
+    };
+    Either::Right(ask(jobs, |reply| {
         Job::Write(Box::new(move |conn| {
             let mark = conn.pending_hooks();
             let result = context.run(conn, f);
@@ -578,17 +605,16 @@ pub(crate) fn write<R: Send + 'static>(
                 let _ = reply.send(Answer { result, hooks });
             })
         }))
-    })
+    }))
 }
 
 /// Queue the job `make` builds around the reply channel, and wait for the reply.
 fn ask<R: Send + 'static>(
     jobs: &Jobs,
-    here: bool,
     make: impl FnOnce(oneshot::Sender<Answer<R>>) -> Job,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
-    let sent = submit(jobs, make(reply), here);
+    let sent = submit(jobs, make(reply));
     async move {
         match sent {
             Ok(spin) => wait(answer, spin).await,
@@ -605,7 +631,7 @@ fn ask<R: Send + 'static>(
 /// open then. Nothing else runs on the connection meanwhile.
 pub(crate) fn pin(jobs: &Jobs) -> impl Future<Output = Result<Jobs>> + Send + 'static {
     let (session, session_jobs) = flume::unbounded::<Job>();
-    let began = ask(jobs, false, move |reply| {
+    let began = ask(jobs, move |reply| {
         Job::Alone(Box::new(move |conn| {
             let result = conn.begin();
             let ok = result.is_ok();

@@ -34,15 +34,21 @@ pub(crate) fn get_locked<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>>
 }
 
 fn select_one<M: Model>(conn: &Conn, sql: &str, key: Value) -> Result<Option<M>> {
-    let target = Target {
+    let rows = conn.statement(|b| b.query(sql, std::slice::from_ref(&key), column_types::<M>()));
+    // The model and key, named only when something failed (a read by key is on the hot path).
+    let target = || Target {
         model: M::NAME,
         key: Some(key.to_string()),
     };
-    let rows = conn.statement(|b| b.query(sql, std::slice::from_ref(&key), &column_types::<M>()));
-    let rows = rows.map_err(|e| Error::write("reading", target.clone(), e))?;
+    let rows = rows.map_err(|e| Error::write("reading", target(), e))?;
+    // A row that does not decode is named by its own key column (the key asked for).
+    let named_by_row = Target {
+        model: M::NAME,
+        key: None,
+    };
     rows.into_iter()
         .next()
-        .map(|row| decode::<M>(row, &target))
+        .map(|row| decode::<M>(row, &named_by_row))
         .transpose()
 }
 
@@ -57,7 +63,7 @@ pub(crate) fn all<M: Model>(conn: &Conn) -> Result<Vec<M>> {
         model: M::NAME,
         key: None,
     };
-    let rows = conn.statement(|b| b.query(&sql, &[], &column_types::<M>()));
+    let rows = conn.statement(|b| b.query(&sql, &[], column_types::<M>()));
     let rows = rows.map_err(|source| Error::Query {
         op: "listing",
         model: M::NAME,
@@ -478,16 +484,20 @@ fn non_pk_values<M: Model>(instance: &M) -> Vec<Value> {
         .collect()
 }
 
-pub(crate) fn column_types<M: Model>() -> Vec<SqlType> {
-    M::COLUMNS.iter().map(|c| c.sql_type).collect()
+/// Each column's SQL type, in `M::COLUMNS` order (built once per model).
+pub(crate) fn column_types<M: Model>() -> &'static [SqlType] {
+    &M::statements().types
 }
 
 pub(crate) fn decode<M: Model>(row: Vec<Value>, target: &Target) -> Result<M> {
-    let key = row.get(M::PK).map(ToString::to_string);
+    // Only a failure names the key: a clone of an integer key allocates nothing.
+    let key = row.get(M::PK).cloned();
     M::from_values(row).map_err(|(column, reason)| Error::Decode {
         target: Target {
             model: target.model,
-            key: key.or_else(|| target.key.clone()),
+            key: key
+                .map(|key| key.to_string())
+                .or_else(|| target.key.clone()),
         },
         column: M::COLUMNS[column].name,
         reason,
@@ -539,7 +549,7 @@ pub(crate) fn update_returning_previous<M: Model>(
         column_list(M::COLUMNS),
         placeholder(dialect, written.len() + 1),
     );
-    let rows = conn.statement(|b| b.query(&sql, &params, &column_types::<M>()));
+    let rows = conn.statement(|b| b.query(&sql, &params, column_types::<M>()));
     let rows = rows.map_err(|e| Error::write("saving", target(instance), e))?;
     rows.into_iter()
         .next()
