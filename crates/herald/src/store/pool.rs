@@ -72,6 +72,30 @@ thread_local! {
     static ON_CONNECTION_THREAD: Cell<bool> = const { Cell::new(false) };
     /// The job running on this connection thread is not a hold to report (see [`unreported_hold`]).
     static UNREPORTED_HOLD: Cell<bool> = const { Cell::new(false) };
+    /// Answers held back until the thread has let go of its connection ([`answer`]).
+    static HELD_ANSWERS: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether answers are held back now: while `serve` holds the connection, not while a
+    /// transaction's session runs its jobs (its caller waits for each answer, holding it anyway).
+    static HOLD_ANSWERS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Answer a job's caller with `send`: at once, or, while the thread holds its connection for a
+/// queued job, as soon as it lets go of it, so that the caller's next short job finds the
+/// connection free to borrow rather than crossing again.
+fn answer(send: impl FnOnce() + 'static) {
+    if HOLD_ANSWERS.with(Cell::get) {
+        HELD_ANSWERS.with(|held| held.borrow_mut().push(Box::new(send)));
+    } else {
+        send();
+    }
+}
+
+/// Send the answers held back while the connection was held.
+fn send_held_answers() {
+    let held = HELD_ANSWERS.with(|held| std::mem::take(&mut *held.borrow_mut()));
+    for send in held {
+        send();
+    }
 }
 
 /// Called from a job on the writer: however long it holds the writer, it is not reported, because
@@ -274,6 +298,7 @@ fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving
     while let Some(job) = next.take() {
         {
             let mut held = slot.hold();
+            HOLD_ANSWERS.with(|h| h.set(true));
             let Some(conn) = held.as_mut() else {
                 return;
             };
@@ -302,7 +327,9 @@ fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving
                     jobs.len(),
                 );
             }
+            HOLD_ANSWERS.with(|h| h.set(false));
         }
+        send_held_answers();
         if next.is_none() {
             next = receive(jobs);
         }
@@ -561,7 +588,9 @@ fn alone<R: Send + 'static>(
     Job::Alone(Box::new(move |conn| {
         let result = context.run(conn, f);
         let hooks = conn.take_fired();
-        let _ = reply.send(Answer { result, hooks });
+        answer(move || {
+            let _ = reply.send(Answer { result, hooks });
+        });
     }))
 }
 
@@ -602,7 +631,9 @@ pub(crate) fn write<R: Send + 'static>(
                     (result, _) => (result, HookKind::Commit),
                 };
                 hooks.extend(pending.into_iter().filter(|h| h.kind == ending));
-                let _ = reply.send(Answer { result, hooks });
+                answer(move || {
+                    let _ = reply.send(Answer { result, hooks });
+                });
             })
         }))
     }))
@@ -642,10 +673,13 @@ pub(crate) fn pin(jobs: &Jobs) -> impl Future<Output = Result<Jobs>> + Send + 's
             if !ok {
                 return;
             }
+            // The session's caller waits for each answer: they go out at once.
+            let outer = HOLD_ANSWERS.with(|h| h.replace(false));
             while let Some(job) = receive(&session_jobs) {
                 run(job, conn);
             }
             abandon(conn);
+            HOLD_ANSWERS.with(|h| h.set(outer));
         }))
     });
     async move {
