@@ -558,3 +558,82 @@ backend_test!(
         assert_eq!(*heard.1.lock().unwrap(), 1, "one store job");
     }
 );
+
+/// An `in_transaction` post_save receiver that refuses the book titled "refused".
+fn refuse_in_transaction(db: &Db) -> herald::dispatch::Connection {
+    db.signals()
+        .post_save::<Book>()
+        .in_transaction()
+        .receiver(|e: &PostSave<'_, Book>| {
+            if e.instance.title == "refused" {
+                return Err(ReceiverError::msg("this title is refused"));
+            }
+            Ok(())
+        })
+        .name("refuse_title")
+        .connect()
+}
+
+backend_test!(
+    a_failed_write_in_a_tx_fails_the_tx_so_its_commit_keeps_nothing_and_names_the_failure,
+    |db, _backend| async move {
+        let _refuse = refuse_in_transaction(&db);
+        let tx = db.begin().await.unwrap();
+        tx.save(&mut book("kept until the failure")).await.unwrap();
+        let error = tx.save(&mut book("refused")).await.unwrap_err();
+        assert!(error.to_string().contains("refuse_title"), "{error}");
+        // The write has no savepoint of its own: the transaction is failed, not the write undone.
+        match tx.commit().await.unwrap_err() {
+            Error::TransactionFailed { savepoint, cause } => {
+                assert!(!savepoint);
+                assert!(cause.contains("refuse_title"), "{cause}");
+                assert!(cause.contains("this title is refused"), "{cause}");
+            }
+            other => panic!("expected TransactionFailed, got {other:?}"),
+        }
+        assert!(titles(&db).await.is_empty(), "nothing of the failed transaction is kept");
+    }
+);
+
+backend_test!(
+    a_failed_write_in_a_savepoint_fails_only_the_savepoint,
+    |db, _backend| async move {
+        let _refuse = refuse_in_transaction(&db);
+        let mut tx = db.begin().await.unwrap();
+        tx.save(&mut book("before")).await.unwrap();
+        {
+            let inner = tx.begin().await.unwrap();
+            inner.save(&mut book("refused")).await.unwrap_err();
+            inner.rollback().await.unwrap();
+        }
+        tx.save(&mut book("after")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(titles(&db).await, ["after", "before"]);
+    }
+);
+
+backend_test!(
+    a_failed_delete_in_a_tx_fails_the_tx,
+    |db, _backend| async move {
+        let mut doomed = book("doomed");
+        db.save(&mut doomed).await.unwrap();
+        let _refuse = db
+            .signals()
+            .pre_delete::<Book>()
+            .in_transaction()
+            .receiver(|_: &herald::dispatch::PreDelete<'_, Book>| {
+                Err(ReceiverError::msg("books are kept"))
+            })
+            .name("keep_books")
+            .connect();
+        let tx = db.begin().await.unwrap();
+        tx.save(&mut book("new")).await.unwrap();
+        tx.delete(&doomed).await.unwrap_err();
+        let error = tx.commit().await.unwrap_err();
+        assert!(
+            matches!(&error, Error::TransactionFailed { cause, .. } if cause.contains("keep_books")),
+            "{error:?}"
+        );
+        assert_eq!(titles(&db).await, ["doomed"]);
+    }
+);

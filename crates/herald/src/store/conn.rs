@@ -228,6 +228,18 @@ impl Conn {
         result
     }
 
+    /// Mark the open transaction (at its current level) failed by `error`, unless it already is:
+    /// it can then only roll back, and its commit names `error`.
+    pub(crate) fn mark_failed(&self, error: &Error) {
+        let mut tx = self.tx();
+        if tx.depth > 0 && tx.failed.is_none() {
+            tx.failed = Some(Failed {
+                depth: tx.depth,
+                what: error.to_string(),
+            });
+        }
+    }
+
     /// Forget the failure of the one statement that just failed at the open transaction's level.
     /// Only for SQLite's group commit: there each write without `in_transaction` receivers is one
     /// statement, SQLite undoes a failed statement by itself, and the writes sharing the

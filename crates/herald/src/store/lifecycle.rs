@@ -197,6 +197,32 @@ impl Keep {
     }
 }
 
+/// How a save or delete whose receivers run on the connection (`in_transaction`, or a read of
+/// what an update changes) is made all or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// In a transaction, or a savepoint, of its own: a failure undoes this write alone. For an
+    /// autocommit write (also one sharing a group commit) and a write made on a connection (a
+    /// receiver's `conn.save(..)`, a job's).
+    Own,
+    /// Directly in the transaction its caller holds (a `Tx`'s save or delete), with no savepoint:
+    /// one statement plus what its receivers do. A failure, of a statement or of a receiver,
+    /// marks the transaction failed, so that it can only roll back ([`Error::TransactionFailed`]
+    /// at commit, naming the failure), as a failed statement does. A caller that means to go on
+    /// after a failed write makes it in a savepoint (`tx.begin()`).
+    CallersTx,
+}
+
+impl Unit {
+    fn for_route(route: &Route<'_>) -> Self {
+        if route.in_tx {
+            Unit::CallersTx
+        } else {
+            Unit::Own
+        }
+    }
+}
+
 /// The error of a caller-side `post_*` receiver: the write stands.
 fn after_write(error: DispatchError, route: &Route<'_>) -> Error {
     Error::AfterWrite {
@@ -236,11 +262,11 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let job_how = how.clone();
-    let keep = Keep::for_route(&route);
+    let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
     let (result, fired) = route
         .write(context, move |conn| {
             let mut copy = copy;
-            let (created, previous) = conn.save_in_job(&mut copy, &job_how, quiet, keep)?;
+            let (created, previous) = conn.save_in_job(&mut copy, &job_how, quiet, keep, unit)?;
             Ok((copy, created, previous))
         })
         .await;
@@ -302,9 +328,9 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
             || signals.post_delete::<M>().in_transaction().has_receivers());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
-    let keep = Keep::for_route(&route);
+    let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
     let (result, fired) = route
-        .write(context, move |conn| conn.delete_in_job(&copy, quiet, keep))
+        .write(context, move |conn| conn.delete_in_job(&copy, quiet, keep, unit))
         .await;
     let deleted = match result {
         Ok(deleted) => deleted,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{Dialect, Model};
 use crate::store::conn::{Conn, Saved};
 use crate::store::hooks::{Hook, HookKind, HookRun};
-use crate::store::lifecycle::{Bulk, How, Keep};
+use crate::store::lifecycle::{Bulk, How, Keep, Unit};
 use crate::store::previous::{self, Previous};
 use crate::store::rows::{self, check_fields, target};
 
@@ -90,9 +90,17 @@ impl Conn {
         Ok(Nested(self))
     }
 
-    /// Steps 2 to 5 of a save, on this connection: in a transaction (a savepoint when one is open)
-    /// when an `in_transaction` receiver is connected or a receiver asked what an update changed
-    /// (the row is then read first, in that transaction), else one statement. Registers the
+    /// Run the write `f` as one unit, as `unit` says (see [`Unit`]).
+    fn write_unit<T>(&self, unit: Unit, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        match unit {
+            Unit::Own => self.atomic_write(f),
+            Unit::CallersTx => f(self).inspect_err(|error| self.mark_failed(error)),
+        }
+    }
+
+    /// Steps 2 to 5 of a save, on this connection: made all or nothing as `unit` says when an
+    /// `in_transaction` receiver is connected or a receiver asked what an update changed (the row
+    /// is then read first, in that transaction), else one statement. Registers the
     /// `on_commit` receivers. Answers whether it inserted, and what the update changed when that
     /// was asked for.
     pub(crate) fn save_in_job<M: Model>(
@@ -101,6 +109,7 @@ impl Conn {
         how: &How,
         quiet: bool,
         keep: Keep,
+        unit: Unit,
     ) -> Result<(bool, Option<Previous<M>>)> {
         let signals = self.signals();
         let names = how.names();
@@ -156,7 +165,7 @@ impl Conn {
             Ok((created, previous))
         };
         if pre || post || changes {
-            self.atomic_write(write)
+            self.write_unit(unit, write)
         } else {
             write(self)
         }
@@ -168,6 +177,7 @@ impl Conn {
         instance: &M,
         quiet: bool,
         keep: Keep,
+        unit: Unit,
     ) -> Result<bool> {
         let signals = self.signals();
         let pre = !quiet && signals.pre_delete::<M>().in_transaction().has_receivers();
@@ -201,7 +211,7 @@ impl Conn {
             Ok(deleted)
         };
         if pre || post {
-            self.atomic_write(delete)
+            self.write_unit(unit, delete)
         } else {
             delete(self)
         }
@@ -369,7 +379,7 @@ impl Conn {
             .using(self.alias())
             .update_fields(names.as_deref());
         signals.pre_save::<M>().send(&mut event)?;
-        let (created, previous) = self.save_in_job(instance, how, false, Keep::Register)?;
+        let (created, previous) = self.save_in_job(instance, how, false, Keep::Register, Unit::Own)?;
         let event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(self.alias())
@@ -398,7 +408,7 @@ impl Conn {
         signals
             .pre_delete::<M>()
             .send(&mut PreDelete::new(instance).using(self.alias()))?;
-        let deleted = self.delete_in_job(instance, false, Keep::Register)?;
+        let deleted = self.delete_in_job(instance, false, Keep::Register, Unit::Own)?;
         if deleted {
             signals
                 .post_delete::<M>()

@@ -30,6 +30,12 @@ pub(crate) enum Link<'a> {
 /// returns); [`rollback`](Tx::rollback), or dropping the `Tx` without committing, undoes it, drops
 /// the hooks registered in it and runs its rollback hooks. A savepoint borrows its parent
 /// mutably, so the parent cannot be used until the savepoint ends.
+///
+/// A write that fails inside a `Tx` (a statement, or one of its `in_transaction` receivers) fails
+/// the transaction: it has no savepoint of its own, so the transaction can only roll back, and
+/// [`commit`](Tx::commit) says so ([`Error::TransactionFailed`](crate::Error::TransactionFailed),
+/// naming the failure). To go on after a write that may fail, make it in a savepoint
+/// ([`begin`](Tx::begin)) and roll that back.
 #[must_use = "a transaction that is dropped rolls back"]
 pub struct Tx<'a> {
     pub(crate) link: Link<'a>,
