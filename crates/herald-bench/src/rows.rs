@@ -3,11 +3,11 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use rusqlite::OptionalExtension;
 use herald::Store;
 use herald::dispatch::{PostSave, PreSave, Signals};
 use herald::tasks::{Background, TaskOptions};
 use herald::{Db, Model};
+use rusqlite::OptionalExtension;
 
 use crate::Row;
 
@@ -445,6 +445,25 @@ async fn herald_rows(
                 .row(format!("atomic_1000{suffix}"), "row"),
         );
     }
+    if wanted("atomic_1000_in_transaction") {
+        // The same transactions, with one more post_save receiver that runs in the transaction:
+        // each save then runs its receivers on the connection (no savepoint inside a Tx).
+        let _in_tx = db
+            .signals()
+            .post_save::<Book>()
+            .in_transaction()
+            .receiver(|e: &PostSave<'_, Book>| {
+                std::hint::black_box(e.created);
+                Ok(())
+            })
+            .name("in_transaction_trivial")
+            .connect();
+        rows.push(
+            atomic(&db, plan)
+                .await?
+                .row(format!("atomic_1000_in_transaction{suffix}"), "row"),
+        );
+    }
     if let Some(schema) = &schema {
         db.execute(
             format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
@@ -515,7 +534,13 @@ fn raw_sqlite_get(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
             let mut statement = conn.prepare_cached(sql)?;
             let book = statement
                 .query_row([key], |r| {
-                    Ok(Book::from_raw(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok(Book::from_raw(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
                 })
                 .optional()?;
             std::hint::black_box(book);

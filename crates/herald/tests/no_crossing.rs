@@ -91,11 +91,14 @@ fn all_crossed(threads: &[String], what: &str) {
 
 async fn sqlite() -> (Db, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&format!("sqlite://{}", dir.path().join("notes.db").display()))
-        .signals(herald::dispatch::Signals::new())
-        .connect()
-        .await
-        .unwrap();
+    let db = Db::open(format!(
+        "sqlite://{}",
+        dir.path().join("notes.db").display()
+    ))
+    .signals(herald::dispatch::Signals::new())
+    .connect()
+    .await
+    .unwrap();
     db.create_table::<Note>().await.unwrap();
     (db, dir)
 }
@@ -137,7 +140,10 @@ async fn a_write_with_in_transaction_receivers_crosses_to_the_writer() {
     db.save(&mut note_titled("audited")).await.unwrap();
     let threads = seen();
     all_crossed(&threads, "a save with an in_transaction receiver");
-    assert!(threads.iter().all(|t| t == "herald-writer-0"), "{threads:?}");
+    assert!(
+        threads.iter().all(|t| t == "herald-writer-0"),
+        "{threads:?}"
+    );
 }
 
 #[cfg(feature = "sqlite")]

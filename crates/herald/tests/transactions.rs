@@ -591,7 +591,10 @@ backend_test!(
             }
             other => panic!("expected TransactionFailed, got {other:?}"),
         }
-        assert!(titles(&db).await.is_empty(), "nothing of the failed transaction is kept");
+        assert!(
+            titles(&db).await.is_empty(),
+            "nothing of the failed transaction is kept"
+        );
     }
 );
 

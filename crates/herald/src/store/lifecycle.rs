@@ -330,7 +330,9 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
     let copy = instance.clone();
     let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
     let (result, fired) = route
-        .write(context, move |conn| conn.delete_in_job(&copy, quiet, keep, unit))
+        .write(context, move |conn| {
+            conn.delete_in_job(&copy, quiet, keep, unit)
+        })
         .await;
     let deleted = match result {
         Ok(deleted) => deleted,

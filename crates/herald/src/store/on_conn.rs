@@ -379,7 +379,8 @@ impl Conn {
             .using(self.alias())
             .update_fields(names.as_deref());
         signals.pre_save::<M>().send(&mut event)?;
-        let (created, previous) = self.save_in_job(instance, how, false, Keep::Register, Unit::Own)?;
+        let (created, previous) =
+            self.save_in_job(instance, how, false, Keep::Register, Unit::Own)?;
         let event = PostSave::new(&*instance, created)
             .raw(how.raw)
             .using(self.alias())

@@ -130,7 +130,10 @@ impl Slot {
     /// The connection, for its thread: waits while a borrower holds it.
     fn hold(&self) -> MutexGuard<'_, Option<Conn>> {
         self.wanted.store(true, Relaxed);
-        let guard = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.wanted.store(false, Relaxed);
         guard
     }
