@@ -22,10 +22,10 @@
 //! No crossing where none is needed (SQLite): a short job that runs no receiver on the connection
 //! (an autocommit write with no `in_transaction` receiver, a read by key) may run on its caller's
 //! own thread, with a connection it borrows for the job's duration ([`Jobs`]): a write through the
-//! writer when no job is queued for it and its thread is not waiting for it, a read through a
-//! reader that is free. A caller never waits for a connection to borrow: when none is free, the
-//! job is queued as any other, so that under load the writer's thread still groups the queued
-//! writes into one commit. The job is the same either way; only the thread that runs it changes.
+//! writer when it is the only autocommit write in flight, no job is queued for the writer and its
+//! thread is not waiting for it; a read through a reader that is free. A caller never waits for a
+//! connection to borrow: otherwise the job is queued as any other, so that concurrent writes still
+//! reach the writer's thread, which groups them into one commit. The job is the same either way; only the thread that runs it changes.
 //! PostgreSQL's synchronous driver cannot run on an async runtime's thread, so its jobs always
 //! cross.
 
@@ -33,8 +33,8 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -159,19 +159,45 @@ impl Slot {
 pub(crate) struct Jobs {
     queue: flume::Sender<Job>,
     slots: Arc<[Arc<Slot>]>,
+    /// Autocommit writes sent and not yet answered. A write borrows the writer only when it is
+    /// the only one: concurrent writes queue, so that the writer's thread groups them into one
+    /// commit rather than each committing alone.
+    writing: Arc<AtomicUsize>,
 }
 
 impl From<flume::Sender<Job>> for Jobs {
     /// Jobs that always cross to the threads serving `queue`.
     fn from(queue: flume::Sender<Job>) -> Self {
-        Self {
-            queue,
-            slots: Arc::new([]),
-        }
+        Self::new(queue, Arc::new([]))
+    }
+}
+
+/// One autocommit write in flight, counted in [`Jobs::writing`] until it is dropped.
+struct Writing(Arc<AtomicUsize>);
+
+impl Writing {
+    /// Count one more write; also says whether it is the only one.
+    fn start(jobs: &Jobs) -> (Self, bool) {
+        let before = jobs.writing.fetch_add(1, Relaxed);
+        (Self(jobs.writing.clone()), before == 0)
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
 impl Jobs {
+    fn new(queue: flume::Sender<Job>, slots: Arc<[Arc<Slot>]>) -> Self {
+        Self {
+            queue,
+            slots,
+            writing: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     /// A connection to run a job on here, if one is free and no job waits in the queue (which
     /// goes first).
     fn borrow(&self) -> Option<MutexGuard<'_, Option<Conn>>> {
@@ -286,10 +312,7 @@ pub(crate) async fn spawn(
             }
         }
     }
-    let jobs = Jobs {
-        queue: sender,
-        slots: if lend { slots.into() } else { Arc::new([]) },
-    };
+    let jobs = Jobs::new(sender, if lend { slots.into() } else { Arc::new([]) });
     Ok((handles, jobs))
 }
 
@@ -606,11 +629,16 @@ pub(crate) fn write<R: Send + 'static>(
     context: JobContext,
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
-    let (context, f) = match run_here(jobs, context, f) {
-        Ok(answer) => return Either::Left(std::future::ready(answer)),
-        Err(not_here) => not_here,
+    let (writing, alone) = Writing::start(jobs);
+    let (context, f) = if alone {
+        match run_here(jobs, context, f) {
+            Ok(answer) => return Either::Left(std::future::ready(answer)),
+            Err(not_here) => not_here,
+        }
+    } else {
+        (context, f)
     };
-    Either::Right(ask(jobs, |reply| {
+    let asked = ask(jobs, |reply| {
         Job::Write(Box::new(move |conn| {
             let mark = conn.pending_hooks();
             let result = context.run(conn, f);
@@ -639,7 +667,12 @@ pub(crate) fn write<R: Send + 'static>(
                 });
             })
         }))
-    }))
+    });
+    Either::Right(async move {
+        let answer = asked.await;
+        drop(writing);
+        answer
+    })
 }
 
 /// Queue the job `make` builds around the reply channel, and wait for the reply.
