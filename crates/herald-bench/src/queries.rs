@@ -137,15 +137,7 @@ pub(crate) async fn sqlite(
 fn raw_filtered(conn: &rusqlite::Connection) -> anyhow::Result<()> {
     let mut statement = conn.prepare_cached(FILTERED_SQL)?;
     let books = statement
-        .query_map(rusqlite::params![LOW, HIGH, PAGE as i64], |r| {
-            Ok(Book::from_raw(
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-            ))
-        })?
+        .query_map(rusqlite::params![LOW, HIGH, PAGE as i64], Book::from_raw)?
         .collect::<Result<Vec<Book>, _>>()?;
     anyhow::ensure!(books.len() == PAGE as usize, "{} books", books.len());
     std::hint::black_box(books);

@@ -45,21 +45,15 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    /// A book from its columns, as a raw row decodes it.
-    pub(crate) fn from_raw(
-        id: i64,
-        title: String,
-        slug: String,
-        body: String,
-        price_cents: i64,
-    ) -> Self {
-        Self {
-            id: Some(id),
-            title,
-            slug,
-            body,
-            price_cents,
-        }
+    /// A book from a bare rusqlite row of its columns (`id, title, slug, body, price_cents`).
+    pub(crate) fn from_raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: Some(r.get(0)?),
+            title: r.get(1)?,
+            slug: r.get(2)?,
+            body: r.get(3)?,
+            price_cents: r.get(4)?,
+        })
     }
 }
 
@@ -532,17 +526,7 @@ fn raw_sqlite_get(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
         for key in 1..=plan.ops as i64 {
             let one = Instant::now();
             let mut statement = conn.prepare_cached(sql)?;
-            let book = statement
-                .query_row([key], |r| {
-                    Ok(Book::from_raw(
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ))
-                })
-                .optional()?;
+            let book = statement.query_row([key], Book::from_raw).optional()?;
             std::hint::black_box(book);
             samples.each.push(one.elapsed().as_nanos() as f64);
         }

@@ -67,6 +67,12 @@ fn note_titled(text: &str) -> Note {
     }
 }
 
+/// The stored notes' texts, in key order.
+async fn texts(db: &Db) -> Vec<String> {
+    let notes = db.all::<Note>().await.unwrap();
+    notes.into_iter().map(|n| n.text.0).collect()
+}
+
 fn here() -> String {
     std::thread::current().name().unwrap_or("").to_owned()
 }
@@ -170,13 +176,7 @@ async fn a_write_while_a_transaction_holds_the_writer_waits_for_it_on_the_writer
     tx.commit().await.unwrap();
     let saved = within("the outside save", outside).await.unwrap().unwrap();
     all_crossed(&seen(), "a save queued behind a transaction");
-    let texts: Vec<String> = db
-        .all::<Note>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.text.0)
-        .collect();
+    let texts = texts(&db).await;
     assert_eq!(texts, ["inside", "outside"]);
     assert!(saved.id.is_some());
 }
@@ -192,13 +192,7 @@ async fn a_job_that_panics_on_the_callers_thread_is_an_error_and_leaves_the_writ
     all_on(&seen(), &here(), "the panicking save");
     // Nothing was left open: the next write commits, and the panicking one left no row.
     db.save(&mut note_titled("after")).await.unwrap();
-    let texts: Vec<String> = db
-        .all::<Note>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.text.0)
-        .collect();
+    let texts = texts(&db).await;
     assert_eq!(texts, ["after"]);
 }
 
