@@ -7,14 +7,23 @@
 //! (its lease expires). A thread started from a receiver does none of this.
 //!
 //! ```text
-//!   save ─ pre_save ─ write ─ post_save ─ (background receivers: task rows) ─ COMMIT ─ wake workers
-//!   worker ─ claim (one statement per batch) ─ run ─ complete | retry later | dead
+//!   save ─ pre_save ─ write ─ post_save ─ (background receivers: rows appended to herald_outbox)
+//!        ─ COMMIT ─ wake workers
+//!   worker ─ move appended rows into herald_tasks ─ claim (one statement per batch) ─ run
+//!          ─ complete | retry later | dead
 //! ```
 //!
 //! Task states ([`TaskState`]): `available` (waiting, possibly until a later `run_at`), `running`
 //! (claimed, under a lease), `completed`, `dead`, `cancelled`. The first two are pending work:
 //! [`TaskQueue::cancel`] stops it. The last three are finished: [`TaskQueue::purge`] deletes them,
 //! and only them.
+//!
+//! A task appended by a write waits in the outbox (`herald_outbox`, no index but its key, so the
+//! row is cheap for the write) until a worker moves it into the tasks table (`herald_tasks`),
+//! just before claiming, in one transaction; `unique_pk` coalescing happens there. Until then it
+//! is an `available` task whose id is not final yet: [`TaskQueue::counts`] counts it as
+//! `available`; listing `available` tasks ([`TaskQueue::list`]) and
+//! [`TaskQueue::cancel_kind`] move the outbox first, so every id the queue's API shows is final.
 
 mod executor;
 #[cfg(feature = "postgres")]
@@ -464,9 +473,18 @@ impl TaskQueue<'_> {
         numbered(dialect, sql)
     }
 
-    /// How many tasks are in each (queue, state).
+    /// How many tasks are in each (queue, state). Tasks still in the outbox (appended, not yet
+    /// moved by a worker) count as `available`, as the move will make them: each row without a
+    /// unique key once, each unique key once per queue unless an available task of that key
+    /// already counts. A read: it moves nothing.
     pub async fn counts(&self) -> Result<Vec<TaskCount>> {
-        let sql = "SELECT queue, state, COUNT(*) FROM herald_tasks GROUP BY queue, state ORDER BY queue, state";
+        let sql = "SELECT queue, state, COUNT(*) FROM (\
+             SELECT queue, state FROM herald_tasks \
+             UNION ALL SELECT queue, 'available' FROM herald_outbox WHERE unique_key IS NULL \
+             UNION ALL SELECT queue, 'available' FROM (SELECT DISTINCT queue, unique_key FROM herald_outbox o \
+                 WHERE unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM herald_tasks t \
+                     WHERE t.unique_key = o.unique_key AND t.state = 'available')) AS keyed\
+             ) AS tasks GROUP BY queue, state ORDER BY queue, state";
         let rows = self
             .db
             .read(move |c| c.query(sql, &[], &[SqlType::Text, SqlType::Text, SqlType::Int]))
@@ -484,6 +502,11 @@ impl TaskQueue<'_> {
     }
 
     /// Tasks in `state`, newest first, at most `limit`.
+    ///
+    /// Listing `available` tasks first moves the tasks still in the outbox into the tasks table,
+    /// as a worker would (waiting for a worker that is moving them), so that the list holds every
+    /// committed task with its final id; that is a write, on SQLite through its one writer. The
+    /// other states are reads.
     pub async fn list(&self, state: TaskState, limit: usize) -> Result<Vec<TaskRow>> {
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE state = ? ORDER BY id DESC LIMIT ?"
@@ -492,10 +515,20 @@ impl TaskQueue<'_> {
             Value::Text(state.as_str().to_owned()),
             Value::Int(limit.min(10_000) as i64),
         ];
-        let rows = self
-            .db
-            .read(move |c| c.query(&sql, &params, ROW_TYPES))
-            .await?;
+        let rows = if state == TaskState::Available {
+            self.db
+                .run(move |c| {
+                    c.atomic(|c| {
+                        move_all(c)?;
+                        c.query(&sql, &params, ROW_TYPES)
+                    })
+                })
+                .await?
+        } else {
+            self.db
+                .read(move |c| c.query(&sql, &params, ROW_TYPES))
+                .await?
+        };
         rows.into_iter().map(|row| task_row("list", row)).collect()
     }
 
@@ -504,7 +537,8 @@ impl TaskQueue<'_> {
         self.list(TaskState::Dead, limit).await
     }
 
-    /// One task.
+    /// One task, by the id a listing showed. (A task still in the outbox has no id yet: see
+    /// [`list`](Self::list).)
     pub async fn get(&self, id: i64) -> Result<Option<TaskRow>> {
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE id = ?"
@@ -565,7 +599,8 @@ impl TaskQueue<'_> {
     }
 
     /// Cancel every pending (`available` or `running`) task of `kind`, as [`cancel`](Self::cancel)
-    /// does one; returns how many. An empty `kind` is [`Error::TaskQueue`].
+    /// does one; returns how many. Tasks still in the outbox are moved first (in the same
+    /// transaction), so they are cancelled too. An empty `kind` is [`Error::TaskQueue`].
     pub async fn cancel_kind(&self, kind: &str) -> Result<u64> {
         if kind.is_empty() {
             return Err(Error::TaskQueue {
@@ -581,7 +616,14 @@ impl TaskQueue<'_> {
             Value::Int(queue::now_micros()),
             Value::Text(kind.to_owned()),
         ];
-        self.db.run(move |c| c.execute(&sql, &params)).await
+        self.db
+            .run(move |c| {
+                c.atomic(|c| {
+                    move_all(c)?;
+                    c.execute(&sql, &params)
+                })
+            })
+            .await
     }
 
     /// Delete every task in `state`, a finished state (`completed`, `dead` or `cancelled`);
@@ -593,6 +635,26 @@ impl TaskQueue<'_> {
         let state = Value::Text(state.as_str().to_owned());
         self.db.run(move |c| c.execute(&sql, &[state])).await
     }
+}
+
+/// Move every task in the outbox into the tasks table, in the caller's transaction, waiting for a
+/// worker that is moving (see [`queue::move_appended`]). Bounded by the rows there when it
+/// starts: tasks appended meanwhile may stay for a worker.
+fn move_all(conn: &crate::store::conn::Conn) -> Result<()> {
+    let appended = conn.query("SELECT COUNT(*) FROM herald_outbox", &[], &[SqlType::Int])?;
+    let appended = match appended.first().and_then(|row| row.first()) {
+        Some(Value::Int(n)) => (*n).max(0) as usize,
+        _ => 0,
+    };
+    for _ in 0..appended.div_ceil(queue::MOVE_BATCH) {
+        if queue::move_appended(conn, queue::WhenMoving::Wait)?
+            .queues
+            .is_empty()
+        {
+            break;
+        }
+    }
+    Ok(())
 }
 
 impl Db {

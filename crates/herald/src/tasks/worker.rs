@@ -19,7 +19,7 @@ use crate::tasks::executor::{Finished, decode_payload, runner};
 #[cfg(feature = "postgres")]
 use crate::tasks::listen::Listening;
 use crate::tasks::maintenance::Maintenance;
-use crate::tasks::producer::{Settle, collect, record, settle};
+use crate::tasks::producer::{Settle, Turn, collect, record, settle};
 use crate::tasks::queue;
 use crate::tasks::stats::TaskStats;
 use crate::tasks::{RunError, Runner};
@@ -362,10 +362,15 @@ impl Worker {
                     .run(move |conn| settle(conn, &outcomes, &queues, free, &name, lease))
                     .await;
                 match settled {
-                    Ok(claimed) => {
+                    Ok(Turn { claimed, left_work }) => {
                         full = free > 0 && claimed.len() == free;
                         if had_outcomes || !claimed.is_empty() {
                             busy_at = Some(tokio::time::Instant::now());
+                        }
+                        if left_work {
+                            // Moved, committed, and not all claimed here: another worker of this
+                            // process may take the rest now.
+                            wake.notify_one();
                         }
                         for task in claimed {
                             held.insert(task.id, task.attempt);
