@@ -156,11 +156,17 @@ outbox_test!(
         tx.save(&mut book("rolled back 1")).await.unwrap();
         tx.save(&mut book("rolled back 2")).await.unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(rows(&db).await, (0, 0), "{backend}: a rollback appends nothing");
+        assert_eq!(
+            rows(&db).await,
+            (0, 0),
+            "{backend}: a rollback appends nothing"
+        );
 
         db.save(&mut book("committed")).await.unwrap();
         let tx = db.begin().await.unwrap();
-        tx.save(&mut book("committed in a transaction")).await.unwrap();
+        tx.save(&mut book("committed in a transaction"))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
             rows(&db).await,
@@ -239,11 +245,15 @@ outbox_test!(
         let backend = target.name;
         poison_the_tasks_table(&db).await;
         for n in 0..3 {
-            db.enqueue(Task::new("count", json!({ "n": n }))).await.unwrap();
+            db.enqueue(Task::new("count", json!({ "n": n })))
+                .await
+                .unwrap();
         }
         db.enqueue(Task::new("poison", json!({}))).await.unwrap();
         for n in 3..6 {
-            db.enqueue(Task::new("count", json!({ "n": n }))).await.unwrap();
+            db.enqueue(Task::new("count", json!({ "n": n })))
+                .await
+                .unwrap();
         }
         // Listing available tasks moves the outbox first: here the move fails on its fourth row.
         let refused = db.tasks().list(TaskState::Available, 100).await;
@@ -321,7 +331,7 @@ outbox_test!(
 
         let (ran_tx, mut ran) = mpsc::unbounded_channel();
         let (stop, worker) = spawn_worker(reindexer(&db, ran_tx));
-        let mut runs = vec![
+        let mut runs = [
             within("a run", ran.recv()).await.unwrap(),
             within("a run", ran.recv()).await.unwrap(),
         ];
@@ -349,8 +359,12 @@ outbox_test!(
         // Appended in this order; a move that lost the priority would run `low` first, one that
         // lost the delay `late` (the highest priority) first.
         db.enqueue(
-            Task::new("late", json!({}))
-                .options(options.clone().priority(20).delay(Duration::from_secs(3600))),
+            Task::new("late", json!({})).options(
+                options
+                    .clone()
+                    .priority(20)
+                    .delay(Duration::from_secs(3600)),
+            ),
         )
         .await
         .unwrap();
@@ -367,7 +381,11 @@ outbox_test!(
         let (stop, handle) = spawn_worker(worker);
         let first = within("a run", ran.recv()).await.unwrap().0;
         let second = within("a run", ran.recv()).await.unwrap().0;
-        assert_eq!((first.as_str(), second.as_str()), ("high", "low"), "{backend}");
+        assert_eq!(
+            (first.as_str(), second.as_str()),
+            ("high", "low"),
+            "{backend}"
+        );
         until("both completions to be recorded", || {
             let db = db.clone();
             async move { counted(&db, TaskState::Completed).await == 2 }
@@ -414,7 +432,9 @@ outbox_test!(
         let backend = target.name;
         // The database as the version before the outbox left it: no outbox, migration 1 only,
         // and a task waiting in the tasks table.
-        db.execute("DROP TABLE herald_outbox", vec![]).await.unwrap();
+        db.execute("DROP TABLE herald_outbox", vec![])
+            .await
+            .unwrap();
         db.execute("DELETE FROM herald_migrations WHERE version = 2", vec![])
             .await
             .unwrap();
@@ -434,7 +454,9 @@ outbox_test!(
             2,
             "{backend}"
         );
-        db.enqueue(Task::new("count", json!({ "n": 1 }))).await.unwrap();
+        db.enqueue(Task::new("count", json!({ "n": 1 })))
+            .await
+            .unwrap();
         assert_eq!(rows(&db).await, (1, 1), "{backend}");
         assert_eq!(counted(&db, TaskState::Available).await, 2, "{backend}");
         let (ran_tx, mut ran) = mpsc::unbounded_channel();
@@ -508,7 +530,9 @@ async fn many_workers_moving_at_once_run_each_task_once() {
         tx.commit().await.unwrap();
     }
     for n in 2500..TASKS {
-        db.enqueue(Task::new("count", json!({ "n": n }))).await.unwrap();
+        db.enqueue(Task::new("count", json!({ "n": n })))
+            .await
+            .unwrap();
     }
     until("every task to complete", || {
         let db = db.clone();
