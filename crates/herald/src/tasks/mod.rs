@@ -22,8 +22,9 @@
 //! row is cheap for the write) until a worker moves it into the tasks table (`herald_tasks`),
 //! just before claiming, in one transaction; `unique_pk` coalescing happens there. Until then it
 //! is an `available` task whose id is not final yet: [`TaskQueue::counts`] counts it as
-//! `available`; listing `available` tasks ([`TaskQueue::list`]) and
-//! [`TaskQueue::cancel_kind`] move the outbox first, so every id the queue's API shows is final.
+//! `available`; listing `available` tasks ([`TaskQueue::list`]), [`TaskQueue::cancel`],
+//! [`TaskQueue::cancel_kind`] and [`TaskQueue::retry`] move the outbox first, so that every id
+//! the queue's API shows or takes is final.
 
 mod executor;
 #[cfg(feature = "postgres")]
@@ -562,17 +563,36 @@ impl TaskQueue<'_> {
         Ok(changed)
     }
 
+    /// Run `sql` after moving the outbox (see [`move_all`]), in one transaction: for the
+    /// operations that name tasks by id or by kind, which must find appended tasks too.
+    async fn change_moved(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        let sql = self.sql(sql);
+        self.db
+            .run(move |c| {
+                c.atomic(|c| {
+                    move_all(c)?;
+                    c.execute(&sql, &params)
+                })
+            })
+            .await
+    }
+
     /// Run a dead, cancelled or failed-and-waiting task again now, with a fresh set of attempts;
-    /// true if there was such a task.
+    /// true if there was such a task. Tasks still in the outbox are moved first (in the same
+    /// transaction), so that the id is the one a listing shows.
     pub async fn retry(&self, id: i64) -> Result<bool> {
-        Ok(self
-            .change(
+        let retried = self
+            .change_moved(
                 "UPDATE herald_tasks SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL \
                  WHERE id = ? AND state IN ('dead', 'cancelled', 'available')",
                 vec![Value::Int(queue::now_micros()), Value::Int(id)],
             )
             .await?
-            > 0)
+            > 0;
+        if retried {
+            self.db.tasks_added().notify_one();
+        }
+        Ok(retried)
     }
 
     /// Retry every dead task; returns how many.
@@ -588,14 +608,17 @@ impl TaskQueue<'_> {
     /// is not interrupted (a worker runs it to its end), but its outcome is not recorded and it
     /// is not retried. The task is then `cancelled` (purgeable, or [`retry`](Self::retry)able).
     /// True if the task was pending; false if there is no such task or it had already finished
-    /// (read it with [`get`](Self::get) to tell which).
+    /// (read it with [`get`](Self::get) to tell which). Tasks still in the outbox are moved first
+    /// (in the same transaction), so that the id is the one a listing shows.
     pub async fn cancel(&self, id: i64) -> Result<bool> {
-        let sql = self.sql(
-            "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
-             WHERE id = ? AND state IN ('available', 'running')",
-        );
-        let params = vec![Value::Int(queue::now_micros()), Value::Int(id)];
-        Ok(self.db.run(move |c| c.execute(&sql, &params)).await? > 0)
+        Ok(self
+            .change_moved(
+                "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
+                 WHERE id = ? AND state IN ('available', 'running')",
+                vec![Value::Int(queue::now_micros()), Value::Int(id)],
+            )
+            .await?
+            > 0)
     }
 
     /// Cancel every pending (`available` or `running`) task of `kind`, as [`cancel`](Self::cancel)
@@ -608,22 +631,15 @@ impl TaskQueue<'_> {
                 reason: "no task kind given (an empty kind names no task)".to_owned(),
             });
         }
-        let sql = self.sql(
+        self.change_moved(
             "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
              WHERE kind = ? AND state IN ('available', 'running')",
-        );
-        let params = vec![
-            Value::Int(queue::now_micros()),
-            Value::Text(kind.to_owned()),
-        ];
-        self.db
-            .run(move |c| {
-                c.atomic(|c| {
-                    move_all(c)?;
-                    c.execute(&sql, &params)
-                })
-            })
-            .await
+            vec![
+                Value::Int(queue::now_micros()),
+                Value::Text(kind.to_owned()),
+            ],
+        )
+        .await
     }
 
     /// Delete every task in `state`, a finished state (`completed`, `dead` or `cancelled`);
