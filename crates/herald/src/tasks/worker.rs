@@ -320,7 +320,9 @@ impl Worker {
     /// shutdown grace, and hand back the ones that did not.
     ///
     /// Each turn of the loop is one transaction: it records the outcomes of the attempts that
-    /// finished since the last turn and claims as many new tasks as there are free slots.
+    /// finished since the last turn and, with free slots, moves the tasks writes appended to the
+    /// outbox into the tasks table (unless another worker is moving them) and claims as many as
+    /// there are free slots.
     ///
     /// On PostgreSQL the worker also holds a presence lock on a session of its own for as long as
     /// it runs, and looks twice a second for workers whose session is gone (a `kill -9`, a lost
