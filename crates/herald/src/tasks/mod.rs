@@ -517,14 +517,17 @@ impl TaskQueue<'_> {
             Value::Int(limit.min(10_000) as i64),
         ];
         let rows = if state == TaskState::Available {
-            self.db
+            let (moved, rows) = self
+                .db
                 .run(move |c| {
                     c.atomic(|c| {
-                        move_all(c)?;
-                        c.query(&sql, &params, ROW_TYPES)
+                        let moved = move_all(c)?;
+                        Ok((moved, c.query(&sql, &params, ROW_TYPES)?))
                     })
                 })
-                .await?
+                .await?;
+            wake_if(self.db, moved);
+            rows
         } else {
             self.db
                 .read(move |c| c.query(&sql, &params, ROW_TYPES))
@@ -567,14 +570,17 @@ impl TaskQueue<'_> {
     /// operations that name tasks by id or by kind, which must find appended tasks too.
     async fn change_moved(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
         let sql = self.sql(sql);
-        self.db
+        let (moved, changed) = self
+            .db
             .run(move |c| {
                 c.atomic(|c| {
-                    move_all(c)?;
-                    c.execute(&sql, &params)
+                    let moved = move_all(c)?;
+                    Ok((moved, c.execute(&sql, &params)?))
                 })
             })
-            .await
+            .await?;
+        wake_if(self.db, moved);
+        Ok(changed)
     }
 
     /// Run a dead, cancelled or failed-and-waiting task again now, with a fresh set of attempts;
@@ -654,14 +660,16 @@ impl TaskQueue<'_> {
 }
 
 /// Move every task in the outbox into the tasks table, in the caller's transaction, waiting for a
-/// worker that is moving (see [`queue::move_appended`]). Bounded by the rows there when it
-/// starts: tasks appended meanwhile may stay for a worker.
-fn move_all(conn: &crate::store::conn::Conn) -> Result<()> {
+/// worker that is moving (see [`queue::move_appended`]); true if it moved any. Bounded by the rows
+/// there when it starts: tasks appended meanwhile may stay for a worker. Once the transaction
+/// commits, the caller wakes a worker of this process if it moved any ([`wake_if`]).
+fn move_all(conn: &crate::store::conn::Conn) -> Result<bool> {
     let appended = conn.query("SELECT COUNT(*) FROM herald_outbox", &[], &[SqlType::Int])?;
     let appended = match appended.first().and_then(|row| row.first()) {
         Some(Value::Int(n)) => (*n).max(0) as usize,
         _ => 0,
     };
+    let mut moved = false;
     for _ in 0..appended.div_ceil(queue::MOVE_BATCH) {
         if queue::move_appended(conn, queue::WhenMoving::Wait)?
             .queues
@@ -669,8 +677,18 @@ fn move_all(conn: &crate::store::conn::Conn) -> Result<()> {
         {
             break;
         }
+        moved = true;
     }
-    Ok(())
+    Ok(moved)
+}
+
+/// Wake a worker of `db`'s process when an inspection moved tasks out of the outbox: a worker
+/// that looked meanwhile found them neither there (being moved) nor in the tasks table (not yet
+/// committed).
+fn wake_if(db: &Db, moved: bool) {
+    if moved {
+        db.tasks_added().notify_one();
+    }
 }
 
 impl Db {
