@@ -183,8 +183,7 @@ def sqlite_kill_server(folder: str) -> bool:
 
     def settled():
         with sqlite3.connect(path, timeout=30) as db:
-            n = db.execute("SELECT COUNT(*) FROM herald_tasks WHERE state IN "
-                           "('available', 'running')").fetchone()[0]
+            n = db.execute(PENDING).fetchone()[0]
             return n == 0
 
     wait_until("the restarted server's worker to finish every task", settled, within=300)
@@ -196,6 +195,12 @@ def sqlite_kill_server(folder: str) -> bool:
     server.send_signal(signal.SIGTERM)
     server.wait()
     return check(run, load, books, tasks, emails)
+
+
+# Pending tasks: available or running in the tasks table, and every row still in the outbox
+# (appended by a save, not yet moved there by a worker).
+PENDING = ("SELECT (SELECT COUNT(*) FROM herald_tasks WHERE state IN ('available', 'running')) "
+           "+ (SELECT COUNT(*) FROM herald_outbox)")
 
 
 def tasks_of(rows) -> list[tuple[str, str, str]]:
@@ -223,7 +228,7 @@ def pg_results(run: str, schema: str):
 
 
 def pg_settled(schema: str) -> bool:
-    n = psql("SELECT COUNT(*) FROM herald_tasks WHERE state IN ('available', 'running')", schema)
+    n = psql(PENDING, schema)
     return n[0][0] == "0"
 
 

@@ -79,7 +79,8 @@ async fn serve(State(db): State<Db>) -> Response {
 /// to 275 s).
 ///
 /// The queue: `herald_tasks{queue, state}` (gauge, every state of every queue that has tasks,
-/// read from the database at each scrape) and `herald_tasks_scrape_ok` (gauge: 0 when that read
+/// read from the database at each scrape, as [`herald::tasks::TaskQueue::counts`] reads it: tasks
+/// still in the outbox count as `available`) and `herald_tasks_scrape_ok` (gauge: 0 when that read
 /// failed, in which case `herald_tasks` is left out and a warning is logged).
 ///
 /// The same names are recorded through the `metrics` facade as calls happen; serve either this

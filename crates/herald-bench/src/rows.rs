@@ -159,15 +159,16 @@ fn connect_receivers(signals: &Signals) {
         .keep();
 }
 
-/// Empty the books and the task queue (which only `save_background` fills).
+/// Empty the books and the task queue, outbox included (which only `save_background` fills).
 async fn reset(db: &Db) -> anyhow::Result<()> {
     let postgres = db.is_postgres();
     db.run(move |conn| {
         if postgres {
-            conn.batch("TRUNCATE books, herald_tasks RESTART IDENTITY")
+            conn.batch("TRUNCATE books, herald_tasks, herald_outbox RESTART IDENTITY")
         } else {
             conn.batch(
-                "DELETE FROM books; DELETE FROM herald_tasks; PRAGMA wal_checkpoint(TRUNCATE);",
+                "DELETE FROM books; DELETE FROM herald_tasks; DELETE FROM herald_outbox; \
+                 PRAGMA wal_checkpoint(TRUNCATE);",
             )
         }
     })

@@ -100,14 +100,12 @@ backend_test!(
         db.save(&mut book("Persuasion")).await.unwrap();
 
         let mut kinds: Vec<(String, String)> = Vec::new();
-        for id in 1..=10 {
-            if let Some(task) = db.tasks().get(id).await.unwrap() {
-                let title = ["Emma", "Persuasion"]
-                    .into_iter()
-                    .find(|t| task.payload.contains(t))
-                    .unwrap_or_default();
-                kinds.push((task.kind, title.to_owned()));
-            }
+        for task in db.tasks().list(TaskState::Available, 10).await.unwrap() {
+            let title = ["Emma", "Persuasion"]
+                .into_iter()
+                .find(|t| task.payload.contains(t))
+                .unwrap_or_default();
+            kinds.push((task.kind, title.to_owned()));
         }
         kinds.sort();
         assert_eq!(

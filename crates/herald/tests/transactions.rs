@@ -411,7 +411,10 @@ async fn herald_migrations_run_once() {
             .unwrap();
         assert_eq!(
             rows,
-            vec![vec![Value::Int(1), Value::Text("herald_tasks".into())]]
+            vec![
+                vec![Value::Int(1), Value::Text("herald_tasks".into())],
+                vec![Value::Int(2), Value::Text("herald_outbox".into())],
+            ]
         );
     }
 }

@@ -242,8 +242,10 @@ fn a_price_change_is_recorded_with_old_and_new_and_shown_on_the_books_page() {
     assert_eq!(server.get("/books/999999").status, 404);
 }
 
-/// How many `email_author` tasks the shop's database holds: each is written in the transaction of
-/// the save that caused it, so the count is final when the save has answered.
+/// How many `email_author` tasks the shop's database holds, in the tasks table or still in the
+/// outbox: each is appended in the transaction of the save that caused it, so the count is final
+/// when the save has answered (a worker's move takes rows from one table to the other in one
+/// transaction, and one statement reads both).
 fn email_tasks(server: &Server) -> i64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -255,7 +257,8 @@ fn email_tasks(server: &Server) -> i64 {
         let rows = db
             .read(|conn| {
                 conn.query(
-                    "SELECT COUNT(*) FROM herald_tasks WHERE kind = 'email_author'",
+                    "SELECT (SELECT COUNT(*) FROM herald_tasks WHERE kind = 'email_author') \
+                     + (SELECT COUNT(*) FROM herald_outbox WHERE kind = 'email_author')",
                     &[],
                     &[SqlType::Int],
                 )

@@ -76,10 +76,14 @@ struct TaskRow {
     error: String,
 }
 
+/// Every task: the tasks table's rows in id order, then the rows still in the outbox (appended,
+/// not yet moved by a worker), which are `available` tasks without a final id.
 fn tasks(schema: &Schema) -> Vec<TaskRow> {
     let rows = schema.rows(
-        "SELECT kind, state, attempt, COALESCE(worker, ''), COALESCE(last_error, '') \
-         FROM herald_tasks ORDER BY id",
+        "SELECT kind, state, attempt, COALESCE(worker, ''), COALESCE(last_error, '') FROM (\
+             SELECT 0 AS appended, id, kind, state, attempt, worker, last_error FROM herald_tasks \
+             UNION ALL SELECT 1, id, kind, 'available', 0, NULL, NULL FROM herald_outbox\
+         ) AS tasks ORDER BY appended, id",
         &[
             SqlType::Text,
             SqlType::Text,

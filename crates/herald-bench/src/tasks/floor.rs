@@ -2,12 +2,12 @@
 //! statements, sent through the bare driver (rusqlite, the `postgres` crate) from one thread.
 //!
 //! One transaction a turn, as the worker's `settle` (`herald/src/tasks/producer.rs`): mark the
-//! previous turn's tasks completed in one statement, then claim up to [`DRAIN_CONCURRENCY`]
-//! tasks, reading every column the worker reads; on PostgreSQL with `synchronous_commit` off
-//! for the transaction, as the worker's. The tasks do nothing and run nowhere: a claimed task is
-//! completed by the next turn. The statements are the SQL text of `herald/src/tasks/queue.rs`
-//! (`claim`, `complete_many`), copied: a change there must be made here too, or the floor measures
-//! something else.
+//! previous turn's tasks completed in one statement, move the tasks appended to the outbox into
+//! the tasks table, then claim up to [`DRAIN_CONCURRENCY`] tasks, reading every column the worker
+//! reads; on PostgreSQL with `synchronous_commit` off for the transaction, as the worker's. The
+//! tasks do nothing and run nowhere: a claimed task is completed by the next turn. The statements
+//! are the SQL text of `herald/src/tasks/queue.rs` (`move_appended`, `claim`, `complete_many`),
+//! copied: a change there must be made here too, or the floor measures something else.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +27,45 @@ const QUEUE: &str = "default";
 /// The columns a claim returns (`CLAIMED_COLUMNS` in `queue.rs`).
 const CLAIMED_COLUMNS: &str =
     "id, kind, payload, attempt, max_attempts, timeout_ms, created_at, started_at";
+
+/// `queue::MOVE_BATCH`: the most appended tasks one move takes.
+const MOVE_BATCH: i64 = 1000;
+
+/// `queue::MOVE_CLASS`: the advisory-lock class of the move on PostgreSQL.
+const MOVE_CLASS: i32 = 0x6865_726d;
+
+/// `queue::move_appended`'s statement (its INSERT is `MOVE_INSERT`); on SQLite followed by
+/// [`MOVE_DELETE_SQLITE`] when it returned a row.
+fn move_sql(dialect: Dialect) -> String {
+    const COLUMNS: &str = "id, kind, queue, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at";
+    let taken = match dialect {
+        Dialect::Sqlite => format!("SELECT {COLUMNS} FROM herald_outbox ORDER BY id LIMIT ?1"),
+        Dialect::Postgres => format!(
+            "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox \
+             WHERE (SELECT pg_try_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+        ),
+    };
+    format!(
+        "WITH taken AS ({taken}) INSERT INTO herald_tasks \
+         (kind, queue, state, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at) \
+         SELECT kind, queue, 'available', newest, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
+         FROM (SELECT id, kind, queue, priority, max_attempts, timeout_ms, unique_key, created_at, run_at, \
+                 CASE WHEN unique_key IS NULL THEN payload \
+                      ELSE first_value(payload) OVER (PARTITION BY unique_key ORDER BY id DESC) END AS newest, \
+                 row_number() OVER (PARTITION BY unique_key ORDER BY id) AS nth \
+               FROM taken) AS batch \
+         WHERE unique_key IS NULL OR nth = 1 \
+         ORDER BY id \
+         ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
+         DO UPDATE SET payload = excluded.payload \
+         RETURNING queue"
+    )
+}
+
+/// The second statement of `queue::move_appended` on SQLite.
+const MOVE_DELETE_SQLITE: &str =
+    "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox ORDER BY id LIMIT ?1)";
 
 /// `queue::claim`'s statement for one queue.
 fn claim_sql(dialect: Dialect) -> String {
@@ -104,6 +143,7 @@ pub(super) fn sqlite(path: &Path, tasks: usize) -> anyhow::Result<Drained> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     let claim = claim_sql(Dialect::Sqlite);
+    let move_appended = move_sql(Dialect::Sqlite);
     let started = Instant::now();
     let mut held: Vec<Claimed> = Vec::new();
     let mut completed = 0;
@@ -114,6 +154,15 @@ pub(super) fn sqlite(path: &Path, tasks: usize) -> anyhow::Result<Drained> {
             let mut params = vec![now_us()];
             params.extend(held.iter().flat_map(|c| [c.id, c.attempt]));
             completed += statement.execute(rusqlite::params_from_iter(params))?;
+        }
+        let moved = {
+            let mut statement = tx.prepare_cached(&move_appended)?;
+            let rows = statement.query_map([MOVE_BATCH], |row| row.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?.len()
+        };
+        if moved > 0 {
+            tx.prepare_cached(MOVE_DELETE_SQLITE)?
+                .execute([MOVE_BATCH])?;
         }
         let now = now_us();
         let claimed = {
@@ -158,6 +207,7 @@ pub(super) fn postgres(url: &str, schema: &str, tasks: usize) -> anyhow::Result<
         .with_context(|| format!("connecting to {url}"))?;
     client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
     let claim = client.prepare(&claim_sql(Dialect::Postgres))?;
+    let move_appended = client.prepare(&move_sql(Dialect::Postgres))?;
     let mut completes: HashMap<usize, postgres::Statement> = HashMap::new();
     let started = Instant::now();
     let mut held: Vec<Claimed> = Vec::new();
@@ -183,6 +233,7 @@ pub(super) fn postgres(url: &str, schema: &str, tasks: usize) -> anyhow::Result<
             }
             completed += tx.execute(&statement, &params)? as usize;
         }
+        std::hint::black_box(tx.query(&move_appended, &[&MOVE_BATCH])?);
         let now = now_us();
         let rows = tx.query(
             &claim,

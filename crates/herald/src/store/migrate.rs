@@ -13,12 +13,21 @@ pub(crate) struct Migration {
     pub(crate) sql: fn(Dialect) -> String,
 }
 
-/// Herald's migrations, in order.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "herald_tasks",
-    sql: crate::store::outbox::migration,
-}];
+/// Herald's migrations, in order. A database made by an earlier version gets the ones it lacks
+/// at its next connect (version 2 adds the outbox beside the tasks table; tasks already in
+/// `herald_tasks` stay there and run as before).
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "herald_tasks",
+        sql: crate::store::outbox::tasks_migration,
+    },
+    Migration {
+        version: 2,
+        name: "herald_outbox",
+        sql: crate::store::outbox::outbox_migration,
+    },
+];
 
 /// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row
 /// in `herald_migrations`. Concurrent processes serialise on the table (SQLite: the write lock;

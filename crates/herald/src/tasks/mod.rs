@@ -7,14 +7,24 @@
 //! (its lease expires). A thread started from a receiver does none of this.
 //!
 //! ```text
-//!   save ─ pre_save ─ write ─ post_save ─ (background receivers: task rows) ─ COMMIT ─ wake workers
-//!   worker ─ claim (one statement per batch) ─ run ─ complete | retry later | dead
+//!   save ─ pre_save ─ write ─ post_save ─ (background receivers: rows appended to herald_outbox)
+//!        ─ COMMIT ─ wake workers
+//!   worker ─ move appended rows into herald_tasks ─ claim (one statement per batch) ─ run
+//!          ─ complete | retry later | dead
 //! ```
 //!
 //! Task states ([`TaskState`]): `available` (waiting, possibly until a later `run_at`), `running`
 //! (claimed, under a lease), `completed`, `dead`, `cancelled`. The first two are pending work:
 //! [`TaskQueue::cancel`] stops it. The last three are finished: [`TaskQueue::purge`] deletes them,
 //! and only them.
+//!
+//! A task appended by a write waits in the outbox (`herald_outbox`, no index but its key, so the
+//! row is cheap for the write) until a worker moves it into the tasks table (`herald_tasks`),
+//! just before claiming, in one transaction; `unique_pk` coalescing happens there. Until then it
+//! is an `available` task whose id is not final yet: [`TaskQueue::counts`] counts it as
+//! `available`; listing `available` tasks ([`TaskQueue::list`]), [`TaskQueue::cancel`],
+//! [`TaskQueue::cancel_kind`] and [`TaskQueue::retry`] move the outbox first, so that every id
+//! the queue's API shows or takes is final.
 
 mod executor;
 #[cfg(feature = "postgres")]
@@ -464,9 +474,18 @@ impl TaskQueue<'_> {
         numbered(dialect, sql)
     }
 
-    /// How many tasks are in each (queue, state).
+    /// How many tasks are in each (queue, state). Tasks still in the outbox (appended, not yet
+    /// moved by a worker) count as `available`, as the move will make them: each row without a
+    /// unique key once, each unique key once per queue unless an available task of that key
+    /// already counts. A read: it moves nothing.
     pub async fn counts(&self) -> Result<Vec<TaskCount>> {
-        let sql = "SELECT queue, state, COUNT(*) FROM herald_tasks GROUP BY queue, state ORDER BY queue, state";
+        let sql = "SELECT queue, state, COUNT(*) FROM (\
+             SELECT queue, state FROM herald_tasks \
+             UNION ALL SELECT queue, 'available' FROM herald_outbox WHERE unique_key IS NULL \
+             UNION ALL SELECT queue, 'available' FROM (SELECT DISTINCT queue, unique_key FROM herald_outbox o \
+                 WHERE unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM herald_tasks t \
+                     WHERE t.unique_key = o.unique_key AND t.state = 'available')) AS keyed\
+             ) AS tasks GROUP BY queue, state ORDER BY queue, state";
         let rows = self
             .db
             .read(move |c| c.query(sql, &[], &[SqlType::Text, SqlType::Text, SqlType::Int]))
@@ -484,6 +503,11 @@ impl TaskQueue<'_> {
     }
 
     /// Tasks in `state`, newest first, at most `limit`.
+    ///
+    /// Listing `available` tasks first moves the tasks still in the outbox into the tasks table,
+    /// as a worker would (waiting for a worker that is moving them), so that the list holds every
+    /// committed task with its final id; that is a write, on SQLite through its one writer. The
+    /// other states are reads.
     pub async fn list(&self, state: TaskState, limit: usize) -> Result<Vec<TaskRow>> {
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE state = ? ORDER BY id DESC LIMIT ?"
@@ -492,10 +516,23 @@ impl TaskQueue<'_> {
             Value::Text(state.as_str().to_owned()),
             Value::Int(limit.min(10_000) as i64),
         ];
-        let rows = self
-            .db
-            .read(move |c| c.query(&sql, &params, ROW_TYPES))
-            .await?;
+        let rows = if state == TaskState::Available {
+            let (moved, rows) = self
+                .db
+                .run(move |c| {
+                    c.atomic(|c| {
+                        let moved = move_all(c)?;
+                        Ok((moved, c.query(&sql, &params, ROW_TYPES)?))
+                    })
+                })
+                .await?;
+            wake_if(self.db, moved);
+            rows
+        } else {
+            self.db
+                .read(move |c| c.query(&sql, &params, ROW_TYPES))
+                .await?
+        };
         rows.into_iter().map(|row| task_row("list", row)).collect()
     }
 
@@ -504,7 +541,8 @@ impl TaskQueue<'_> {
         self.list(TaskState::Dead, limit).await
     }
 
-    /// One task.
+    /// One task, by the id a listing showed. (A task still in the outbox has no id yet: see
+    /// [`list`](Self::list).)
     pub async fn get(&self, id: i64) -> Result<Option<TaskRow>> {
         let sql = self.sql(&format!(
             "SELECT {ROW_COLUMNS} FROM herald_tasks WHERE id = ?"
@@ -528,17 +566,39 @@ impl TaskQueue<'_> {
         Ok(changed)
     }
 
+    /// Run `sql` after moving the outbox (see [`move_all`]), in one transaction: for the
+    /// operations that name tasks by id or by kind, which must find appended tasks too.
+    async fn change_moved(&self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        let sql = self.sql(sql);
+        let (moved, changed) = self
+            .db
+            .run(move |c| {
+                c.atomic(|c| {
+                    let moved = move_all(c)?;
+                    Ok((moved, c.execute(&sql, &params)?))
+                })
+            })
+            .await?;
+        wake_if(self.db, moved);
+        Ok(changed)
+    }
+
     /// Run a dead, cancelled or failed-and-waiting task again now, with a fresh set of attempts;
-    /// true if there was such a task.
+    /// true if there was such a task. Tasks still in the outbox are moved first (in the same
+    /// transaction), so that the id is the one a listing shows.
     pub async fn retry(&self, id: i64) -> Result<bool> {
-        Ok(self
-            .change(
+        let retried = self
+            .change_moved(
                 "UPDATE herald_tasks SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL \
                  WHERE id = ? AND state IN ('dead', 'cancelled', 'available')",
                 vec![Value::Int(queue::now_micros()), Value::Int(id)],
             )
             .await?
-            > 0)
+            > 0;
+        if retried {
+            self.db.tasks_added().notify_one();
+        }
+        Ok(retried)
     }
 
     /// Retry every dead task; returns how many.
@@ -554,18 +614,22 @@ impl TaskQueue<'_> {
     /// is not interrupted (a worker runs it to its end), but its outcome is not recorded and it
     /// is not retried. The task is then `cancelled` (purgeable, or [`retry`](Self::retry)able).
     /// True if the task was pending; false if there is no such task or it had already finished
-    /// (read it with [`get`](Self::get) to tell which).
+    /// (read it with [`get`](Self::get) to tell which). Tasks still in the outbox are moved first
+    /// (in the same transaction), so that the id is the one a listing shows.
     pub async fn cancel(&self, id: i64) -> Result<bool> {
-        let sql = self.sql(
-            "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
-             WHERE id = ? AND state IN ('available', 'running')",
-        );
-        let params = vec![Value::Int(queue::now_micros()), Value::Int(id)];
-        Ok(self.db.run(move |c| c.execute(&sql, &params)).await? > 0)
+        Ok(self
+            .change_moved(
+                "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
+                 WHERE id = ? AND state IN ('available', 'running')",
+                vec![Value::Int(queue::now_micros()), Value::Int(id)],
+            )
+            .await?
+            > 0)
     }
 
     /// Cancel every pending (`available` or `running`) task of `kind`, as [`cancel`](Self::cancel)
-    /// does one; returns how many. An empty `kind` is [`Error::TaskQueue`].
+    /// does one; returns how many. Tasks still in the outbox are moved first (in the same
+    /// transaction), so they are cancelled too. An empty `kind` is [`Error::TaskQueue`].
     pub async fn cancel_kind(&self, kind: &str) -> Result<u64> {
         if kind.is_empty() {
             return Err(Error::TaskQueue {
@@ -573,15 +637,15 @@ impl TaskQueue<'_> {
                 reason: "no task kind given (an empty kind names no task)".to_owned(),
             });
         }
-        let sql = self.sql(
+        self.change_moved(
             "UPDATE herald_tasks SET state = 'cancelled', finished_at = ?, lease_until = NULL \
              WHERE kind = ? AND state IN ('available', 'running')",
-        );
-        let params = vec![
-            Value::Int(queue::now_micros()),
-            Value::Text(kind.to_owned()),
-        ];
-        self.db.run(move |c| c.execute(&sql, &params)).await
+            vec![
+                Value::Int(queue::now_micros()),
+                Value::Text(kind.to_owned()),
+            ],
+        )
+        .await
     }
 
     /// Delete every task in `state`, a finished state (`completed`, `dead` or `cancelled`);
@@ -592,6 +656,38 @@ impl TaskQueue<'_> {
         let sql = self.sql("DELETE FROM herald_tasks WHERE state = ?");
         let state = Value::Text(state.as_str().to_owned());
         self.db.run(move |c| c.execute(&sql, &[state])).await
+    }
+}
+
+/// Move every task in the outbox into the tasks table, in the caller's transaction, waiting for a
+/// worker that is moving (see [`queue::move_appended`]); true if it moved any. Bounded by the rows
+/// there when it starts: tasks appended meanwhile may stay for a worker. Once the transaction
+/// commits, the caller wakes a worker of this process if it moved any ([`wake_if`]).
+fn move_all(conn: &crate::store::conn::Conn) -> Result<bool> {
+    let appended = conn.query("SELECT COUNT(*) FROM herald_outbox", &[], &[SqlType::Int])?;
+    let appended = match appended.first().and_then(|row| row.first()) {
+        Some(Value::Int(n)) => (*n).max(0) as usize,
+        _ => 0,
+    };
+    let mut moved = false;
+    for _ in 0..appended.div_ceil(queue::MOVE_BATCH) {
+        if queue::move_appended(conn, queue::WhenMoving::Wait)?
+            .queues
+            .is_empty()
+        {
+            break;
+        }
+        moved = true;
+    }
+    Ok(moved)
+}
+
+/// Wake a worker of `db`'s process when an inspection moved tasks out of the outbox: a worker
+/// that looked meanwhile found them neither there (being moved) nor in the tasks table (not yet
+/// committed).
+fn wake_if(db: &Db, moved: bool) {
+    if moved {
+        db.tasks_added().notify_one();
     }
 }
 

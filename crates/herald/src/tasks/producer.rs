@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::error::Result;
 use crate::store::conn::Conn;
 use crate::tasks::executor::{self, Finished, Outcome};
-use crate::tasks::queue::{self, Claimed};
+use crate::tasks::queue::{self, Claimed, WhenMoving};
 use crate::tasks::worker::{TaskContext, Worker, WorkerReport};
 
 /// After a task finishes while others still run, how long the worker waits for more to finish
@@ -164,7 +164,22 @@ fn relax_durability(conn: &Conn) -> Result<()> {
     Ok(())
 }
 
-/// One turn of the worker: record `outcomes` and claim up to `free` tasks, in one transaction.
+/// What one turn did.
+#[derive(Debug, Default)]
+pub(super) struct Turn {
+    /// The tasks it claimed, to start.
+    pub(super) claimed: Vec<Claimed>,
+    /// Whether it moved more appended tasks into `herald_tasks` than it claimed: other workers
+    /// (of this process: the caller wakes one; of others: a `NOTIFY` at the commit) may find
+    /// work there that no commit of theirs told them of.
+    pub(super) left_work: bool,
+}
+
+/// One turn of the worker, in one transaction: record `outcomes`, and with `free` slots move the
+/// appended tasks into `herald_tasks` ([`queue::move_appended`], skipped while another worker
+/// moves) and claim up to `free` of them. A task committed before the turn began can be claimed
+/// by it: the move adds one statement before the claim (two on SQLite when there was something
+/// to move).
 pub(super) fn settle(
     conn: &Conn,
     outcomes: &[Settle],
@@ -172,13 +187,19 @@ pub(super) fn settle(
     free: usize,
     name: &str,
     lease: Duration,
-) -> Result<Vec<Claimed>> {
+) -> Result<Turn> {
     conn.atomic(|conn| {
         relax_durability(conn)?;
         record(conn, outcomes)?;
         if free == 0 {
-            return Ok(Vec::new());
+            return Ok(Turn::default());
         }
-        queue::claim(conn, queues, free, name, lease)
+        let moved = queue::move_appended(conn, WhenMoving::Skip)?;
+        let claimed = queue::claim(conn, queues, free, name, lease)?;
+        let left_work = moved.queues.len() > claimed.len();
+        if left_work && conn.dialect() == crate::model::Dialect::Postgres {
+            crate::store::outbox::notify(conn, moved.queues.iter().map(String::as_str))?;
+        }
+        Ok(Turn { claimed, left_work })
     })
 }

@@ -1,11 +1,12 @@
-//! The workers' SQL over the outbox's table, written once for both dialects: claim, complete,
-//! fail, heartbeat, rescue, prune. (Appending rows is the store's: `store/outbox.rs`.)
+//! The workers' SQL over the outbox's tables, written once for both dialects: move appended
+//! tasks, claim, complete, fail, heartbeat, rescue, prune. (Appending rows is the store's:
+//! `store/outbox.rs`.)
 //!
 //! Times are integer microseconds since the Unix epoch in both databases, so comparisons need no
 //! dialect-specific date functions. Every statement runs on a connection thread through [`Conn`].
 //!
-//! The SQL of [`claim`] and [`complete_many`] is copied in `herald-bench` (`src/tasks/floor.rs`,
-//! the drain rows' floor): a change to either is made there too.
+//! The SQL of [`move_appended`], [`claim`] and [`complete_many`] is copied in `herald-bench`
+//! (`src/tasks/floor.rs`, the drain rows' floor): a change to any is made there too.
 
 use std::time::Duration;
 
@@ -53,6 +54,117 @@ fn text(v: &Value) -> String {
     match v {
         Value::Text(s) => s.clone(),
         _ => String::new(),
+    }
+}
+
+/// The most appended tasks one [`move_appended`] takes: a bound on how long one worker's turn
+/// holds SQLite's writer (a backlog moves over several turns, each waking the other workers).
+pub(crate) const MOVE_BATCH: usize = 1000;
+
+/// The advisory-lock class of the move on PostgreSQL (the first `int4` of the two-key form; the
+/// second is the outbox table's oid, so that each schema has its own lock).
+const MOVE_CLASS: i32 = 0x6865_726d;
+
+/// What [`move_appended`] does when another session is moving (PostgreSQL; SQLite has one writer,
+/// so nobody else can be).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhenMoving {
+    /// Move nothing and go on: a worker then claims what is already in `herald_tasks`, and the
+    /// mover wakes the workers when it commits (see [`Moved::queues`]). Never waits.
+    Skip,
+    /// Wait for the mover to commit, then move what is left: an inspection that must see every
+    /// appended task with its final id.
+    Wait,
+}
+
+/// What one [`move_appended`] moved.
+#[derive(Debug, Default)]
+pub(crate) struct Moved {
+    /// The queue of each task it added to `herald_tasks` or coalesced into an available one
+    /// there (one entry per task, not per appended row).
+    pub(crate) queues: Vec<String>,
+}
+
+/// The columns an appended row carries, in the outbox and in the rows a move takes.
+const APPENDED_COLUMNS: &str =
+    "id, kind, queue, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at";
+
+/// The move's INSERT, after the dialect's `WITH taken AS (..)`: the rows taken, coalesced by
+/// unique key, into `herald_tasks`, in the order they were appended.
+///
+/// Rows of one key become one task: the oldest row's (its place in the queue, its `run_at`,
+/// options), with the newest row's payload (the highest id), as if the newest appends had found
+/// the oldest one already pending. A row whose key has an available task in `herald_tasks`
+/// gives it its payload (`ON CONFLICT .. DO UPDATE`, as an append did before the outbox); a key
+/// appears once in the batch, so that no row is updated twice in one statement (PostgreSQL
+/// refuses that). Rows without a key are each a task of their own.
+const MOVE_INSERT: &str = "INSERT INTO herald_tasks \
+     (kind, queue, state, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at) \
+     SELECT kind, queue, 'available', newest, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
+     FROM (SELECT id, kind, queue, priority, max_attempts, timeout_ms, unique_key, created_at, run_at, \
+             CASE WHEN unique_key IS NULL THEN payload \
+                  ELSE first_value(payload) OVER (PARTITION BY unique_key ORDER BY id DESC) END AS newest, \
+             row_number() OVER (PARTITION BY unique_key ORDER BY id) AS nth \
+           FROM taken) AS batch \
+     WHERE unique_key IS NULL OR nth = 1 \
+     ORDER BY id \
+     ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
+     DO UPDATE SET payload = excluded.payload \
+     RETURNING queue";
+
+/// Move up to [`MOVE_BATCH`] appended tasks, the oldest first, from the outbox into
+/// `herald_tasks`, in one transaction with deleting them from the outbox (the caller's, or one of
+/// its own): a crash before its commit leaves them all in the outbox, after it all in
+/// `herald_tasks`, so none is lost and none is added twice.
+///
+/// PostgreSQL: one statement (`DELETE .. RETURNING` in a CTE feeding the INSERT). Movers take
+/// turns on a transaction-scoped advisory lock, held until the caller's transaction ends: with
+/// one mover at a time, rows move in the order of their ids, so the newest payload of a key wins
+/// over an older one moved by a concurrent mover, and two movers never wait on each other's
+/// unique keys (which could deadlock). `when_moving` says what to do while another holds it; the
+/// `FOR UPDATE SKIP LOCKED` also keeps a row from being taken twice. SQLite (one writer): the
+/// INSERT reads the oldest rows, and a DELETE of the same rows follows, only when it moved any.
+pub(crate) fn move_appended(conn: &Conn, when_moving: WhenMoving) -> Result<Moved> {
+    let dialect = conn.dialect();
+    let limit = [Value::Int(MOVE_BATCH as i64)];
+    let taken = match dialect {
+        Dialect::Sqlite => {
+            format!("SELECT {APPENDED_COLUMNS} FROM herald_outbox ORDER BY id LIMIT ?1")
+        }
+        Dialect::Postgres => format!(
+            "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox \
+             WHERE (SELECT pg_try_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {APPENDED_COLUMNS}"
+        ),
+    };
+    let sql = format!("WITH taken AS ({taken}) {MOVE_INSERT}");
+    let moved = |conn: &Conn| -> Result<Moved> {
+        if dialect == Dialect::Postgres && when_moving == WhenMoving::Wait {
+            conn.query(
+                &format!(
+                    "SELECT 1 FROM (SELECT pg_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) AS locked"
+                ),
+                &[],
+                &[SqlType::Int],
+            )?;
+        }
+        let queues: Vec<String> = conn
+            .query(&sql, &limit, &[SqlType::Text])?
+            .iter()
+            .map(|row| text(&row[0]))
+            .collect();
+        if dialect == Dialect::Sqlite && !queues.is_empty() {
+            conn.execute(
+                "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox ORDER BY id LIMIT ?1)",
+                &limit,
+            )?;
+        }
+        Ok(Moved { queues })
+    };
+    if conn.in_transaction() {
+        moved(conn)
+    } else {
+        conn.atomic(moved)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::tasks::executor::{Finished, decode_payload, runner};
 #[cfg(feature = "postgres")]
 use crate::tasks::listen::Listening;
 use crate::tasks::maintenance::Maintenance;
-use crate::tasks::producer::{Settle, collect, record, settle};
+use crate::tasks::producer::{Settle, Turn, collect, record, settle};
 use crate::tasks::queue;
 use crate::tasks::stats::TaskStats;
 use crate::tasks::{RunError, Runner};
@@ -320,7 +320,9 @@ impl Worker {
     /// shutdown grace, and hand back the ones that did not.
     ///
     /// Each turn of the loop is one transaction: it records the outcomes of the attempts that
-    /// finished since the last turn and claims as many new tasks as there are free slots.
+    /// finished since the last turn and, with free slots, moves the tasks writes appended to the
+    /// outbox into the tasks table (unless another worker is moving them) and claims as many as
+    /// there are free slots.
     ///
     /// On PostgreSQL the worker also holds a presence lock on a session of its own for as long as
     /// it runs, and looks twice a second for workers whose session is gone (a `kill -9`, a lost
@@ -362,10 +364,15 @@ impl Worker {
                     .run(move |conn| settle(conn, &outcomes, &queues, free, &name, lease))
                     .await;
                 match settled {
-                    Ok(claimed) => {
+                    Ok(Turn { claimed, left_work }) => {
                         full = free > 0 && claimed.len() == free;
                         if had_outcomes || !claimed.is_empty() {
                             busy_at = Some(tokio::time::Instant::now());
+                        }
+                        if left_work {
+                            // Moved, committed, and not all claimed here: another worker of this
+                            // process may take the rest now.
+                            wake.notify_one();
                         }
                         for task in claimed {
                             held.insert(task.id, task.attempt);
