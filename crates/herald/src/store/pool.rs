@@ -25,9 +25,10 @@
 //! writer when it is the only autocommit write in flight, no job is queued for the writer and its
 //! thread is not waiting for it; a read through a reader that is free. A caller never waits for a
 //! connection to borrow: otherwise the job is queued as any other, so that concurrent writes still
-//! reach the writer's thread, which groups them into one commit. The job is the same either way; only the thread that runs it changes.
-//! PostgreSQL's synchronous driver cannot run on an async runtime's thread, so its jobs always
-//! cross.
+//! reach the writer's thread, which groups them into one commit. The job is the same either way;
+//! only the thread that runs it changes. A thread answers a queued job's caller once it has let go
+//! of its connection ([`answer`]), so that the caller's next short job can borrow it. PostgreSQL's
+//! synchronous driver cannot run on an async runtime's thread, so its jobs always cross.
 
 use std::cell::Cell;
 use std::future::Future;
