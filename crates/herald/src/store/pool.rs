@@ -230,20 +230,15 @@ fn run_here<R, F: FnOnce(&Conn) -> Result<R>>(
         return Err((context, f));
     };
     let outer = ON_CONNECTION_THREAD.with(|on| on.replace(true));
-    let outcome = catch_unwind(AssertUnwindSafe(|| context.run(conn, f)));
-    let answer = match outcome {
-        Ok(result) => Answer {
+    let answer = match guarded(conn, || context.run(conn, f)) {
+        Some(result) => Answer {
             result,
             hooks: conn.take_fired(),
         },
-        Err(_) => {
-            tracing::error!(target: "herald::store", "a store job panicked; its transaction was rolled back");
-            abandon(conn);
-            Answer {
-                result: Err(Error::Panicked),
-                hooks: Vec::new(),
-            }
-        }
+        None => Answer {
+            result: Err(Error::Panicked),
+            hooks: Vec::new(),
+        },
     };
     ON_CONNECTION_THREAD.with(|on| on.set(outer));
     Ok(answer)
@@ -411,16 +406,21 @@ impl Holds {
 /// is logged, what it left open is rolled back, and the caller gets [`Error::Panicked`] through
 /// its dropped reply.
 pub(crate) fn run(job: Job, conn: &Conn) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| match job {
+    guarded(conn, || match job {
         Job::Alone(run) => run(conn),
-        Job::Write(write) => {
-            write(conn)(Ok(()));
-        }
-    }));
+        Job::Write(write) => write(conn)(Ok(())),
+    });
+}
+
+/// Run `job` on `conn`; `None` when it panicked outside the receivers (which the dispatcher
+/// already catches): that is logged and what it left open is rolled back.
+fn guarded<T>(conn: &Conn, job: impl FnOnce() -> T) -> Option<T> {
+    let outcome = catch_unwind(AssertUnwindSafe(job));
     if outcome.is_err() {
         tracing::error!(target: "herald::store", "a store job panicked; its transaction was rolled back");
         abandon(conn);
     }
+    outcome.ok()
 }
 
 /// Roll back whatever is open and run the rollback hooks that fire, here: no caller is waiting
