@@ -550,8 +550,13 @@ fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
         for i in 0..plan.ops {
             let one = Instant::now();
             let mut statement = conn.prepare_cached(sql)?;
-            let id: i64 = statement
-                .query_row(rusqlite::params![TITLE, slug, BODY, i as i64], |r| r.get(0))?;
+            let mut rows = statement.query(rusqlite::params![TITLE, slug, BODY, i as i64])?;
+            let id: i64 = rows.next()?.context("INSERT returned no key")?.get(0)?;
+            // Run the statement to its end, as Herald's save does: SQLite's automatic checkpoint
+            // runs only when a statement that committed completes, not when it is reset early
+            // (as `query_row` does after the first row); stopping at the row would leave the WAL
+            // growing through a whole sample and its checkpoint to the untimed reset.
+            while rows.next()?.is_some() {}
             std::hint::black_box(id);
             samples.each.push(one.elapsed().as_nanos() as f64);
         }
