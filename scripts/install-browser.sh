@@ -11,6 +11,14 @@ if [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]]; then
   exit 0
 fi
 
+# Browser tests run in parallel and each may call this script: one installs while the others wait
+# for it (apt-get refuses a second concurrent run), then find both binaries there.
+exec 9>"${TMPDIR:-/tmp}/herald-install-browser.lock"
+flock 9
+if [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]]; then
+  exit 0
+fi
+
 SUDO=()
 if [[ "$(id -u)" -ne 0 ]]; then
   if command -v sudo >/dev/null 2>&1; then
