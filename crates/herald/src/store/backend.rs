@@ -25,6 +25,18 @@ pub(crate) trait Backend: Send + 'static {
         types: &[SqlType],
     ) -> Result<Vec<Vec<Value>>, DbError>;
 
+    /// Run one query with bound parameters and decode its first row only, if any, as
+    /// [`Backend::query`] does (a read by key: at most one row). Backends that can stop reading
+    /// after the first row do (SQLite).
+    fn query_first(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        types: &[SqlType],
+    ) -> Result<Option<Vec<Value>>, DbError> {
+        Ok(self.query(sql, params, types)?.into_iter().next())
+    }
+
     /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 

@@ -34,22 +34,21 @@ pub(crate) fn get_locked<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>>
 }
 
 fn select_one<M: Model>(conn: &Conn, sql: &str, key: Value) -> Result<Option<M>> {
-    let rows = conn.statement(|b| b.query(sql, std::slice::from_ref(&key), column_types::<M>()));
+    let row = conn.statement(|b| {
+        b.query_first(sql, std::slice::from_ref(&key), column_types::<M>())
+    });
     // The model and key, named only when something failed (a read by key is on the hot path).
     let target = || Target {
         model: M::NAME,
         key: Some(key.to_string()),
     };
-    let rows = rows.map_err(|e| Error::write("reading", target(), e))?;
+    let row = row.map_err(|e| Error::write("reading", target(), e))?;
     // A row that does not decode is named by its own key column (the key asked for).
     let named_by_row = Target {
         model: M::NAME,
         key: None,
     };
-    rows.into_iter()
-        .next()
-        .map(|row| decode::<M>(row, &named_by_row))
-        .transpose()
+    row.map(|row| decode::<M>(row, &named_by_row)).transpose()
 }
 
 /// Every row of `M`'s table, in key order.

@@ -120,6 +120,21 @@ fn decode(value: ValueRef<'_>, ty: SqlType, column: impl Fn() -> String) -> Resu
     })
 }
 
+/// Decode one row, column `i` as `types[i]`.
+fn decode_row(row: &rusqlite::Row<'_>, types: &[SqlType]) -> Result<Vec<Value>, DbError> {
+    let mut values = Vec::with_capacity(types.len());
+    for (i, ty) in types.iter().enumerate() {
+        let raw = row.get_ref(i).map_err(classify)?;
+        let decoded = decode(raw, *ty, || {
+            row.as_ref()
+                .column_name(i)
+                .map_or_else(|_| format!("#{i}"), str::to_owned)
+        })?;
+        values.push(decoded);
+    }
+    Ok(values)
+}
+
 /// Classify a rusqlite error.
 fn classify(error: rusqlite::Error) -> DbError {
     let message = error.to_string();
@@ -190,19 +205,26 @@ impl Backend for SqliteBackend {
             .map_err(classify)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(classify)? {
-            let mut values = Vec::with_capacity(types.len());
-            for (i, ty) in types.iter().enumerate() {
-                let raw = row.get_ref(i).map_err(classify)?;
-                let decoded = decode(raw, *ty, || {
-                    row.as_ref()
-                        .column_name(i)
-                        .map_or_else(|_| format!("#{i}"), str::to_owned)
-                })?;
-                values.push(decoded);
-            }
-            out.push(values);
+            out.push(decode_row(row, types)?);
         }
         Ok(out)
+    }
+
+    fn query_first(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        types: &[SqlType],
+    ) -> Result<Option<Vec<Value>>, DbError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params.iter().map(Bind)))
+            .map_err(classify)?;
+        // The statement is reset when `rows` drops, which ends a read's transaction.
+        match rows.next().map_err(classify)? {
+            Some(row) => Ok(Some(decode_row(row, types)?)),
+            None => Ok(None),
+        }
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
