@@ -30,16 +30,21 @@ pub enum Value {
 impl Value {
     /// The value as JSON, as `AnyModel::to_json` and fixtures show it.
     pub fn to_json(&self) -> serde_json::Value {
+        self.clone().into_json()
+    }
+
+    /// The value as JSON, as [`to_json`](Self::to_json), moving its text instead of copying it.
+    pub fn into_json(self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
             Value::Null => J::Null,
-            Value::Int(i) => J::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-            Value::Bool(b) => J::Bool(*b),
-            Value::Text(s) => J::String(s.clone()),
-            Value::Bytes(b) => J::Array(b.iter().map(|x| J::from(*x)).collect()),
-            Value::Timestamp(t) => J::String(format_timestamp(t)),
-            Value::Json(j) => j.clone(),
+            Value::Int(i) => J::from(i),
+            Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+            Value::Bool(b) => J::Bool(b),
+            Value::Text(s) => J::String(s),
+            Value::Bytes(b) => J::Array(b.into_iter().map(J::from).collect()),
+            Value::Timestamp(t) => J::String(format_timestamp(&t)),
+            Value::Json(j) => j,
         }
     }
 

@@ -125,6 +125,18 @@ impl<'s, K: ModelKind, M: Sender> ModelSignal<'s, K, M> {
             })
     }
 
+    /// Whether any receiver that would run for this signal and phase is not a background
+    /// receiver. A background receiver only writes its task row in the write's transaction: a
+    /// store runs a write whose connection-side receivers are all background ones wherever it
+    /// would run a write with none.
+    pub fn has_receivers_besides_background(&self) -> bool {
+        self.inner.live.load(Relaxed) != 0
+            && self.lists(&Reading::begin()).is_some_and(|(own, every)| {
+                own.iter().any(|e| e.core.info.phase != Phase::Background)
+                    || every.iter().any(|e| e.core.info.phase != Phase::Background)
+            })
+    }
+
     /// Whether a walk of this signal checks receivers' conditions: `post_save` only, and only
     /// while some receiver of the registry has a condition.
     #[inline(always)]

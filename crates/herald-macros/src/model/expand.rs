@@ -72,7 +72,7 @@ pub(super) fn impls(model: &Model) -> TokenStream {
                 #(
                     object.insert(
                         ::std::string::String::from(#columns),
-                        #krate::Value::to_json(&#field_trait::to_value(&self.#members)),
+                        #krate::Value::into_json(#field_trait::to_value(&self.#members)),
                     );
                 )*
                 #json::Value::Object(object)

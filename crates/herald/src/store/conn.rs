@@ -512,16 +512,30 @@ impl Conn {
 /// the store would not know a transaction was open, and `on_commit` hooks would run at once for
 /// work that is then rolled back.
 fn refuse_transaction_control(sql: &str) -> Result<()> {
-    for statement in statements(sql) {
-        let first = leading_keyword(statement).to_ascii_uppercase();
-        if matches!(
-            first.as_str(),
-            "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE"
-        ) {
-            return Err(Error::TransactionControl { statement: first });
+    const CONTROL: [&str; 8] = [
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "ABORT",
+        "SAVEPOINT",
+        "RELEASE",
+    ];
+    let refuse = |statement: &str| {
+        let first = leading_keyword(statement);
+        match CONTROL.iter().find(|c| c.eq_ignore_ascii_case(first)) {
+            Some(control) => Err(Error::TransactionControl {
+                statement: (*control).to_owned(),
+            }),
+            None => Ok(()),
         }
+    };
+    // Most statements are one: only a `;` makes splitting them worth a scan.
+    if !sql.contains(';') {
+        return refuse(sql);
     }
-    Ok(())
+    statements(sql).into_iter().try_for_each(refuse)
 }
 
 /// The statements of `sql`: split at the `;` that are outside quotes ('..', "..",

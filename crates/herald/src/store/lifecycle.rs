@@ -256,9 +256,10 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
             .update_fields(names.as_deref());
         at_depth(depth, signals.pre_save::<M>().send_async(&mut event)).await?;
     }
+    // Background receivers (their task rows only) do not make the job one that runs receivers.
     let on_conn = !quiet
-        && (signals.pre_save::<M>().in_transaction().has_receivers()
-            || signals.post_save::<M>().in_transaction().has_receivers());
+        && (signals.pre_save::<M>().in_transaction().has_receivers_besides_background()
+            || signals.post_save::<M>().in_transaction().has_receivers_besides_background());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let job_how = how.clone();
@@ -323,9 +324,10 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
         let mut event = PreDelete::new(instance).using(&route.shared.alias);
         at_depth(depth, signals.pre_delete::<M>().send_async(&mut event)).await?;
     }
+    // Background receivers (their task rows only) do not make the job one that runs receivers.
     let on_conn = !quiet
-        && (signals.pre_delete::<M>().in_transaction().has_receivers()
-            || signals.post_delete::<M>().in_transaction().has_receivers());
+        && (signals.pre_delete::<M>().in_transaction().has_receivers_besides_background()
+            || signals.post_delete::<M>().in_transaction().has_receivers_besides_background());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
@@ -397,9 +399,10 @@ pub(crate) async fn bulk_save<M: Model>(
             at_depth(depth, signals.pre_save::<M>().send_async(&mut event)).await?;
         }
     }
+    // Background receivers (their task rows only) do not make the job one that runs receivers.
     let on_conn = !quiet
-        && (signals.pre_save::<M>().in_transaction().has_receivers()
-            || signals.post_save::<M>().in_transaction().has_receivers());
+        && (signals.pre_save::<M>().in_transaction().has_receivers_besides_background()
+            || signals.post_save::<M>().in_transaction().has_receivers_besides_background());
     let context = JobContext::capture(depth, on_conn);
     let copies = instances.to_vec();
     let job_bulk = bulk.clone();
@@ -462,9 +465,10 @@ pub(crate) async fn delete_many<M: Model>(route: Route<'_>, instances: &[M]) -> 
             at_depth(depth, signals.pre_delete::<M>().send_async(&mut event)).await?;
         }
     }
+    // Background receivers (their task rows only) do not make the job one that runs receivers.
     let on_conn = !quiet
-        && (signals.pre_delete::<M>().in_transaction().has_receivers()
-            || signals.post_delete::<M>().in_transaction().has_receivers());
+        && (signals.pre_delete::<M>().in_transaction().has_receivers_besides_background()
+            || signals.post_delete::<M>().in_transaction().has_receivers_besides_background());
     let context = JobContext::capture(depth, on_conn);
     let copies = instances.to_vec();
     let (result, fired) = route

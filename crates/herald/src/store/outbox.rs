@@ -21,14 +21,14 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::error::Result;
 use crate::model::{Dialect, Model, placeholder};
-use crate::store::conn::{Conn, lock};
+use crate::store::conn::{Conn, lock, statement_error};
 use crate::value::Value;
 
 /// The payload format version written into every task row.
@@ -106,9 +106,66 @@ impl TaskOptions {
 #[derive(Clone, Debug)]
 pub struct Task {
     kind: Cow<'static, str>,
-    payload: serde_json::Value,
+    payload: Payload,
     options: TaskOptions,
     unique_key: Option<String>,
+}
+
+/// A task's payload until it is written.
+#[derive(Clone, Debug)]
+enum Payload {
+    /// Built as JSON: `{"v": .., "data": ..}` ([`Task::new`]).
+    Json(serde_json::Value),
+    /// `{"v": .., "model": .., "instance": ..}`, and `"previous"` and `"changed"` once added: a
+    /// task for one instance, each instance already written as the JSON object that
+    /// `model::from_json` reads back (a background receiver's task is written once, not built as
+    /// a tree and then written).
+    Instance {
+        model: &'static str,
+        instance: String,
+        /// The row before the write and the changed fields, as JSON.
+        changes: Option<(String, String)>,
+    },
+}
+
+impl Payload {
+    fn into_text(self) -> String {
+        match self {
+            Payload::Json(json) => json.to_string(),
+            Payload::Instance {
+                model,
+                instance,
+                changes,
+            } => {
+                let model = serde_json::Value::from(model);
+                let mut text = format!(
+                    "{{\"v\":{PAYLOAD_VERSION},\"model\":{model},\"instance\":{instance}"
+                );
+                if let Some((previous, changed)) = changes {
+                    text.push_str(&format!(",\"previous\":{previous},\"changed\":{changed}"));
+                }
+                text.push('}');
+                text
+            }
+        }
+    }
+}
+
+/// `instance` as the JSON object `model::from_json` reads back: one member per column.
+fn columns_json<M: Model>(instance: &M) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(32 * M::COLUMNS.len());
+    text.push('{');
+    for (i, column) in M::COLUMNS.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let name = serde_json::Value::from(column.name);
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{name}:{}", instance.value(i).into_json());
+    }
+    text.push('}');
+    text
 }
 
 impl Task {
@@ -116,7 +173,7 @@ impl Task {
     pub fn new(kind: impl Into<Cow<'static, str>>, data: serde_json::Value) -> Self {
         Self {
             kind: kind.into(),
-            payload: json!({ "v": PAYLOAD_VERSION, "data": data }),
+            payload: Payload::Json(json!({ "v": PAYLOAD_VERSION, "data": data })),
             options: TaskOptions::default(),
             unique_key: None,
         }
@@ -137,7 +194,11 @@ impl Task {
             )
         });
         Self {
-            payload: json!({ "v": PAYLOAD_VERSION, "model": M::NAME, "instance": instance.to_json() }),
+            payload: Payload::Instance {
+                model: M::NAME,
+                instance: columns_json(instance),
+                changes: None,
+            },
             kind,
             options: options.clone(),
             unique_key,
@@ -149,9 +210,16 @@ impl Task {
     /// gives back. A background receiver adds them when a receiver of the write asked for them.
     /// With [`TaskOptions::unique_pk`] the newest write's task wins, with its own changes.
     pub fn with_changes<M: Model>(mut self, previous: &M, changed: &[&str]) -> Self {
-        if let Some(payload) = self.payload.as_object_mut() {
-            payload.insert("previous".to_owned(), previous.to_json());
-            payload.insert("changed".to_owned(), json!(changed));
+        match &mut self.payload {
+            Payload::Json(json) => {
+                if let Some(payload) = json.as_object_mut() {
+                    payload.insert("previous".to_owned(), previous.to_json());
+                    payload.insert("changed".to_owned(), json!(changed));
+                }
+            }
+            Payload::Instance { changes, .. } => {
+                *changes = Some((columns_json(previous), json!(changed).to_string()));
+            }
         }
         self
     }
@@ -172,7 +240,7 @@ impl Task {
         NewTask {
             kind: self.kind.into_owned(),
             queue: self.options.queue.into_owned(),
-            payload: self.payload.to_string(),
+            payload: self.payload.into_text(),
             priority: self.options.priority,
             max_attempts: self.options.max_attempts,
             timeout: self.options.timeout,
@@ -281,10 +349,52 @@ pub(crate) struct NewTask {
 /// when a worker moves them (the newest payload wins); within one call only the last of each key
 /// is written at all.
 pub(crate) fn insert(conn: &Conn, tasks: Vec<NewTask>) -> Result<()> {
-    if tasks.is_empty() {
+    let rows = last_of_each_key(tasks);
+    if rows.is_empty() {
         return Ok(());
     }
-    // Only the last of each key would survive the move: write only it.
+    let dialect = conn.dialect();
+    // Which queues to wake, taken before the rows move into the statements' parameters.
+    let queues: Vec<String> = match dialect {
+        Dialect::Postgres => rows.iter().map(|t| t.queue.clone()).collect(),
+        Dialect::Sqlite => Vec::new(),
+    };
+    let now = now_micros();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<NewTask> = rows.by_ref().take(INSERT_CHUNK).collect();
+        let sql = insert_sql(dialect, chunk.len());
+        let mut params = Vec::with_capacity(chunk.len() * 9);
+        for task in chunk {
+            params.extend([
+                Value::Text(task.kind),
+                Value::Text(task.queue),
+                Value::Text(task.payload),
+                Value::Int(i64::from(task.priority)),
+                Value::Int(i64::from(task.max_attempts)),
+                Value::Int(task.timeout.as_millis().min(i64::MAX as u128) as i64),
+                task.unique_key.map_or(Value::Null, Value::Text),
+                Value::Int(now),
+                Value::Int(now + micros(task.delay)),
+            ]);
+        }
+        conn.statement(|backend| backend.execute(&sql, &params))
+            .map_err(|source| statement_error(&sql, source))?;
+    }
+    if dialect == Dialect::Postgres {
+        notify(conn, queues.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+/// At most this many tasks are appended by one statement.
+const INSERT_CHUNK: usize = 500;
+
+/// `tasks` with only the last of each `unique_key` kept, in order: only it would survive the move.
+fn last_of_each_key(tasks: Vec<NewTask>) -> Vec<NewTask> {
+    if tasks.iter().filter(|t| t.unique_key.is_some()).nth(1).is_none() {
+        return tasks;
+    }
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut rows: Vec<Option<NewTask>> = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -296,49 +406,36 @@ pub(crate) fn insert(conn: &Conn, tasks: Vec<NewTask>) -> Result<()> {
         }
         rows.push(Some(task));
     }
-    let rows: Vec<NewTask> = rows.into_iter().flatten().collect();
-    let dialect = conn.dialect();
-    let now = now_micros();
-    for chunk in rows.chunks(500) {
+    rows.into_iter().flatten().collect()
+}
+
+/// The INSERT of `rows` outbox rows, nine parameters each; the one-row statement (a write's task,
+/// the usual case) is built once per dialect.
+fn insert_sql(dialect: Dialect, rows: usize) -> Cow<'static, str> {
+    static ONE: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    let build = |rows: usize| {
         let mut sql = String::from(
             "INSERT INTO herald_outbox (kind, queue, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at) VALUES ",
         );
-        let mut params = Vec::with_capacity(chunk.len() * 9);
-        for (i, task) in chunk.iter().enumerate() {
-            if i > 0 {
+        for row in 0..rows {
+            if row > 0 {
                 sql.push_str(", ");
             }
-            let n = params.len();
-            sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {})",
-                placeholder(dialect, n + 1),
-                placeholder(dialect, n + 2),
-                placeholder(dialect, n + 3),
-                placeholder(dialect, n + 4),
-                placeholder(dialect, n + 5),
-                placeholder(dialect, n + 6),
-                placeholder(dialect, n + 7),
-                placeholder(dialect, n + 8),
-                placeholder(dialect, n + 9),
-            ));
-            params.extend([
-                Value::Text(task.kind.clone()),
-                Value::Text(task.queue.clone()),
-                Value::Text(task.payload.clone()),
-                Value::Int(i64::from(task.priority)),
-                Value::Int(i64::from(task.max_attempts)),
-                Value::Int(task.timeout.as_millis().min(i64::MAX as u128) as i64),
-                task.unique_key.clone().map_or(Value::Null, Value::Text),
-                Value::Int(now),
-                Value::Int(now + micros(task.delay)),
-            ]);
+            let placeholders: Vec<String> = (1..=9)
+                .map(|i| placeholder(dialect, row * 9 + i))
+                .collect();
+            sql.push('(');
+            sql.push_str(&placeholders.join(", "));
+            sql.push(')');
         }
-        conn.execute(&sql, &params)?;
+        sql
+    };
+    if rows == 1 {
+        let index = usize::from(dialect == Dialect::Postgres);
+        Cow::Borrowed(ONE[index].get_or_init(|| build(1)).as_str())
+    } else {
+        Cow::Owned(build(rows))
     }
-    if dialect == Dialect::Postgres {
-        notify(conn, rows.iter().map(|t| t.queue.as_str()))?;
-    }
-    Ok(())
 }
 
 /// The most often one process sends a `NOTIFY` for one queue: each costs the enqueueing transaction

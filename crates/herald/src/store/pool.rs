@@ -20,7 +20,8 @@
 //! caller waits for nothing.
 //!
 //! No crossing where none is needed (SQLite): a short job that runs no receiver on the connection
-//! (an autocommit write with no `in_transaction` receiver, a read by key) may run on its caller's
+//! (an autocommit write with no `in_transaction` receiver, a read by key; a background receiver,
+//! which only writes its task row, does not count) may run on its caller's
 //! own thread, with a connection it borrows for the job's duration ([`Jobs`]): a write through the
 //! writer when it is the only autocommit write in flight, no job is queued for the writer and its
 //! thread is not waiting for it; a read through a reader that is free. A caller never waits for a
@@ -537,8 +538,9 @@ pub(crate) struct JobContext {
     mutes: Option<mute::Mutes>,
     depth: usize,
     runtime: Option<tokio::runtime::Handle>,
-    /// The job runs receivers on the connection (`in_transaction`), which may await the caller's
-    /// runtime: it never runs on the caller's own thread.
+    /// The job runs receivers on the connection (`in_transaction` ones; background receivers,
+    /// which only write their task rows, do not count), which may await the caller's runtime or
+    /// take long: it never runs on the caller's own thread.
     receivers: bool,
 }
 
