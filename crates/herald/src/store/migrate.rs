@@ -31,13 +31,23 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 
 /// Apply the migrations `conn`'s database has not seen, each in its own transaction with its row
 /// in `herald_migrations`. Concurrent processes serialise on the table (SQLite: the write lock;
-/// PostgreSQL: `LOCK TABLE`), so each migration runs once.
+/// PostgreSQL: an advisory lock while the table is created, then `LOCK TABLE`), so each migration
+/// runs once.
 pub(crate) fn apply(conn: &Conn, migrations: &[Migration]) -> Result<()> {
-    conn.batch(
-        "CREATE TABLE IF NOT EXISTS herald_migrations (\
-         version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-    )?;
     let dialect = conn.dialect();
+    conn.atomic(|conn| {
+        if dialect == Dialect::Postgres {
+            // Two `CREATE TABLE IF NOT EXISTS` at once may both find no table, and the second
+            // then fails on the catalog's unique index: processes connecting at once take turns.
+            conn.batch(
+                "SELECT pg_advisory_xact_lock(hashtext('herald_migrations.' || current_schema()))",
+            )?;
+        }
+        conn.batch(
+            "CREATE TABLE IF NOT EXISTS herald_migrations (\
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+    })?;
     let (version_param, name_param, at_param) = match dialect {
         Dialect::Postgres => ("$1", "$2", "$3"),
         Dialect::Sqlite => ("?1", "?2", "?3"),
