@@ -1,5 +1,5 @@
 //! Which thread runs a write's or a read's job. On SQLite a short job (an autocommit write with no
-//! `in_transaction` receiver, a read by key) runs on its caller's thread with a borrowed
+//! `in_transaction` receiver but background ones, a read by key) runs on its caller's thread with a borrowed
 //! connection when one is free; a job with `in_transaction` receivers, and any job while the
 //! connection is busy, crosses to the connection's thread. On PostgreSQL every job crosses.
 //!
@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use common::within;
 use herald::dispatch::PostSave;
+use herald::tasks::{Background, TaskOptions, TaskState};
 use herald::{Db, Error, Field, Model, SqlType, Store, Value};
 
 /// The threads that converted a [`Traced`] field, in order.
@@ -150,6 +151,49 @@ async fn a_write_with_in_transaction_receivers_crosses_to_the_writer() {
         threads.iter().all(|t| t == "herald-writer-0"),
         "{threads:?}"
     );
+}
+
+/// How many tasks wait to run, over all queues (appended ones included).
+async fn available_tasks(db: &Db) -> u64 {
+    db.tasks()
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.state == TaskState::Available)
+        .map(|c| c.count)
+        .sum()
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_only_connection_side_receivers_are_background_ones_runs_on_the_callers_thread()
+{
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (db, _dir) = sqlite().await;
+    let _reindex = db
+        .signals()
+        .post_save::<Note>()
+        .background("reindex", TaskOptions::default())
+        .connect();
+    seen();
+    db.save(&mut note_titled("indexed")).await.unwrap();
+    all_on(&seen(), &here(), "a save with a background receiver");
+    assert_eq!(available_tasks(&db).await, 1, "the save's task row");
+    // One in_transaction receiver beside it: the job runs receivers, and crosses.
+    let _audit = db
+        .signals()
+        .post_save::<Note>()
+        .in_transaction()
+        .connect(|_: &PostSave<'_, Note>| Ok(()));
+    seen();
+    db.save(&mut note_titled("audited")).await.unwrap();
+    let threads = seen();
+    assert!(
+        threads.iter().all(|t| t == "herald-writer-0") && !threads.is_empty(),
+        "a save with a background and an in_transaction receiver: {threads:?}"
+    );
+    assert_eq!(available_tasks(&db).await, 2, "both saves' task rows");
 }
 
 #[cfg(feature = "sqlite")]
