@@ -69,6 +69,8 @@ pub(crate) enum Dialect {
 /// the key last for UPDATE.
 #[derive(Debug)]
 pub struct DialectSql {
+    /// The INSERT of every column but the key, which the database assigns: it ends in
+    /// `RETURNING` the key where the backend needs that to learn it (see `Backend::insert_auto`).
     pub(crate) insert_auto: String,
     pub(crate) insert: String,
     pub(crate) update: String,
@@ -164,8 +166,13 @@ impl DialectSql {
             .filter(|(i, _)| *i != M::PK)
             .map(|(_, c)| *c)
             .collect();
+        // SQLite's key is the connection's last inserted rowid (see `Backend::insert_auto`).
+        let returning = match dialect {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" RETURNING {pk}"),
+        };
         let insert_auto = format!(
-            "INSERT INTO {table} ({}) VALUES ({}) RETURNING {pk}",
+            "INSERT INTO {table} ({}) VALUES ({}){returning}",
             column_list(&non_pk),
             params(non_pk.len(), 1)
         );

@@ -37,6 +37,18 @@ pub(crate) trait Backend: Send + 'static {
         Ok(self.query(sql, params, types)?.into_iter().next())
     }
 
+    /// Run one INSERT of a row whose key the database assigns, and return that key. `sql` is the
+    /// model's `insert_auto`: on PostgreSQL it ends in `RETURNING` the key, which this reads; a
+    /// backend that knows the key without it (SQLite's last inserted rowid, for an `INTEGER
+    /// PRIMARY KEY`) gets a plain INSERT and skips the cost of `RETURNING`.
+    fn insert_auto(&mut self, sql: &str, params: &[Value]) -> Result<Value, DbError> {
+        self.query(sql, params, &[SqlType::Int])?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .ok_or_else(|| DbError::new(crate::DbErrorKind::Other, "INSERT returned no key"))
+    }
+
     /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 

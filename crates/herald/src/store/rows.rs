@@ -97,18 +97,8 @@ pub(crate) fn write_row<M: Model>(
             });
         }
         let params: Vec<Value> = non_pk_values(instance);
-        let rows = conn.statement(|b| b.query(&sql.insert_auto, &params, &[SqlType::Int]));
-        let rows = rows.map_err(|e| fail(e, instance))?;
-        let key = rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-            .ok_or_else(|| {
-                fail(
-                    DbError::new(DbErrorKind::Other, "INSERT returned no key"),
-                    instance,
-                )
-            })?;
+        let key = conn.statement(|b| b.insert_auto(&sql.insert_auto, &params));
+        let key = key.map_err(|e| fail(e, instance))?;
         instance.set_pk_value(key).map_err(|reason| {
             fail(
                 DbError::new(

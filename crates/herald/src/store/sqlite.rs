@@ -193,6 +193,11 @@ impl Backend for SqliteBackend {
         Ok(changed as u64)
     }
 
+    fn insert_auto(&mut self, sql: &str, params: &[Value]) -> Result<Value, DbError> {
+        self.execute(sql, params)?;
+        Ok(Value::Int(self.conn.last_insert_rowid()))
+    }
+
     fn query(
         &mut self,
         sql: &str,
