@@ -168,7 +168,7 @@ async fn available_tasks(db: &Db) -> u64 {
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_only_connection_side_receivers_are_background_ones_runs_on_the_callers_thread()
-{
+ {
     let _one = ONE_AT_A_TIME.lock().await;
     let (db, _dir) = sqlite().await;
     let _reindex = db

@@ -42,7 +42,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use herald_dispatch::{DispatchError, PostDelete, PostSave, PreDelete, PreSave, Signals};
+use herald_dispatch::{
+    DispatchError, ModelKind, ModelSignal, PostDelete, PostSave, PreDelete, PreSave, Signals,
+};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -223,6 +225,17 @@ impl Unit {
     }
 }
 
+/// Whether a write's job runs receivers on the connection: `in_transaction` receivers of its
+/// `pre` or `post` signal. Background receivers only write their task rows in the transaction,
+/// which leaves the job as free to run on its caller's thread as a job with no receiver.
+fn runs_receivers<Pre: ModelKind, Post: ModelKind, M: Model>(
+    pre: ModelSignal<'_, Pre, M>,
+    post: ModelSignal<'_, Post, M>,
+) -> bool {
+    pre.in_transaction().has_receivers_besides_background()
+        || post.in_transaction().has_receivers_besides_background()
+}
+
 /// The error of a caller-side `post_*` receiver: the write stands.
 fn after_write(error: DispatchError, route: &Route<'_>) -> Error {
     Error::AfterWrite {
@@ -256,10 +269,7 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
             .update_fields(names.as_deref());
         at_depth(depth, signals.pre_save::<M>().send_async(&mut event)).await?;
     }
-    // Background receivers (their task rows only) do not make the job one that runs receivers.
-    let on_conn = !quiet
-        && (signals.pre_save::<M>().in_transaction().has_receivers_besides_background()
-            || signals.post_save::<M>().in_transaction().has_receivers_besides_background());
+    let on_conn = !quiet && runs_receivers(signals.pre_save::<M>(), signals.post_save::<M>());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let job_how = how.clone();
@@ -324,10 +334,7 @@ pub(crate) async fn delete<M: Model>(route: Route<'_>, instance: &M) -> Result<b
         let mut event = PreDelete::new(instance).using(&route.shared.alias);
         at_depth(depth, signals.pre_delete::<M>().send_async(&mut event)).await?;
     }
-    // Background receivers (their task rows only) do not make the job one that runs receivers.
-    let on_conn = !quiet
-        && (signals.pre_delete::<M>().in_transaction().has_receivers_besides_background()
-            || signals.post_delete::<M>().in_transaction().has_receivers_besides_background());
+    let on_conn = !quiet && runs_receivers(signals.pre_delete::<M>(), signals.post_delete::<M>());
     let context = JobContext::capture(depth, on_conn);
     let copy = instance.clone();
     let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
@@ -399,10 +406,7 @@ pub(crate) async fn bulk_save<M: Model>(
             at_depth(depth, signals.pre_save::<M>().send_async(&mut event)).await?;
         }
     }
-    // Background receivers (their task rows only) do not make the job one that runs receivers.
-    let on_conn = !quiet
-        && (signals.pre_save::<M>().in_transaction().has_receivers_besides_background()
-            || signals.post_save::<M>().in_transaction().has_receivers_besides_background());
+    let on_conn = !quiet && runs_receivers(signals.pre_save::<M>(), signals.post_save::<M>());
     let context = JobContext::capture(depth, on_conn);
     let copies = instances.to_vec();
     let job_bulk = bulk.clone();
@@ -465,10 +469,7 @@ pub(crate) async fn delete_many<M: Model>(route: Route<'_>, instances: &[M]) -> 
             at_depth(depth, signals.pre_delete::<M>().send_async(&mut event)).await?;
         }
     }
-    // Background receivers (their task rows only) do not make the job one that runs receivers.
-    let on_conn = !quiet
-        && (signals.pre_delete::<M>().in_transaction().has_receivers_besides_background()
-            || signals.post_delete::<M>().in_transaction().has_receivers_besides_background());
+    let on_conn = !quiet && runs_receivers(signals.pre_delete::<M>(), signals.post_delete::<M>());
     let context = JobContext::capture(depth, on_conn);
     let copies = instances.to_vec();
     let (result, fired) = route

@@ -138,9 +138,8 @@ impl Payload {
                 changes,
             } => {
                 let model = serde_json::Value::from(model);
-                let mut text = format!(
-                    "{{\"v\":{PAYLOAD_VERSION},\"model\":{model},\"instance\":{instance}"
-                );
+                let mut text =
+                    format!("{{\"v\":{PAYLOAD_VERSION},\"model\":{model},\"instance\":{instance}");
                 if let Some((previous, changed)) = changes {
                     text.push_str(&format!(",\"previous\":{previous},\"changed\":{changed}"));
                 }
@@ -392,7 +391,12 @@ const INSERT_CHUNK: usize = 500;
 
 /// `tasks` with only the last of each `unique_key` kept, in order: only it would survive the move.
 fn last_of_each_key(tasks: Vec<NewTask>) -> Vec<NewTask> {
-    if tasks.iter().filter(|t| t.unique_key.is_some()).nth(1).is_none() {
+    if tasks
+        .iter()
+        .filter(|t| t.unique_key.is_some())
+        .nth(1)
+        .is_none()
+    {
         return tasks;
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -421,9 +425,8 @@ fn insert_sql(dialect: Dialect, rows: usize) -> Cow<'static, str> {
             if row > 0 {
                 sql.push_str(", ");
             }
-            let placeholders: Vec<String> = (1..=9)
-                .map(|i| placeholder(dialect, row * 9 + i))
-                .collect();
+            let placeholders: Vec<String> =
+                (1..=9).map(|i| placeholder(dialect, row * 9 + i)).collect();
             sql.push('(');
             sql.push_str(&placeholders.join(", "));
             sql.push(')');

@@ -34,9 +34,8 @@ pub(crate) fn get_locked<M: Model>(conn: &Conn, key: Value) -> Result<Option<M>>
 }
 
 fn select_one<M: Model>(conn: &Conn, sql: &str, key: Value) -> Result<Option<M>> {
-    let row = conn.statement(|b| {
-        b.query_first(sql, std::slice::from_ref(&key), column_types::<M>())
-    });
+    let row =
+        conn.statement(|b| b.query_first(sql, std::slice::from_ref(&key), column_types::<M>()));
     // The model and key, named only when something failed (a read by key is on the hot path).
     let target = || Target {
         model: M::NAME,
