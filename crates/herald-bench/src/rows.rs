@@ -128,6 +128,23 @@ impl Samples {
         self.means.sort_by(f64::total_cmp);
         self.each.sort_by(f64::total_cmp);
         let median = self.means[self.means.len() / 2];
+        if !self.each.is_empty() && std::env::var_os("PROBE").is_some() {
+            let n = self.each.len();
+            let q = |f: f64| self.each[((n as f64 * f).min(n as f64 - 1.0)) as usize] / 1e3;
+            let mean = self.each.iter().sum::<f64>() / n as f64 / 1e3;
+            eprintln!(
+                "PROBE {name}: p10 {:.2} p50 {:.2} p90 {:.2} p99 {:.2} mean {:.2} means {:?}",
+                q(0.1),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                mean,
+                self.means
+                    .iter()
+                    .map(|m| (m / 1e2).round() / 10.0)
+                    .collect::<Vec<_>>()
+            );
+        }
         let p99 = (!self.each.is_empty())
             .then(|| self.each[(self.each.len() * 99 / 100).min(self.each.len() - 1)]);
         Row {
