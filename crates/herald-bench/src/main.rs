@@ -55,6 +55,11 @@ struct Args {
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Also show the spread of each row's single ops (p10, p50, p90, p99, mean) in a second table.
+    /// The main table's median is of the samples' means, which carry the rare slow op (SQLite's
+    /// automatic checkpoint falls on about one insert in 500); the spread shows it apart.
+    #[arg(long)]
+    spread: bool,
     /// Internal: run only a worker on this database, reporting on stdout (the task rows' second
     /// process).
     #[arg(long, value_name = "URL", hide = true)]
@@ -77,6 +82,18 @@ pub struct Row {
     /// None for the rows that measure a latency only.
     #[serde(skip_serializing_if = "Option::is_none")]
     per_second: Option<f64>,
+    /// The spread of the single ops, for the rows that time each op.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ops: Option<Spread>,
+}
+
+/// The spread of a row's single ops, in ns.
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Spread {
+    p10_ns: f64,
+    p50_ns: f64,
+    p90_ns: f64,
+    mean_ns: f64,
 }
 
 #[derive(Serialize)]
@@ -131,6 +148,9 @@ fn main() -> anyhow::Result<()> {
     if rows::NAMES.iter().any(|name| wanted(name)) {
         results = main_rows(&args, &wanted)?;
         print_table(&results);
+        if args.spread {
+            print_spread(&results);
+        }
         let slow = logging.take_slow();
         if !slow.is_empty() {
             println!(
@@ -215,6 +235,26 @@ fn print_table(rows: &[Row]) {
             row.per_second
                 .map_or_else(|| "—".to_owned(), |n| format!("{n:.0}")),
             django
+        );
+    }
+}
+
+/// The second table of `--spread`: each row's single ops.
+fn print_spread(rows: &[Row]) {
+    println!("\n| row (single ops) | p10 | p50 | p90 | p99 | mean |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let (Some(ops), Some(p99)) = (row.ops, row.p99_ns) else {
+            continue;
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.name,
+            format_ns(ops.p10_ns),
+            format_ns(ops.p50_ns),
+            format_ns(ops.p90_ns),
+            format_ns(p99),
+            format_ns(ops.mean_ns)
         );
     }
 }

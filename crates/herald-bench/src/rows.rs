@@ -9,7 +9,7 @@ use herald::tasks::{Background, TaskOptions};
 use herald::{Db, Model};
 use rusqlite::OptionalExtension;
 
-use crate::Row;
+use crate::{Row, Spread};
 
 /// Every row, in the order they run.
 pub(crate) use crate::names::ROWS as NAMES;
@@ -128,31 +128,21 @@ impl Samples {
         self.means.sort_by(f64::total_cmp);
         self.each.sort_by(f64::total_cmp);
         let median = self.means[self.means.len() / 2];
-        if !self.each.is_empty() && std::env::var_os("PROBE").is_some() {
-            let n = self.each.len();
-            let q = |f: f64| self.each[((n as f64 * f).min(n as f64 - 1.0)) as usize] / 1e3;
-            let mean = self.each.iter().sum::<f64>() / n as f64 / 1e3;
-            eprintln!(
-                "PROBE {name}: p10 {:.2} p50 {:.2} p90 {:.2} p99 {:.2} mean {:.2} means {:?}",
-                q(0.1),
-                q(0.5),
-                q(0.9),
-                q(0.99),
-                mean,
-                self.means
-                    .iter()
-                    .map(|m| (m / 1e2).round() / 10.0)
-                    .collect::<Vec<_>>()
-            );
-        }
-        let p99 = (!self.each.is_empty())
-            .then(|| self.each[(self.each.len() * 99 / 100).min(self.each.len() - 1)]);
+        let at = |q: usize| self.each[(self.each.len() * q / 100).min(self.each.len() - 1)];
+        let p99 = (!self.each.is_empty()).then(|| at(99));
+        let ops = (!self.each.is_empty()).then(|| Spread {
+            p10_ns: at(10),
+            p50_ns: at(50),
+            p90_ns: at(90),
+            mean_ns: self.each.iter().sum::<f64>() / self.each.len() as f64,
+        });
         Row {
             name,
             unit,
             median_ns: median,
             p99_ns: p99,
             per_second: Some(1e9 / median),
+            ops,
         }
     }
 }

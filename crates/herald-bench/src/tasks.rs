@@ -254,6 +254,7 @@ impl Drained {
             median_ns: self.elapsed.as_nanos() as f64 / self.tasks as f64,
             p99_ns: None,
             per_second: Some(self.tasks as f64 / self.elapsed.as_secs_f64()),
+            ops: None,
         }
     }
 }
