@@ -131,6 +131,32 @@ impl Route<'_> {
         };
         (answer.result, answer.hooks)
     }
+
+    /// [`write`](Self::write) for a job that changes `value` (a save's instance), without a copy
+    /// of it when the job runs on the caller's thread (see `pool::write_in_place`).
+    async fn write_in_place<T: Clone + Send + 'static, R: Send + 'static>(
+        &self,
+        context: JobContext,
+        value: &mut T,
+        f: impl FnOnce(&Conn, &mut T) -> Result<R> + Send + 'static,
+    ) -> (Result<R>, Vec<Hook>) {
+        if self.in_tx {
+            let copy = value.clone();
+            let answer = pool::call(self.writes, context, move |conn| {
+                let mut copy = copy;
+                let result = f(conn, &mut copy)?;
+                Ok((copy, result))
+            })
+            .await;
+            let result = answer.result.map(|(copy, result)| {
+                *value = copy;
+                result
+            });
+            return (result, answer.hooks);
+        }
+        let answer = pool::write_in_place(self.writes, context, value, f).await;
+        (answer.result, answer.hooks)
+    }
 }
 
 // ---- nesting depth ------------------------------------------------------------------------------
@@ -271,21 +297,15 @@ pub(crate) async fn save<M: Model>(route: Route<'_>, instance: &mut M, how: How)
     }
     let on_conn = !quiet && runs_receivers(signals.pre_save::<M>(), signals.post_save::<M>());
     let context = JobContext::capture(depth, on_conn);
-    let copy = instance.clone();
     let job_how = how.clone();
     let (keep, unit) = (Keep::for_route(&route), Unit::for_route(&route));
     let (result, fired) = route
-        .write(context, move |conn| {
-            let mut copy = copy;
-            let (created, previous) = conn.save_in_job(&mut copy, &job_how, quiet, keep, unit)?;
-            Ok((copy, created, previous))
+        .write_in_place(context, instance, move |conn, instance| {
+            conn.save_in_job(instance, &job_how, quiet, keep, unit)
         })
         .await;
     let (created, previous) = match result {
-        Ok((copy, created, previous)) => {
-            *instance = copy;
-            (created, previous)
-        }
+        Ok(saved) => saved,
         Err(error) => {
             at_depth(depth, hooks::run(fired)).await;
             return Err(error);

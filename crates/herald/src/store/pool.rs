@@ -213,22 +213,28 @@ impl Jobs {
 /// A job that did not run here, given back to be queued.
 type NotHere<F> = (JobContext, F);
 
-/// Run the job `f` on this thread with a borrowed connection, when its context allows it (no
-/// receivers on the connection) and a connection is free: as its own thread would run it alone
-/// (a write commits alone), with no box and no channel. Gives `f` back otherwise.
-fn run_here<R, F: FnOnce(&Conn) -> Result<R>>(
-    jobs: &Jobs,
-    context: JobContext,
-    f: F,
-) -> std::result::Result<Answer<R>, NotHere<F>> {
+/// A connection to run a job with `context` on here: one its thread and every other caller have
+/// let go of, when the job runs no receivers on the connection (see [`JobContext::receivers`]).
+fn lend<'j>(jobs: &'j Jobs, context: &JobContext) -> Option<MutexGuard<'j, Option<Conn>>> {
     if context.receivers {
-        return Err((context, f));
+        return None;
     }
-    let Some(held) = jobs.borrow() else {
-        return Err((context, f));
-    };
+    jobs.borrow()
+}
+
+/// Run the job `f` on this thread with the connection `held` lent ([`lend`]): as its own thread
+/// would run it alone (a write commits alone), with no box and no channel.
+fn run_lent<R>(
+    held: &MutexGuard<'_, Option<Conn>>,
+    context: JobContext,
+    f: impl FnOnce(&Conn) -> Result<R>,
+) -> Answer<R> {
     let Some(conn) = held.as_ref() else {
-        return Err((context, f));
+        // `lend` lends only a slot that holds its connection.
+        return Answer {
+            result: Err(Error::Closed),
+            hooks: Vec::new(),
+        };
     };
     let outer = ON_CONNECTION_THREAD.with(|on| on.replace(true));
     let answer = match guarded(conn, || context.run(conn, f)) {
@@ -242,7 +248,21 @@ fn run_here<R, F: FnOnce(&Conn) -> Result<R>>(
         },
     };
     ON_CONNECTION_THREAD.with(|on| on.set(outer));
-    Ok(answer)
+    answer
+}
+
+/// Run the job `f` on this thread with a borrowed connection, when its context allows it (no
+/// receivers on the connection) and a connection is free ([`lend`], [`run_lent`]). Gives `f`
+/// back otherwise.
+fn run_here<R, F: FnOnce(&Conn) -> Result<R>>(
+    jobs: &Jobs,
+    context: JobContext,
+    f: F,
+) -> std::result::Result<Answer<R>, NotHere<F>> {
+    match lend(jobs, &context) {
+        Some(held) => Ok(run_lent(&held, context, f)),
+        None => Err((context, f)),
+    }
 }
 
 /// How a connection thread serves its queue.
@@ -633,14 +653,55 @@ pub(crate) fn write<R: Send + 'static>(
     f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
 ) -> impl Future<Output = Answer<R>> + Send + 'static {
     let (writing, alone) = Writing::start(jobs);
-    let (context, f) = if alone {
-        match run_here(jobs, context, f) {
-            Ok(answer) => return Either::Left(std::future::ready(answer)),
-            Err(not_here) => not_here,
-        }
-    } else {
-        (context, f)
-    };
+    if alone && let Some(held) = lend(jobs, &context) {
+        return Either::Left(std::future::ready(run_lent(&held, context, f)));
+    }
+    Either::Right(send_write(jobs, context, writing, f))
+}
+
+/// [`write`] for a job that changes `value` (a save's instance: the key it gets). Run on this
+/// thread, the job changes `value` itself; sent to the writer's thread, it changes a copy, which
+/// replaces `value` once the job has succeeded. `f` changes `value` only when it succeeds (a job
+/// that runs receivers on the connection, which may change it and then fail, is always sent).
+pub(crate) async fn write_in_place<T, R>(
+    jobs: &Jobs,
+    context: JobContext,
+    value: &mut T,
+    f: impl FnOnce(&Conn, &mut T) -> Result<R> + Send + 'static,
+) -> Answer<R>
+where
+    T: Clone + Send + 'static,
+    R: Send + 'static,
+{
+    let (writing, alone) = Writing::start(jobs);
+    if alone && let Some(held) = lend(jobs, &context) {
+        return run_lent(&held, context, |conn| f(conn, value));
+    }
+    let copy = value.clone();
+    let answer = send_write(jobs, context, writing, move |conn| {
+        let mut copy = copy;
+        let result = f(conn, &mut copy)?;
+        Ok((copy, result))
+    })
+    .await;
+    let result = answer.result.map(|(copy, result)| {
+        *value = copy;
+        result
+    });
+    Answer {
+        result,
+        hooks: answer.hooks,
+    }
+}
+
+/// Queue the autocommit write `f` for the writer's thread, counted in flight as `writing` until
+/// its answer is back.
+fn send_write<R: Send + 'static>(
+    jobs: &Jobs,
+    context: JobContext,
+    writing: Writing,
+    f: impl FnOnce(&Conn) -> Result<R> + Send + 'static,
+) -> impl Future<Output = Answer<R>> + Send + 'static {
     let asked = ask(jobs, |reply| {
         Job::Write(Box::new(move |conn| {
             let mark = conn.pending_hooks();
@@ -671,11 +732,11 @@ pub(crate) fn write<R: Send + 'static>(
             })
         }))
     });
-    Either::Right(async move {
+    async move {
         let answer = asked.await;
         drop(writing);
         answer
-    })
+    }
 }
 
 /// Queue the job `make` builds around the reply channel, and wait for the reply.
