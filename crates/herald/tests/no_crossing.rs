@@ -78,6 +78,9 @@ fn here() -> String {
     std::thread::current().name().unwrap_or("").to_owned()
 }
 
+/// The writer's connection thread.
+const WRITER: &str = "herald-writer-0";
+
 /// Every thread in `threads` is `expected`, and there is at least one.
 fn all_on(threads: &[String], expected: &str, what: &str) {
     assert!(!threads.is_empty(), "{what}: no conversion was seen");
@@ -145,12 +148,7 @@ async fn a_write_with_in_transaction_receivers_crosses_to_the_writer() {
         .connect(|_: &PostSave<'_, Note>| Ok(()));
     seen();
     db.save(&mut note_titled("audited")).await.unwrap();
-    let threads = seen();
-    all_crossed(&threads, "a save with an in_transaction receiver");
-    assert!(
-        threads.iter().all(|t| t == "herald-writer-0"),
-        "{threads:?}"
-    );
+    all_on(&seen(), WRITER, "a save with an in_transaction receiver");
 }
 
 /// How many tasks wait to run, over all queues (appended ones included).
@@ -188,10 +186,10 @@ async fn a_write_whose_only_connection_side_receivers_are_background_ones_runs_o
         .connect(|_: &PostSave<'_, Note>| Ok(()));
     seen();
     db.save(&mut note_titled("audited")).await.unwrap();
-    let threads = seen();
-    assert!(
-        threads.iter().all(|t| t == "herald-writer-0") && !threads.is_empty(),
-        "a save with a background and an in_transaction receiver: {threads:?}"
+    all_on(
+        &seen(),
+        WRITER,
+        "a save with a background and an in_transaction receiver",
     );
     assert_eq!(available_tasks(&db).await, 2, "both saves' task rows");
 }

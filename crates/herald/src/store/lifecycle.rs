@@ -140,21 +140,11 @@ impl Route<'_> {
         value: &mut T,
         f: impl FnOnce(&Conn, &mut T) -> Result<R> + Send + 'static,
     ) -> (Result<R>, Vec<Hook>) {
-        if self.in_tx {
-            let copy = value.clone();
-            let answer = pool::call(self.writes, context, move |conn| {
-                let mut copy = copy;
-                let result = f(conn, &mut copy)?;
-                Ok((copy, result))
-            })
-            .await;
-            let result = answer.result.map(|(copy, result)| {
-                *value = copy;
-                result
-            });
-            return (result, answer.hooks);
-        }
-        let answer = pool::write_in_place(self.writes, context, value, f).await;
+        let answer = if self.in_tx {
+            pool::on_a_copy(value, f, |job| pool::call(self.writes, context, job)).await
+        } else {
+            pool::write_in_place(self.writes, context, value, f).await
+        };
         (answer.result, answer.hooks)
     }
 }

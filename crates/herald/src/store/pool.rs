@@ -677,12 +677,29 @@ where
     if alone && let Some(held) = lend(jobs, &context) {
         return run_lent(&held, context, |conn| f(conn, value));
     }
+    on_a_copy(value, f, |job| send_write(jobs, context, writing, job)).await
+}
+
+/// A job over a copy of a value, answering with the changed copy.
+pub(crate) type CopyJob<T, R> = Box<dyn FnOnce(&Conn) -> Result<(T, R)> + Send>;
+
+/// Run `f` over a copy of `value` as the job `send` sends to a connection thread (a job there
+/// owns what it works on); the copy replaces `value` once the job has succeeded.
+pub(crate) async fn on_a_copy<T, R, Sent>(
+    value: &mut T,
+    f: impl FnOnce(&Conn, &mut T) -> Result<R> + Send + 'static,
+    send: impl FnOnce(CopyJob<T, R>) -> Sent,
+) -> Answer<R>
+where
+    T: Clone + Send + 'static,
+    Sent: Future<Output = Answer<(T, R)>>,
+{
     let copy = value.clone();
-    let answer = send_write(jobs, context, writing, move |conn| {
+    let answer = send(Box::new(move |conn| {
         let mut copy = copy;
         let result = f(conn, &mut copy)?;
         Ok((copy, result))
-    })
+    }))
     .await;
     let result = answer.result.map(|(copy, result)| {
         *value = copy;

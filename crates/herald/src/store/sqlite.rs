@@ -68,6 +68,23 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// Run the query `sql` with `params` (its statement prepared once per connection) and hand
+    /// its rows to `read`.
+    fn with_rows<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        read: impl FnOnce(&mut rusqlite::Rows<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params.iter().map(Bind)))
+            .map_err(classify)?;
+        read(&mut rows)
+    }
+}
+
 /// Binds a `Value` without copying text or bytes.
 struct Bind<'a>(&'a Value);
 
@@ -204,15 +221,13 @@ impl Backend for SqliteBackend {
         params: &[Value],
         types: &[SqlType],
     ) -> Result<Vec<Vec<Value>>, DbError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
-        let mut rows = statement
-            .query(rusqlite::params_from_iter(params.iter().map(Bind)))
-            .map_err(classify)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(classify)? {
-            out.push(decode_row(row, types)?);
-        }
-        Ok(out)
+        self.with_rows(sql, params, |rows| {
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(classify)? {
+                out.push(decode_row(row, types)?);
+            }
+            Ok(out)
+        })
     }
 
     fn query_first(
@@ -221,15 +236,11 @@ impl Backend for SqliteBackend {
         params: &[Value],
         types: &[SqlType],
     ) -> Result<Option<Vec<Value>>, DbError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
-        let mut rows = statement
-            .query(rusqlite::params_from_iter(params.iter().map(Bind)))
-            .map_err(classify)?;
-        // The statement is reset when `rows` drops, which ends a read's transaction.
-        match rows.next().map_err(classify)? {
-            Some(row) => Ok(Some(decode_row(row, types)?)),
-            None => Ok(None),
-        }
+        // The statement is reset when its rows drop, which ends a read's transaction.
+        self.with_rows(sql, params, |rows| {
+            let row = rows.next().map_err(classify)?;
+            row.map(|row| decode_row(row, types)).transpose()
+        })
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
