@@ -141,14 +141,18 @@ async fn a_lone_write_and_a_read_by_key_run_on_the_callers_thread() {
 async fn a_write_with_in_transaction_receivers_crosses_to_the_writer() {
     let _one = ONE_AT_A_TIME.lock().await;
     let (db, _dir) = sqlite().await;
-    let _receiver = db
-        .signals()
-        .post_save::<Note>()
-        .in_transaction()
-        .connect(|_: &PostSave<'_, Note>| Ok(()));
+    let _receiver = connect_in_transaction(&db);
     seen();
     db.save(&mut note_titled("audited")).await.unwrap();
     all_on(&seen(), WRITER, "a save with an in_transaction receiver");
+}
+
+/// A trivial `in_transaction` receiver of every note's `post_save`, connected while it lives.
+fn connect_in_transaction(db: &Db) -> herald::dispatch::Connection {
+    db.signals()
+        .post_save::<Note>()
+        .in_transaction()
+        .connect(|_: &PostSave<'_, Note>| Ok(()))
 }
 
 /// How many tasks wait to run, over all queues (appended ones included).
@@ -179,11 +183,7 @@ async fn a_write_whose_only_connection_side_receivers_are_background_ones_runs_o
     all_on(&seen(), &here(), "a save with a background receiver");
     assert_eq!(available_tasks(&db).await, 1, "the save's task row");
     // One in_transaction receiver beside it: the job runs receivers, and crosses.
-    let _audit = db
-        .signals()
-        .post_save::<Note>()
-        .in_transaction()
-        .connect(|_: &PostSave<'_, Note>| Ok(()));
+    let _audit = connect_in_transaction(&db);
     seen();
     db.save(&mut note_titled("audited")).await.unwrap();
     all_on(
