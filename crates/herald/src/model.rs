@@ -69,9 +69,11 @@ pub(crate) enum Dialect {
 /// the key last for UPDATE.
 #[derive(Debug)]
 pub struct DialectSql {
-    /// The INSERT of every column but the key, which the database assigns: it ends in
-    /// `RETURNING` the key where the backend needs that to learn it (see `Backend::insert_auto`).
+    /// The INSERT of every column but the key, which the database assigns, `RETURNING` the key.
     pub(crate) insert_auto: String,
+    /// The same INSERT without `RETURNING`, for a backend that learns the key otherwise (see
+    /// `Backend::insert_auto`).
+    pub(crate) insert_plain: String,
     pub(crate) insert: String,
     pub(crate) update: String,
     pub(crate) select: String,
@@ -166,16 +168,12 @@ impl DialectSql {
             .filter(|(i, _)| *i != M::PK)
             .map(|(_, c)| *c)
             .collect();
-        // SQLite's key is the connection's last inserted rowid (see `Backend::insert_auto`).
-        let returning = match dialect {
-            Dialect::Sqlite => String::new(),
-            Dialect::Postgres => format!(" RETURNING {pk}"),
-        };
-        let insert_auto = format!(
-            "INSERT INTO {table} ({}) VALUES ({}){returning}",
+        let insert_plain = format!(
+            "INSERT INTO {table} ({}) VALUES ({})",
             column_list(&non_pk),
             params(non_pk.len(), 1)
         );
+        let insert_auto = format!("{insert_plain} RETURNING {pk}");
         let insert = format!(
             "INSERT INTO {table} ({}) VALUES ({})",
             column_list(all),
@@ -204,6 +202,7 @@ impl DialectSql {
         let create_table = create_table::<M>(dialect);
         Self {
             insert_auto,
+            insert_plain,
             insert,
             update,
             select,

@@ -718,3 +718,53 @@ async fn a_sqlite_urls_mode_opens_read_only_or_only_an_existing_file() {
     read_write.save(&mut book("Emma")).await.unwrap();
     assert_eq!(read_write.all::<Book>().await.unwrap().len(), 2);
 }
+
+/// A model whose key the database assigns, in a table its owner made.
+#[derive(Model, Clone, Debug, PartialEq)]
+#[model(table = "tickets")]
+struct Ticket {
+    #[model(primary_key)]
+    id: Option<i64>,
+    name: String,
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_save_reads_back_its_key_whether_or_not_the_key_is_the_rowid() {
+    // `INTEGER PRIMARY KEY` is the rowid; a `BIGINT PRIMARY KEY` with a default is a column of its
+    // own, whose value differs from the rowid SQLite gives the row beside it.
+    for (table, key) in [
+        ("INTEGER PRIMARY KEY", "rowid key"),
+        (
+            "BIGINT PRIMARY KEY DEFAULT (1000 + abs(random() % 1000000))",
+            "a key of its own",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(format!("sqlite://{}", dir.path().join("t.db").display()))
+            .connect()
+            .await
+            .unwrap();
+        db.run(move |conn| {
+            conn.batch(&format!(
+                "CREATE TABLE tickets (id {table}, name TEXT NOT NULL)"
+            ))
+        })
+        .await
+        .unwrap();
+        for name in ["first", "second"] {
+            let mut ticket = Ticket {
+                id: None,
+                name: name.to_owned(),
+            };
+            db.save(&mut ticket).await.unwrap();
+            let id = ticket.id.expect("a saved ticket has its key");
+            let read = db.get::<Ticket>(id).await.unwrap();
+            assert_eq!(
+                read.as_ref(),
+                Some(&ticket),
+                "{key}: {name} read back by {id}"
+            );
+        }
+    }
+}

@@ -8,6 +8,18 @@ use crate::error::DbError;
 use crate::model::Dialect;
 use crate::value::{SqlType, Value};
 
+/// The INSERT of a row whose key the database assigns, two ways (see [`Backend::insert_auto`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InsertAuto<'a> {
+    /// The table, and its key column, unquoted.
+    pub(crate) table: &'a str,
+    pub(crate) key: &'a str,
+    /// The INSERT ending in `RETURNING` the key.
+    pub(crate) returning: &'a str,
+    /// The same INSERT without it.
+    pub(crate) plain: &'a str,
+}
+
 /// One database connection.
 pub(crate) trait Backend: Send + 'static {
     /// Which SQL the connection speaks.
@@ -37,12 +49,11 @@ pub(crate) trait Backend: Send + 'static {
         Ok(self.query(sql, params, types)?.into_iter().next())
     }
 
-    /// Run one INSERT of a row whose key the database assigns, and return that key. `sql` is the
-    /// model's `insert_auto`: on PostgreSQL it ends in `RETURNING` the key, which this reads; a
-    /// backend that knows the key without it (SQLite's last inserted rowid, for an `INTEGER
-    /// PRIMARY KEY`) gets a plain INSERT and skips the cost of `RETURNING`.
-    fn insert_auto(&mut self, sql: &str, params: &[Value]) -> Result<Value, DbError> {
-        self.query(sql, params, &[SqlType::Int])?
+    /// Run one INSERT of a row whose key the database assigns, and return that key: `insert`'s
+    /// statement with `RETURNING`, or, on a backend that knows the key without it (SQLite, when
+    /// the key column is the table's rowid), the plain statement, skipping `RETURNING`'s cost.
+    fn insert_auto(&mut self, insert: &InsertAuto<'_>, params: &[Value]) -> Result<Value, DbError> {
+        self.query(insert.returning, params, &[SqlType::Int])?
             .into_iter()
             .next()
             .and_then(|row| row.into_iter().next())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{DbError, DbErrorKind, Error, Result, Target};
 use crate::model::{Dialect, Model, column_list, placeholder, quote, sql_type_name};
+use crate::store::backend::InsertAuto;
 use crate::store::conn::{Conn, UPDATE_SHAPES, lock};
 use crate::value::{SqlType, Value};
 
@@ -96,7 +97,13 @@ pub(crate) fn write_row<M: Model>(
             });
         }
         let params: Vec<Value> = non_pk_values(instance);
-        let key = conn.statement(|b| b.insert_auto(&sql.insert_auto, &params));
+        let insert = InsertAuto {
+            table: M::TABLE,
+            key: M::COLUMNS[M::PK].name,
+            returning: &sql.insert_auto,
+            plain: &sql.insert_plain,
+        };
+        let key = conn.statement(|b| b.insert_auto(&insert, &params));
         let key = key.map_err(|e| fail(e, instance))?;
         instance.set_pk_value(key).map_err(|reason| {
             fail(

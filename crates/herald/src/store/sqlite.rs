@@ -5,6 +5,7 @@
 //! Statements are prepared once and cached per connection. Writes open `BEGIN IMMEDIATE`, so a
 //! writer takes the lock before it reads instead of failing to upgrade mid-transaction.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, ffi};
 
 use crate::error::{DbError, DbErrorKind};
 use crate::model::Dialect;
-use crate::store::backend::Backend;
+use crate::store::backend::{Backend, InsertAuto};
 use crate::value::{SqlType, Value, format_timestamp, parse_timestamp};
 
 /// How a SQLite connection is opened.
@@ -27,6 +28,9 @@ pub(crate) struct SqliteOptions {
 
 pub(crate) struct SqliteBackend {
     conn: Connection,
+    /// Per table: whether the key column Herald inserts by is the table's rowid (an `INTEGER
+    /// PRIMARY KEY`), so that the connection's last inserted rowid is the new row's key.
+    rowid_keys: HashMap<String, bool>,
 }
 
 impl SqliteBackend {
@@ -64,11 +68,38 @@ impl SqliteBackend {
             setup.push_str(" PRAGMA query_only = ON;");
         }
         conn.execute_batch(&setup).map_err(classify)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            rowid_keys: HashMap::new(),
+        })
     }
 }
 
 impl SqliteBackend {
+    /// Whether `key` is `table`'s rowid: its only primary-key column, declared `INTEGER`. Only
+    /// then is `last_insert_rowid()` the key of the row an INSERT made (a `BIGINT PRIMARY KEY`, or
+    /// a key with a default, is a column of its own beside the rowid). Asked once per table.
+    fn key_is_rowid(&mut self, table: &str, key: &str) -> Result<bool, DbError> {
+        if let Some(&known) = self.rowid_keys.get(table) {
+            return Ok(known);
+        }
+        let (keys, integer_key): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(name = ?2 AND upper(type) = 'INTEGER'), 0) \
+                 FROM pragma_table_info(?1) WHERE pk > 0",
+                [table, key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(classify)?;
+        let rowid = keys == 1 && integer_key == 1;
+        // No key column at all: the table may not exist yet; ask again next time.
+        if keys > 0 {
+            self.rowid_keys.insert(table.to_owned(), rowid);
+        }
+        Ok(rowid)
+    }
+
     /// Run the query `sql` with `params` (its statement prepared once per connection) and hand
     /// its rows to `read`.
     fn with_rows<T>(
@@ -210,8 +241,14 @@ impl Backend for SqliteBackend {
         Ok(changed as u64)
     }
 
-    fn insert_auto(&mut self, sql: &str, params: &[Value]) -> Result<Value, DbError> {
-        self.execute(sql, params)?;
+    fn insert_auto(&mut self, insert: &InsertAuto<'_>, params: &[Value]) -> Result<Value, DbError> {
+        if !self.key_is_rowid(insert.table, insert.key)? {
+            return self
+                .query_first(insert.returning, params, &[SqlType::Int])?
+                .and_then(|row| row.into_iter().next())
+                .ok_or_else(|| DbError::new(DbErrorKind::Other, "INSERT returned no key"));
+        }
+        self.execute(insert.plain, params)?;
         Ok(Value::Int(self.conn.last_insert_rowid()))
     }
 
