@@ -9,7 +9,9 @@ use crate::model::Dialect;
 use crate::value::{SqlType, Value};
 
 /// The INSERT of a row whose key the database assigns, two ways (see [`Backend::insert_auto`]).
+/// Only SQLite reads the plain one and what it needs to choose.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) struct InsertAuto<'a> {
     /// The table, and its key column, unquoted.
     pub(crate) table: &'a str,
