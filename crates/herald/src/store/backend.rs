@@ -55,6 +55,16 @@ pub(crate) trait Backend: Send + 'static {
     /// statement with `RETURNING`, or, on a backend that knows the key without it (SQLite, when
     /// the key column is the table's rowid), the plain statement, skipping `RETURNING`'s cost.
     fn insert_auto(&mut self, insert: &InsertAuto<'_>, params: &[Value]) -> Result<Value, DbError> {
+        self.insert_returning(insert, params)
+    }
+
+    /// `insert`'s statement with `RETURNING`, run to its end (on SQLite a committing statement
+    /// reset early would skip the automatic checkpoint), and the key it returned.
+    fn insert_returning(
+        &mut self,
+        insert: &InsertAuto<'_>,
+        params: &[Value],
+    ) -> Result<Value, DbError> {
         self.query(insert.returning, params, &[SqlType::Int])?
             .into_iter()
             .next()

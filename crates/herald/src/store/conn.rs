@@ -217,20 +217,14 @@ impl Conn {
     ) -> std::result::Result<T, DbError> {
         let result = run(&mut **self.backend());
         if let Err(error) = &result {
-            let mut tx = self.tx();
-            if tx.depth > 0 && tx.failed.is_none() {
-                tx.failed = Some(Failed {
-                    depth: tx.depth,
-                    what: error.to_string(),
-                });
-            }
+            self.mark_failed(error);
         }
         result
     }
 
     /// Mark the open transaction (at its current level) failed by `error`, unless it already is:
     /// it can then only roll back, and its commit names `error`.
-    pub(crate) fn mark_failed(&self, error: &Error) {
+    pub(crate) fn mark_failed(&self, error: &dyn std::fmt::Display) {
         let mut tx = self.tx();
         if tx.depth > 0 && tx.failed.is_none() {
             tx.failed = Some(Failed {

@@ -243,10 +243,7 @@ impl Backend for SqliteBackend {
 
     fn insert_auto(&mut self, insert: &InsertAuto<'_>, params: &[Value]) -> Result<Value, DbError> {
         if !self.key_is_rowid(insert.table, insert.key)? {
-            return self
-                .query_first(insert.returning, params, &[SqlType::Int])?
-                .and_then(|row| row.into_iter().next())
-                .ok_or_else(|| DbError::new(DbErrorKind::Other, "INSERT returned no key"));
+            return self.insert_returning(insert, params);
         }
         self.execute(insert.plain, params)?;
         Ok(Value::Int(self.conn.last_insert_rowid()))
