@@ -313,6 +313,7 @@ impl DbBuilder {
                         busy_timeout: self.busy_timeout,
                         read_only,
                         create: self.create_if_missing && mode == SqliteMode::Create,
+                        checkpointer: true,
                     },
                 );
                 // Short jobs may run on their caller's thread, with a borrowed connection.
@@ -339,6 +340,7 @@ impl DbBuilder {
                             busy_timeout: self.busy_timeout,
                             read_only: true,
                             create: false,
+                            checkpointer: false,
                         },
                     );
                     let (spawned, reader) = pool::spawn(

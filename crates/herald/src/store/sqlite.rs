@@ -4,9 +4,22 @@
 //! Every connection is opened with WAL, `synchronous=NORMAL`, a busy timeout and foreign keys on.
 //! Statements are prepared once and cached per connection. Writes open `BEGIN IMMEDIATE`, so a
 //! writer takes the lock before it reads instead of failing to upgrade mid-transaction.
+//!
+//! # Checkpoints off the writer's path
+//!
+//! SQLite copies its WAL back into the database file (a checkpoint, with an fsync of each) on the
+//! connection whose commit made the WAL pass 1,000 pages, inside that commit: one save in a few
+//! hundred paid for all of them. The writer of a database file instead hands the checkpoint to a
+//! thread of its own ([`Checkpointer`]), with a connection of its own, which runs a `PASSIVE`
+//! checkpoint (it never waits for, nor blocks, the writer or a reader) every
+//! [`COMMITS_PER_CHECKPOINT`] commits. The writer's own automatic checkpoint stays on, at
+//! [`FALLBACK_AUTOCHECKPOINT_PAGES`], as a bound on the WAL should the thread fall behind.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -24,6 +37,110 @@ pub(crate) struct SqliteOptions {
     pub(crate) read_only: bool,
     /// Create the file when it is missing (read-write connections only).
     pub(crate) create: bool,
+    /// Checkpoint on a thread of its own (see the module docs): the writer of a database file.
+    pub(crate) checkpointer: bool,
+}
+
+/// The writer asks for a checkpoint after this many commits. A save commits two or three WAL
+/// pages, so this is about SQLite's own default of 1,000 pages between checkpoints.
+const COMMITS_PER_CHECKPOINT: u32 = 384;
+
+/// The writer's own automatic checkpoint (in WAL pages) while a [`Checkpointer`] does the work:
+/// four times SQLite's default, reached only if the checkpointer falls behind.
+const FALLBACK_AUTOCHECKPOINT_PAGES: u32 = 4_000;
+
+/// The thread that checkpoints a writer's WAL, and the writer's count of commits since it last
+/// asked. Dropping it stops the thread (after the checkpoint it is running, if any) and waits.
+struct Checkpointer {
+    commits: u32,
+    /// Holds at most one request: a request made while one waits is the same request.
+    requests: Option<flume::Sender<Checkpoint>>,
+    /// Checkpoints run so far.
+    #[cfg(test)]
+    done: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A request to the checkpointer: checkpoint, and say so on `reply` when there is one.
+struct Checkpoint {
+    reply: Option<flume::Sender<()>>,
+}
+
+impl Checkpointer {
+    /// Open a connection of its own to `path` and start its thread.
+    fn start(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
+        let conn = Connection::open_with_flags(path, flags - OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(classify)?;
+        let (requests, received) = flume::bounded::<Checkpoint>(1);
+        let done = Arc::new(AtomicU64::new(0));
+        let counted = done.clone();
+        #[cfg(not(test))]
+        drop(done);
+        let database = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("herald-checkpoint".to_owned())
+            .spawn(move || {
+                for request in received.iter() {
+                    // PASSIVE: copies what no reader still needs, and never waits on a lock.
+                    let ran = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(error) = ran {
+                        tracing::warn!(target: "herald::store", %error, %database,
+                            "checkpointing the WAL of {database} failed; the writer's own \
+                             automatic checkpoint remains");
+                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(());
+                    }
+                }
+            })
+            .map_err(|e| {
+                DbError::new(
+                    DbErrorKind::Other,
+                    format!("starting the checkpoint thread of {}: {e}", path.display()),
+                )
+            })?;
+        Ok(Self {
+            commits: 0,
+            requests: Some(requests),
+            #[cfg(test)]
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Count one commit of the writer; every [`COMMITS_PER_CHECKPOINT`] commits, ask for a
+    /// checkpoint without waiting for it.
+    fn committed(&mut self) {
+        self.commits += 1;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.commits = 0;
+            if let Some(requests) = &self.requests {
+                // Full: a request is already waiting, and will see this commit too.
+                let _ = requests.try_send(Checkpoint { reply: None });
+            }
+        }
+    }
+
+    /// Checkpoint now and wait until that checkpoint ran.
+    #[cfg(test)]
+    fn checkpoint_now(&self) {
+        let (reply, answer) = flume::bounded(1);
+        let requests = self.requests.as_ref().expect("the thread runs until drop");
+        requests
+            .send(Checkpoint { reply: Some(reply) })
+            .expect("the checkpoint thread runs");
+        answer.recv().expect("the checkpoint thread answers");
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 pub(crate) struct SqliteBackend {
@@ -31,6 +148,8 @@ pub(crate) struct SqliteBackend {
     /// Per table: whether the key column Herald inserts by is the table's rowid (an `INTEGER
     /// PRIMARY KEY`), so that the connection's last inserted rowid is the new row's key.
     rowid_keys: HashMap<String, bool>,
+    /// The writer's checkpoint thread, when it has one (see the module docs).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteBackend {
@@ -67,11 +186,32 @@ impl SqliteBackend {
         } else {
             setup.push_str(" PRAGMA query_only = ON;");
         }
+        let checkpointer =
+            if options.checkpointer && !options.read_only && path != Path::new(":memory:") {
+                let checkpointer = Checkpointer::start(path, flags)?;
+                setup.push_str(&format!(
+                    " PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT_PAGES};"
+                ));
+                Some(checkpointer)
+            } else {
+                None
+            };
         conn.execute_batch(&setup).map_err(classify)?;
         Ok(Self {
             conn,
             rowid_keys: HashMap::new(),
+            checkpointer,
         })
+    }
+
+    /// After a statement ran: count a commit for the checkpointer when the statement ended a
+    /// transaction (or was one).
+    fn ran(&mut self) {
+        if let Some(checkpointer) = &mut self.checkpointer
+            && self.conn.is_autocommit()
+        {
+            checkpointer.committed();
+        }
     }
 }
 
@@ -238,12 +378,16 @@ impl Backend for SqliteBackend {
         let changed = statement
             .execute(rusqlite::params_from_iter(params.iter().map(Bind)))
             .map_err(classify)?;
+        drop(statement);
+        self.ran();
         Ok(changed as u64)
     }
 
     fn insert_auto(&mut self, insert: &InsertAuto<'_>, params: &[Value]) -> Result<Value, DbError> {
         if !self.key_is_rowid(insert.table, insert.key)? {
-            return self.insert_returning(insert, params);
+            let key = self.insert_returning(insert, params)?;
+            self.ran();
+            return Ok(key);
         }
         self.execute(insert.plain, params)?;
         Ok(Value::Int(self.conn.last_insert_rowid()))
@@ -278,12 +422,16 @@ impl Backend for SqliteBackend {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        self.conn.execute_batch(sql).map_err(classify)
+        self.conn.execute_batch(sql).map_err(classify)?;
+        self.ran();
+        Ok(())
     }
 
     fn control(&mut self, sql: &str) -> Result<(), DbError> {
         let mut statement = self.conn.prepare_cached(sql).map_err(classify)?;
         statement.raw_execute().map_err(classify)?;
+        drop(statement);
+        self.ran();
         Ok(())
     }
 
@@ -293,5 +441,129 @@ impl Backend for SqliteBackend {
 
     fn is_alive(&mut self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(path: &Path) -> SqliteBackend {
+        let options = SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            read_only: false,
+            create: true,
+            checkpointer: true,
+        };
+        SqliteBackend::open(path, &options).expect("open the writer")
+    }
+
+    fn autocheckpoint(backend: &mut SqliteBackend) -> i64 {
+        let rows = backend
+            .query("PRAGMA wal_autocheckpoint", &[], &[SqlType::Int])
+            .expect("read wal_autocheckpoint");
+        match rows[0][0] {
+            Value::Int(pages) => pages,
+            ref other => panic!("wal_autocheckpoint is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_writer_of_a_file_checkpoints_on_its_own_thread_after_a_few_hundred_commits() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("checkpoints.db");
+        let mut backend = writer(&path);
+        assert_eq!(
+            autocheckpoint(&mut backend),
+            i64::from(FALLBACK_AUTOCHECKPOINT_PAGES),
+            "the writer's own checkpoint is only a bound"
+        );
+        backend
+            .batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .expect("create the table");
+        let body = Value::Text("x".repeat(500));
+        // The CREATE TABLE was one commit.
+        for _ in 1..COMMITS_PER_CHECKPOINT {
+            backend
+                .execute(
+                    "INSERT INTO notes (body) VALUES (?1)",
+                    std::slice::from_ref(&body),
+                )
+                .expect("insert");
+        }
+        let checkpointer = backend
+            .checkpointer
+            .as_ref()
+            .expect("a file's writer has one");
+        assert_eq!(
+            checkpointer.done.load(Ordering::Relaxed),
+            0,
+            "no request yet"
+        );
+        let before = std::fs::metadata(&path).expect("the database file").len();
+
+        // The commit that completes the count asks; the test's own request queues behind it.
+        backend
+            .execute(
+                "INSERT INTO notes (body) VALUES (?1)",
+                std::slice::from_ref(&body),
+            )
+            .expect("insert");
+        let checkpointer = backend
+            .checkpointer
+            .as_ref()
+            .expect("a file's writer has one");
+        checkpointer.checkpoint_now();
+        assert_eq!(
+            checkpointer.done.load(Ordering::Relaxed),
+            2,
+            "the writer asked once"
+        );
+        let after = std::fs::metadata(&path).expect("the database file").len();
+        let written = u64::from(COMMITS_PER_CHECKPOINT) * 500;
+        assert!(
+            before < written && after >= written,
+            "the rows reached the database file: {before} -> {after} bytes"
+        );
+    }
+
+    #[test]
+    fn a_transaction_counts_as_one_commit_and_readers_and_memory_have_no_checkpointer() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("one_commit.db");
+        let mut backend = writer(&path);
+        backend
+            .batch("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
+            .expect("create the table");
+        backend.control("BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..COMMITS_PER_CHECKPOINT {
+            backend
+                .execute("INSERT INTO notes DEFAULT VALUES", &[])
+                .expect("insert");
+        }
+        backend.control("COMMIT").expect("commit");
+        let checkpointer = backend
+            .checkpointer
+            .as_ref()
+            .expect("a file's writer has one");
+        assert_eq!(checkpointer.commits, 2, "CREATE TABLE and the transaction");
+
+        let reader = SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            read_only: true,
+            create: false,
+            checkpointer: true,
+        };
+        let mut reader = SqliteBackend::open(&path, &reader).expect("open a reader");
+        assert!(reader.checkpointer.is_none(), "a reader never writes");
+        assert_eq!(autocheckpoint(&mut reader), 1000, "SQLite's default");
+        let memory = SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            read_only: false,
+            create: true,
+            checkpointer: true,
+        };
+        let memory = SqliteBackend::open(Path::new(":memory:"), &memory).expect("open memory");
+        assert!(memory.checkpointer.is_none(), "memory has no WAL");
     }
 }
