@@ -219,6 +219,48 @@ outbox_test!(
     }
 );
 
+outbox_test!(
+    a_task_row_refused_at_commit_fails_the_transaction_and_keeps_none_of_it,
+    |target, db| async move {
+        // The task rows are written last, just before COMMIT (on PostgreSQL, in one round trip
+        // with it): a refused row must name the statement and undo the transaction's writes.
+        let refuse = match target.name {
+            "postgres" => {
+                "ALTER TABLE herald_outbox ADD CONSTRAINT no_refused CHECK (kind <> 'refused')"
+            }
+            _ => {
+                "CREATE TRIGGER no_refused BEFORE INSERT ON herald_outbox \
+                 WHEN NEW.kind = 'refused' BEGIN SELECT RAISE(ABORT, 'no_refused'); END"
+            }
+        };
+        db.execute(refuse, vec![]).await.unwrap();
+        let tx = db.begin().await.unwrap();
+        tx.save(&mut book("Dune")).await.unwrap();
+        tx.enqueue(Task::new("refused", json!({}))).await.unwrap();
+        let error = tx.commit().await.expect_err("the task row is refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("INSERT INTO herald_outbox") && message.contains("no_refused"),
+            "{message}"
+        );
+        assert_eq!(
+            int(&db, "SELECT COUNT(*) FROM books").await,
+            0,
+            "the save was undone"
+        );
+        assert_eq!(rows(&db).await, (0, 0), "no task row");
+
+        // The connection is clean: the next transaction commits its save and its task.
+        let tx = db.begin().await.unwrap();
+        tx.save(&mut book("Emma")).await.unwrap();
+        tx.enqueue(Task::new("count", json!({}))).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(int(&db, "SELECT COUNT(*) FROM books").await, 1);
+        assert_eq!(int(&db, "SELECT COUNT(*) FROM herald_outbox").await, 1);
+        target
+    }
+);
+
 /// Make adding a `poison` task to the tasks table fail, so that a move fails part of the way
 /// through its batch: a finished `poison` task, and a unique index on the kind of such tasks
 /// (not the unique index a move's `ON CONFLICT` names, so the conflict is an error).

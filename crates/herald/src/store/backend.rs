@@ -2,7 +2,8 @@
 //!
 //! A backend is one connection, owned by one connection thread (see `pool.rs`); every call is
 //! synchronous and made on that thread. Transactions are plain statements (`BEGIN`, `SAVEPOINT`,
-//! ...) sent through [`Backend::batch`]; the lifecycle in `conn.rs` keeps their depth.
+//! ...) sent through [`Backend::control`]; the lifecycle in `conn.rs` keeps their depth. A backend
+//! may hold a `BEGIN` back until the transaction's first statement, and send both at once.
 
 use crate::error::DbError;
 use crate::model::Dialect;
@@ -70,6 +71,15 @@ pub(crate) trait Backend: Send + 'static {
             .next()
             .and_then(|row| row.into_iter().next())
             .ok_or_else(|| DbError::new(crate::DbErrorKind::Other, "INSERT returned no key"))
+    }
+
+    /// Run one statement whose row count nobody reads, inside a transaction that is about to
+    /// commit (a transaction's task rows). A backend may hold it back and send it with the next
+    /// call, the `COMMIT` (PostgreSQL: one round trip for both); its failure is then that call's
+    /// failure, and the transaction is not committed; a `ROLLBACK` drops it unsent. The default
+    /// runs it at once.
+    fn execute_before_commit(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
+        self.execute(sql, &params).map(drop)
     }
 
     /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.

@@ -529,7 +529,31 @@ fn refuse_transaction_control(sql: &str) -> Result<()> {
     if !sql.contains(';') {
         return refuse(sql);
     }
-    statements(sql).into_iter().try_for_each(refuse)
+    let mut in_trigger_body = false;
+    for statement in statements(sql) {
+        if in_trigger_body {
+            // SQLite's `CREATE TRIGGER .. BEGIN ..; ..; END` is one statement: its body's `;`
+            // do not end it, and its `END` is not a COMMIT.
+            in_trigger_body = !leading_keyword(statement).eq_ignore_ascii_case("END");
+            continue;
+        }
+        refuse(statement)?;
+        in_trigger_body = opens_trigger_body(statement);
+    }
+    Ok(())
+}
+
+/// Whether `statement` (up to its first `;`) is the start of a `CREATE TRIGGER` with a
+/// `BEGIN .. END` body.
+fn opens_trigger_body(statement: &str) -> bool {
+    if !leading_keyword(statement).eq_ignore_ascii_case("CREATE") {
+        return false;
+    }
+    let mut words = statement
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty());
+    words.any(|w| w.eq_ignore_ascii_case("TRIGGER"))
+        && words.any(|w| w.eq_ignore_ascii_case("BEGIN"))
 }
 
 /// The statements of `sql`: split at the `;` that are outside quotes ('..', "..",

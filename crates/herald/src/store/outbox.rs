@@ -377,8 +377,7 @@ pub(crate) fn insert(conn: &Conn, tasks: Vec<NewTask>) -> Result<()> {
                 Value::Int(now + micros(task.delay)),
             ]);
         }
-        conn.statement(|backend| backend.execute(&sql, &params))
-            .map_err(|source| statement_error(&sql, source))?;
+        write(conn, &sql, params)?;
     }
     if dialect == Dialect::Postgres {
         notify(conn, queues.iter().map(String::as_str))?;
@@ -479,10 +478,26 @@ pub(crate) fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> 
     // the server cuts the `LISTEN` side's (`tasks/listen.rs`): `pg_notify` refuses a longer one.
     // Schemas alike in their first 50 bytes share a channel, which only wakes workers for nothing.
     for queue in due {
-        conn.execute(
+        write(
+            conn,
             "SELECT pg_notify(left('herald_tasks_' || current_schema(), 63), $1)",
-            &[Value::Text(queue)],
+            vec![Value::Text(queue)],
         )?;
     }
     Ok(())
+}
+
+/// Run one of the outbox's writes. Inside a transaction it may be held back and sent with the
+/// transaction's next statement, its `COMMIT` (see `Backend::execute_before_commit`): nothing
+/// reads its result, and its failure fails the transaction either way.
+fn write(conn: &Conn, sql: &str, params: Vec<Value>) -> Result<()> {
+    let in_transaction = conn.in_transaction();
+    conn.statement(|backend| {
+        if in_transaction {
+            backend.execute_before_commit(sql, params)
+        } else {
+            backend.execute(sql, &params).map(drop)
+        }
+    })
+    .map_err(|source| statement_error(sql, source))
 }

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use postgres::config::SslMode;
+use tokio_postgres::config::SslMode;
 
 use crate::error::{DbError, DbErrorKind};
 
@@ -59,7 +59,7 @@ pub(crate) enum Tls {
 /// A parsed connection configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct PgConfig {
-    pub(crate) config: postgres::Config,
+    pub(crate) config: tokio_postgres::Config,
     pub(crate) tls: Tls,
 }
 
@@ -96,7 +96,7 @@ pub(crate) fn parse(url: &str, connect_timeout: Option<Duration>) -> Result<PgCo
         }
     };
     let text = join_options(rest, &kept);
-    let mut config: postgres::Config = text
+    let mut config: tokio_postgres::Config = text
         .parse()
         .map_err(|e| bad(format!("invalid PostgreSQL connection string: {e}")))?;
     config.ssl_mode(match tls {

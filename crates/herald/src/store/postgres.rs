@@ -1,5 +1,6 @@
-//! The PostgreSQL backend: one [`postgres::Client`] behind the [`Backend`] trait. (Over 600 lines
-//! with its tests, which use the private backend directly; the code itself is under 400.)
+//! The PostgreSQL backend: one `tokio_postgres` connection behind the [`Backend`] trait, driven
+//! by a single-threaded runtime of its own. (Over 700 lines with its tests, which use the private
+//! backend directly; the code itself is under 500.)
 //!
 //! # What it does
 //!
@@ -11,6 +12,9 @@
 //!   statements (a small, fixed set) cost one round trip per call after the first. The cache is
 //!   bounded ([`MAX_CACHED_STATEMENTS`]) so that raw queries built with literals cannot grow it
 //!   forever, and it is emptied on [`PgBackend::reconnect`], since statements belong to a session.
+//! - Sends a transaction's `BEGIN` with its first statement, and the statements that
+//!   [`Backend::execute_before_commit`] hands it (a transaction's task rows) with its `COMMIT`:
+//!   one round trip each instead of two (see [`Pipeline`]).
 //! - Optionally works inside a schema of its own: it creates the schema if needed and sets the
 //!   session's `search_path` to it, again after every reconnect.
 //! - Classifies the driver's errors into [`DbErrorKind`]s from their SQLSTATE, with the server's
@@ -20,22 +24,24 @@
 //!
 //! A `PgBackend` is one connection, created and used by its connection thread only (see
 //! `pool.rs`). Every call blocks that thread until the server answers. It must not be created or
-//! used on a thread that runs an async executor: the `postgres` crate drives its connection on a
-//! runtime of its own and blocks on it, which panics inside another runtime.
+//! used on a thread that runs an async executor: it blocks on a runtime of its own, which panics
+//! inside another runtime.
 //!
-//! # Why the synchronous `postgres` crate
+//! # Why a connection thread, and not the caller's runtime
 //!
-//! The store's lifecycle (receivers, savepoints, the write, the commit hooks) runs synchronously on
-//! a connection thread, and is written once for SQLite and PostgreSQL against [`Backend`]. A
-//! synchronous driver on that thread needs no hop to an executor and back for every statement, and
-//! keeps the two backends alike; the async API is layered above the connection threads, not below.
+//! The store's lifecycle (receivers, the write, the commit hooks) runs synchronously on a
+//! connection thread, and is written once for SQLite and PostgreSQL against [`Backend`]. The
+//! driver is asynchronous underneath only so that statements can be pipelined; each call blocks
+//! its thread on the connection's own runtime.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
+use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::store::pg_config::{PgConfig, Tls};
 use crate::store::pg_values::{Param, decoders, param_refs};
@@ -53,16 +59,74 @@ const MAX_CACHED_STATEMENTS: usize = 512;
 /// PostgreSQL truncates identifiers to 63 bytes, which would silently merge two long schema names.
 const MAX_IDENTIFIER_LEN: usize = 63;
 
+/// How long closing a connection waits for the server to take its goodbye.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// One PostgreSQL connection (see the module docs for the threading contract).
 pub(crate) struct PgBackend {
-    client: Client,
+    session: Session,
     /// Kept to connect again after the connection is lost; may hold a password, so never printed.
     config: PgConfig,
     schema: Option<String>,
     statements: HashMap<String, Statement>,
+    /// What waits to be sent with the next statement.
+    pipeline: Pipeline,
     /// Set when a call failed because the connection is gone, so that [`Backend::is_alive`] says
     /// so even before the driver has noticed the closed socket.
     lost: bool,
+}
+
+/// What the backend holds back to send with the next statement, in one round trip with it.
+///
+/// - `begin`: a transaction's `BEGIN`, which cannot fail on a live connection, and whose
+///   transaction has nothing to do before its first statement. A transaction that ends before
+///   any statement was sent sends nothing at all.
+/// - `before_commit`: statements whose result nobody reads but their success (a transaction's
+///   task rows), asked for just before its `COMMIT`. If one fails, the statements after it fail
+///   too (the transaction is aborted) and the server turns the `COMMIT` into a rollback; the
+///   call that sent them returns the first failure.
+#[derive(Default)]
+struct Pipeline {
+    begin: bool,
+    before_commit: Vec<Deferred>,
+}
+
+/// A statement held back, with what it needs to be sent and named.
+struct Deferred {
+    sql: String,
+    statement: Statement,
+    params: Vec<Value>,
+}
+
+/// A connection: its client, then the runtime that drives it. The fields drop in this order, so
+/// that the runtime still runs when the client goes and the connection can say goodbye.
+struct Session {
+    client: Client,
+    runner: Runner,
+}
+
+/// The single-threaded runtime a connection's I/O runs on, and the connection's task.
+struct Runner {
+    runtime: tokio::runtime::Runtime,
+    connection: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // The client is gone: the connection sends its Terminate and ends.
+        if let Some(connection) = self.connection.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, connection).await });
+        }
+    }
+}
+
+impl Session {
+    /// Run `work` on the connection's runtime until it is done.
+    fn block_on<T>(&self, work: impl Future<Output = T>) -> T {
+        self.runner.runtime.block_on(work)
+    }
 }
 
 // used by the pool (in progress)
@@ -81,12 +145,13 @@ impl PgBackend {
         if let Some(schema) = schema {
             validate_schema(schema)?;
         }
-        let client = open(config, schema)?;
+        let session = open(config, schema)?;
         Ok(PgBackend {
-            client,
+            session,
             config: config.clone(),
             schema: schema.map(str::to_owned),
             statements: HashMap::new(),
+            pipeline: Pipeline::default(),
             lost: false,
         })
     }
@@ -95,9 +160,10 @@ impl PgBackend {
     /// statements of the old session. On error the old (dead) connection is kept, and the call may
     /// be retried.
     pub(crate) fn reconnect(&mut self) -> Result<(), DbError> {
-        let client = open(&self.config, self.schema.as_deref())?;
+        let session = open(&self.config, self.schema.as_deref())?;
         self.statements.clear();
-        self.client = client;
+        self.pipeline = Pipeline::default();
+        self.session = session;
         self.lost = false;
         Ok(())
     }
@@ -107,10 +173,9 @@ impl PgBackend {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = match self.client.prepare(sql) {
-            Ok(statement) => statement,
-            Err(err) => return Err(self.fail(&err)),
-        };
+        let pipeline = self.take_pipeline();
+        let sent = pipelined(&self.session, &pipeline, self.session.client.prepare(sql));
+        let statement = self.settle(None, &pipeline, sent)?;
         if self.statements.len() >= MAX_CACHED_STATEMENTS {
             self.statements.clear();
         }
@@ -118,10 +183,45 @@ impl PgBackend {
         Ok(statement)
     }
 
+    /// Take what the [`Pipeline`] holds back, to be sent with the next request.
+    fn take_pipeline(&mut self) -> Pipeline {
+        std::mem::take(&mut self.pipeline)
+    }
+
+    /// The outcome of a request [`pipelined`] after `pipeline`: the first failure of what was
+    /// held back, classified (a held statement's message names it), else the request's own,
+    /// classified as a failure of `sql` when it ran one.
+    fn settle<T>(
+        &mut self,
+        sql: Option<&str>,
+        pipeline: &Pipeline,
+        sent: Sent<T>,
+    ) -> Result<T, DbError> {
+        if let Err(err) = sent.began {
+            return Err(self.fail(&err));
+        }
+        for (deferred, done) in pipeline.before_commit.iter().zip(sent.held) {
+            if let Err(err) = done {
+                let mut error = self.fail_statement(&deferred.sql, &err);
+                let what: Vec<&str> = deferred.sql.split_whitespace().take(6).collect();
+                error.message = format!(
+                    "`{}` (sent with the statement after it): {}",
+                    what.join(" "),
+                    error.message
+                );
+                return Err(error);
+            }
+        }
+        sent.result.map_err(|err| match sql {
+            Some(sql) => self.fail_statement(sql, &err),
+            None => self.fail(&err),
+        })
+    }
+
     /// Classify a failure of `sql`'s statement, and forget the statement unless the failure was a
     /// constraint refusing the row: a statement can go stale (the table was dropped or changed, the
     /// session is gone), and preparing it again is what recovers.
-    fn fail_statement(&mut self, sql: &str, err: &postgres::Error) -> DbError {
+    fn fail_statement(&mut self, sql: &str, err: &tokio_postgres::Error) -> DbError {
         let error = self.fail(err);
         if !matches!(
             error.kind,
@@ -136,13 +236,57 @@ impl PgBackend {
     }
 
     /// Classify a driver error, remembering a lost connection.
-    fn fail(&mut self, err: &postgres::Error) -> DbError {
-        let error = classify(err, self.client.is_closed());
+    fn fail(&mut self, err: &tokio_postgres::Error) -> DbError {
+        let error = classify(err, self.session.client.is_closed());
         if error.kind == DbErrorKind::ConnectionLost {
             self.lost = true;
         }
         error
     }
+}
+
+/// What [`pipelined`] sent, and how each part went.
+struct Sent<T> {
+    began: Result<(), tokio_postgres::Error>,
+    held: Vec<Result<u64, tokio_postgres::Error>>,
+    result: Result<T, tokio_postgres::Error>,
+}
+
+/// Send what `pipeline` holds back, then `now` (a request of `session`'s client), in one round
+/// trip, and wait for every answer.
+fn pipelined<T>(
+    session: &Session,
+    pipeline: &Pipeline,
+    now: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Sent<T> {
+    if !pipeline.begin && pipeline.before_commit.is_empty() {
+        return Sent {
+            began: Ok(()),
+            held: Vec::new(),
+            result: session.block_on(now),
+        };
+    }
+    let client = &session.client;
+    session.block_on(async {
+        // Each request is sent when its future is first polled, and `join3` polls in order.
+        let begin = async {
+            if pipeline.begin {
+                client.batch_execute("BEGIN").await
+            } else {
+                Ok(())
+            }
+        };
+        let held = futures::future::join_all(pipeline.before_commit.iter().map(|d| async move {
+            let params: Vec<Param<'_>> = d.params.iter().map(Param).collect();
+            client.execute(&d.statement, &param_refs(&params)).await
+        }));
+        let (began, held, result) = futures::future::join3(begin, held, now).await;
+        Sent {
+            began,
+            held,
+            result,
+        }
+    })
 }
 
 impl fmt::Debug for PgBackend {
@@ -166,10 +310,11 @@ impl Backend for PgBackend {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.statement(sql)?;
         let params: Vec<Param<'_>> = params.iter().map(Param).collect();
-        match self.client.execute(&statement, &param_refs(&params)) {
-            Ok(changed) => Ok(changed),
-            Err(err) => Err(self.fail_statement(sql, &err)),
-        }
+        let pipeline = self.take_pipeline();
+        let refs = param_refs(&params);
+        let now = self.session.client.execute(&statement, &refs);
+        let sent = pipelined(&self.session, &pipeline, now);
+        self.settle(Some(sql), &pipeline, sent)
     }
 
     fn query(
@@ -182,10 +327,11 @@ impl Backend for PgBackend {
         // Checked before the query runs, so a mismatch is reported whether or not rows come back.
         let decoders = decoders(statement.columns(), types)?;
         let params: Vec<Param<'_>> = params.iter().map(Param).collect();
-        let rows = match self.client.query(&statement, &param_refs(&params)) {
-            Ok(rows) => rows,
-            Err(err) => return Err(self.fail_statement(sql, &err)),
-        };
+        let pipeline = self.take_pipeline();
+        let refs = param_refs(&params);
+        let now = self.session.client.query(&statement, &refs);
+        let sent = pipelined(&self.session, &pipeline, now);
+        let rows = self.settle(Some(sql), &pipeline, sent)?;
         rows.iter()
             .map(|row| {
                 decoders
@@ -197,11 +343,47 @@ impl Backend for PgBackend {
             .collect()
     }
 
+    fn execute_before_commit(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
+        let statement = self.statement(sql)?;
+        self.pipeline.before_commit.push(Deferred {
+            sql: sql.to_owned(),
+            statement,
+            params,
+        });
+        Ok(())
+    }
+
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        match self.client.batch_execute(sql) {
-            Ok(()) => Ok(()),
-            Err(err) => Err(self.fail(&err)),
+        let pipeline = self.take_pipeline();
+        let sent = pipelined(
+            &self.session,
+            &pipeline,
+            self.session.client.batch_execute(sql),
+        );
+        self.settle(None, &pipeline, sent)
+    }
+
+    /// `BEGIN` waits for the transaction's first statement; a transaction that ends before
+    /// sending any sends nothing; `ROLLBACK` drops what waited for the `COMMIT` (see
+    /// [`Pipeline`]).
+    fn control(&mut self, sql: &str) -> Result<(), DbError> {
+        match sql {
+            "BEGIN" => {
+                self.pipeline.begin = true;
+                return Ok(());
+            }
+            "ROLLBACK" if self.pipeline.begin => {
+                self.pipeline = Pipeline::default();
+                return Ok(());
+            }
+            "COMMIT" if self.pipeline.begin && self.pipeline.before_commit.is_empty() => {
+                self.pipeline.begin = false;
+                return Ok(());
+            }
+            "ROLLBACK" => self.pipeline.before_commit.clear(),
+            _ => {}
         }
+        self.batch(sql)
     }
 
     fn begin_sql(&self) -> &'static str {
@@ -212,40 +394,106 @@ impl Backend for PgBackend {
     /// This sends nothing to the server: a connection the server dropped while idle is noticed by
     /// the next call, which fails with `ConnectionLost`.
     fn is_alive(&mut self) -> bool {
-        !self.lost && !self.client.is_closed()
+        !self.lost && !self.session.client.is_closed()
     }
 }
 
-/// Open a connection and, with a schema, create it and make it the `search_path`.
-/// Connect with `config`'s TLS mode: in plain text for `disable` (and `prefer` without the
+/// Connect a synchronous client with `config`'s TLS mode (for the sessions of a worker's own:
+/// `LISTEN`, presence locks): in plain text for `disable` (and `prefer` without the
 /// `postgres-tls` feature), through rustls otherwise.
-pub(crate) fn client(config: &PgConfig) -> Result<Client, DbError> {
+pub(crate) fn client(config: &PgConfig) -> Result<postgres::Client, DbError> {
+    let sync = postgres::Config::from(config.config.clone());
     // No client exists yet, so an error without a server message means the server was not reached.
     let connected = match &config.tls {
-        Tls::Disable => config.config.connect(NoTls),
+        Tls::Disable => sync.connect(NoTls),
         #[cfg(not(feature = "postgres-tls"))]
-        Tls::Prefer => config.config.connect(NoTls),
+        Tls::Prefer => sync.connect(NoTls),
         #[cfg(feature = "postgres-tls")]
-        tls => config.config.connect(crate::store::pg_tls::connector(tls)?),
+        tls => sync.connect(crate::store::pg_tls::connector(tls)?),
         #[cfg(not(feature = "postgres-tls"))]
-        _ => {
-            return Err(DbError::new(
-                DbErrorKind::Other,
-                "this sslmode needs TLS, and herald was built without its `postgres-tls` feature",
-            ));
-        }
+        _ => return Err(tls_feature_missing()),
     };
     connected.map_err(|err| classify(&err, true))
 }
 
-fn open(config: &PgConfig, schema: Option<&str>) -> Result<Client, DbError> {
-    let mut client = client(config)?;
+#[cfg(not(feature = "postgres-tls"))]
+fn tls_feature_missing() -> DbError {
+    DbError::new(
+        DbErrorKind::Other,
+        "this sslmode needs TLS, and herald was built without its `postgres-tls` feature",
+    )
+}
+
+/// Connect the backend's client, on a runtime of its own, with `config`'s TLS mode (as
+/// [`client`]).
+fn session(config: &PgConfig) -> Result<Session, DbError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| {
+            DbError::new(
+                DbErrorKind::Other,
+                format!("starting a PostgreSQL connection's runtime: {e}"),
+            )
+        })?;
+    let connected = match &config.tls {
+        Tls::Disable => connect(&runtime, &config.config, NoTls),
+        #[cfg(not(feature = "postgres-tls"))]
+        Tls::Prefer => connect(&runtime, &config.config, NoTls),
+        #[cfg(feature = "postgres-tls")]
+        tls => connect(
+            &runtime,
+            &config.config,
+            crate::store::pg_tls::connector(tls)?,
+        ),
+        #[cfg(not(feature = "postgres-tls"))]
+        _ => return Err(tls_feature_missing()),
+    };
+    // No client exists yet, so an error without a server message means the server was not reached.
+    let (client, connection) = connected.map_err(|err| classify(&err, true))?;
+    Ok(Session {
+        client,
+        runner: Runner {
+            runtime,
+            connection: Some(connection),
+        },
+    })
+}
+
+/// Connect on `runtime` through `tls`, and spawn the connection's task there: it runs while a
+/// call blocks on the runtime. Its error, if any, is the next call's, which fails as
+/// `ConnectionLost`.
+fn connect<T>(
+    runtime: &tokio::runtime::Runtime,
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    runtime.block_on(async {
+        let (client, connection) = config.connect(tls).await?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((client, task))
+    })
+}
+
+/// Open a connection and, with a schema, create it and make it the `search_path`.
+fn open(config: &PgConfig, schema: Option<&str>) -> Result<Session, DbError> {
+    let session = session(config)?;
     if let Some(schema) = schema {
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-        if let Err(err) = client.batch_execute(&create) {
+        let run = |sql: &str| {
+            session
+                .block_on(session.client.batch_execute(sql))
+                .map_err(|err| classify(&err, session.client.is_closed()))
+        };
+        if let Err(error) = run(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")) {
             // Connections opened at the same time race on the catalog, and the loser of
             // `IF NOT EXISTS` gets a unique violation; the schema exists either way.
-            let error = classify(&err, client.is_closed());
             if error.kind != DbErrorKind::Unique {
                 return Err(DbError::new(
                     error.kind,
@@ -253,17 +501,14 @@ fn open(config: &PgConfig, schema: Option<&str>) -> Result<Client, DbError> {
                 ));
             }
         }
-        client
-            .batch_execute(&format!("SET search_path TO \"{schema}\""))
-            .map_err(|err| {
-                let error = classify(&err, client.is_closed());
-                DbError::new(
-                    error.kind,
-                    format!("setting search_path to `{schema}`: {}", error.message),
-                )
-            })?;
+        run(&format!("SET search_path TO \"{schema}\"")).map_err(|error| {
+            DbError::new(
+                error.kind,
+                format!("setting search_path to `{schema}`: {}", error.message),
+            )
+        })?;
     }
-    Ok(client)
+    Ok(session)
 }
 
 /// A schema name is interpolated into SQL (quoted), so only plain lowercase identifiers are taken.
@@ -307,7 +552,7 @@ fn validate_schema(schema: &str) -> Result<(), DbError> {
 ///
 /// The message is the server's message, then `: ` and its detail when there is one (which names
 /// the offending key or column), or else the driver's message with its causes.
-fn classify(err: &postgres::Error, client_closed: bool) -> DbError {
+fn classify(err: &tokio_postgres::Error, client_closed: bool) -> DbError {
     let Some(db) = err.as_db_error() else {
         let kind = if err.is_closed() || client_closed {
             DbErrorKind::ConnectionLost
@@ -392,7 +637,7 @@ mod tests {
     impl Drop for TestSchema {
         fn drop(&mut self) {
             // Through a client of its own: the test's connection may be the one that was killed.
-            match Client::connect(&self.url, NoTls) {
+            match postgres::Client::connect(&self.url, NoTls) {
                 Ok(mut client) => {
                     let drop = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
                     if let Err(err) = client.batch_execute(&drop) {
@@ -412,7 +657,7 @@ mod tests {
             .unwrap_or_else(|_| panic!("{URL_VAR} is not set; this test needs PostgreSQL"));
         let name = format!("herald_t_{test}_{}", std::process::id());
         // A previous run with the same pid may have left it behind.
-        let mut admin = Client::connect(&url, NoTls).expect("connect to the test server");
+        let mut admin = postgres::Client::connect(&url, NoTls).expect("connect to the test server");
         admin
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
             .expect("drop a stale test schema");
@@ -624,6 +869,105 @@ mod tests {
         );
     }
 
+    /// The ids in table `held`, in order, read through `db`.
+    fn held_ids(db: &mut PgBackend) -> Vec<Vec<Value>> {
+        db.query("SELECT id FROM held ORDER BY id", &[], &[SqlType::Int])
+            .expect("read the ids")
+    }
+
+    #[test]
+    #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+    fn a_transactions_begin_goes_with_its_first_statement_and_an_empty_one_sends_nothing() {
+        let (_schema, mut db) = setup("begin_held");
+        db.batch("CREATE TABLE held (id BIGINT PRIMARY KEY)")
+            .expect("create table");
+        let insert = "INSERT INTO held (id) VALUES ($1)";
+        let in_transaction = "SELECT txid_current_if_assigned() IS NOT NULL";
+
+        // Were the BEGIN lost, the insert would commit on its own and survive the rollback.
+        db.control("BEGIN").expect("begin");
+        db.execute(insert, &[Value::Int(1)]).expect("insert");
+        assert_eq!(
+            db.query(in_transaction, &[], &[SqlType::Bool])
+                .expect("ask"),
+            vec![vec![Value::Bool(true)]],
+            "the insert ran inside the transaction"
+        );
+        db.control("ROLLBACK").expect("rollback");
+        assert_eq!(held_ids(&mut db), Vec::<Vec<Value>>::new());
+
+        // Nothing between BEGIN and its end: nothing is sent, and no transaction is left open.
+        db.control("BEGIN").expect("begin");
+        db.control("COMMIT").expect("commit an empty transaction");
+        db.control("BEGIN").expect("begin");
+        db.control("ROLLBACK")
+            .expect("roll back an empty transaction");
+        db.execute(insert, &[Value::Int(2)])
+            .expect("insert on its own");
+        assert_eq!(
+            db.query(in_transaction, &[], &[SqlType::Bool])
+                .expect("ask"),
+            vec![vec![Value::Bool(false)]],
+            "the insert committed on its own"
+        );
+        assert_eq!(held_ids(&mut db), vec![vec![Value::Int(2)]]);
+    }
+
+    #[test]
+    #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+    fn a_statement_held_for_the_commit_goes_with_it_and_its_failure_keeps_nothing() {
+        let (_schema, mut db) = setup("commit_held");
+        db.batch("CREATE TABLE held (id BIGINT PRIMARY KEY)")
+            .expect("create table");
+        let insert = "INSERT INTO held (id) VALUES ($1)";
+
+        // Held statements alone, BEGIN still unsent: all three go at the COMMIT.
+        db.control("BEGIN").expect("begin");
+        db.execute_before_commit(insert, vec![Value::Int(1)])
+            .expect("hold");
+        db.execute_before_commit(insert, vec![Value::Int(2)])
+            .expect("hold");
+        db.control("COMMIT").expect("commit");
+        assert_eq!(
+            held_ids(&mut db),
+            vec![vec![Value::Int(1)], vec![Value::Int(2)]]
+        );
+
+        // A held statement that fails: the COMMIT says which, and the transaction is undone.
+        db.control("BEGIN").expect("begin");
+        db.execute(insert, &[Value::Int(3)]).expect("insert");
+        db.execute_before_commit(insert, vec![Value::Int(1)])
+            .expect("hold a duplicate");
+        let message = expect_err(db.control("COMMIT"), DbErrorKind::Unique);
+        assert!(
+            message.starts_with("`INSERT INTO held (id) VALUES ($1)` (sent with the statement after it): duplicate key"),
+            "{message}"
+        );
+        assert!(db.is_alive());
+        assert_eq!(
+            held_ids(&mut db),
+            vec![vec![Value::Int(1)], vec![Value::Int(2)]],
+            "the row inserted before the refused one was rolled back with it"
+        );
+
+        // A ROLLBACK drops what was held, unsent.
+        db.control("BEGIN").expect("begin");
+        db.execute(insert, &[Value::Int(4)]).expect("insert");
+        db.execute_before_commit(insert, vec![Value::Int(1)])
+            .expect("hold a duplicate");
+        db.control("ROLLBACK").expect("rollback");
+        db.execute(insert, &[Value::Int(5)])
+            .expect("insert on its own");
+        assert_eq!(
+            held_ids(&mut db),
+            vec![
+                vec![Value::Int(1)],
+                vec![Value::Int(2)],
+                vec![Value::Int(5)]
+            ]
+        );
+    }
+
     #[test]
     #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
     fn a_killed_connection_is_lost_and_reconnects_into_its_schema() {
@@ -644,7 +988,8 @@ mod tests {
         };
         assert!(db.is_alive());
 
-        let mut admin = Client::connect(&schema.url, NoTls).expect("connect the admin client");
+        let mut admin =
+            postgres::Client::connect(&schema.url, NoTls).expect("connect the admin client");
         let killed: bool = admin
             .query_one("SELECT pg_terminate_backend($1)", &[&pid])
             .expect("terminate the backend")

@@ -25,3 +25,19 @@ fn transaction_control_is_found_in_any_statement() {
         .is_ok()
     );
 }
+
+#[test]
+fn a_sqlite_trigger_body_is_one_statement_and_what_follows_it_is_checked() {
+    let trigger = "CREATE TRIGGER t BEFORE INSERT ON books WHEN NEW.price_cents < 0 \
+                   BEGIN SELECT RAISE(ABORT, 'no'); UPDATE x SET n = 1; END";
+    assert!(refuse_transaction_control(trigger).is_ok());
+    assert!(refuse_transaction_control(&format!("{trigger}; SELECT 1")).is_ok());
+    assert!(refuse_transaction_control(&format!("{trigger}; COMMIT")).is_err());
+    assert!(refuse_transaction_control("CREATE TABLE t (x INT); END").is_err());
+    assert!(
+        refuse_transaction_control(
+            "create temp trigger t after delete on b begin delete from c; end; rollback"
+        )
+        .is_err()
+    );
+}
