@@ -16,6 +16,7 @@ pub(crate) const ROWS: &[&str] = &[
     "bulk_update_1000",
     "bulk_update_1000_one_by_one",
     "atomic_1000",
+    "atomic_1000_pipelined",
     "atomic_1000_in_transaction",
     "raw_query_filtered",
     "query_filtered",

@@ -643,3 +643,85 @@ backend_test!(
         assert_eq!(titles(&db).await, ["doomed"]);
     }
 );
+
+/// The number of books, read outside any transaction.
+async fn books(db: &Db) -> usize {
+    db.all::<Book>().await.unwrap().len()
+}
+
+backend_test!(
+    a_pipelined_transaction_gives_each_new_row_its_key_and_a_refused_one_fails_it,
+    |db, backend| async move {
+        // More saves than the connection holds back at once, and than one block of keys.
+        let tx = db.begin_pipelined().await.unwrap();
+        let mut saved = Vec::new();
+        for i in 0..300 {
+            let mut new = book(&format!("book {i}"));
+            assert!(tx.save(&mut new).await.unwrap().created);
+            saved.push(new);
+        }
+        tx.commit().await.unwrap();
+        let mut keys: Vec<i64> = saved.iter().map(|b| b.id.unwrap()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 300, "every save got a key of its own");
+        for new in &saved {
+            let stored = db.get::<Book>(new.id.unwrap()).await.unwrap();
+            assert_eq!(stored.map(|b| b.title), Some(new.title.clone()));
+        }
+
+        db.execute("CREATE UNIQUE INDEX one_title ON books (title)", vec![])
+            .await
+            .unwrap();
+        let tx = db.begin_pipelined().await.unwrap();
+        tx.save(&mut book("fresh")).await.unwrap();
+        let twice = tx.save(&mut book("book 7")).await;
+        if backend == "postgres" {
+            // The INSERT went with the COMMIT: the commit names it and the row, and keeps nothing.
+            twice.unwrap();
+            let error = tx.commit().await.expect_err("the INSERT is refused");
+            let message = error.to_string();
+            assert!(
+                message.contains("INSERT INTO \"books\"") && message.contains("(book 7)"),
+                "{message}"
+            );
+        } else {
+            // Nothing to pipeline: the save itself fails, and so does the transaction.
+            let refused = twice.expect_err("the INSERT is refused");
+            assert!(matches!(refused, Error::Constraint { .. }), "{refused}");
+            let failed = tx.commit().await.expect_err("the transaction failed");
+            assert!(
+                matches!(failed, Error::TransactionFailed { .. }),
+                "{failed}"
+            );
+        }
+        assert_eq!(
+            books(&db).await,
+            300,
+            "nothing of the failed transaction is kept"
+        );
+
+        // A statement that waits for its answer reports a held INSERT's failure.
+        let tx = db.begin_pipelined().await.unwrap();
+        let saved = tx.save(&mut book("book 8")).await;
+        if backend == "postgres" {
+            saved.unwrap();
+            let read = tx.get::<Book>(1).await.expect_err("the held INSERT failed");
+            assert!(read.to_string().contains("book 8"), "{read}");
+        }
+        let failed = tx.commit().await.expect_err("the transaction failed");
+        assert!(
+            matches!(failed, Error::TransactionFailed { .. }),
+            "{failed}"
+        );
+
+        // A rollback drops what was held; the connection serves the next transaction.
+        let tx = db.begin_pipelined().await.unwrap();
+        tx.save(&mut book("rolled back")).await.unwrap();
+        tx.rollback().await.unwrap();
+        let tx = db.begin_pipelined().await.unwrap();
+        tx.save(&mut book("kept")).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(books(&db).await, 301);
+    }
+);

@@ -73,13 +73,23 @@ pub(crate) trait Backend: Send + 'static {
             .ok_or_else(|| DbError::new(crate::DbErrorKind::Other, "INSERT returned no key"))
     }
 
-    /// Run one statement whose row count nobody reads, inside a transaction that is about to
-    /// commit (a transaction's task rows). A backend may hold it back and send it with the next
-    /// call, the `COMMIT` (PostgreSQL: one round trip for both); its failure is then that call's
-    /// failure, and the transaction is not committed; a `ROLLBACK` drops it unsent. The default
-    /// runs it at once.
-    fn execute_before_commit(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
+    /// Run one statement whose row count nobody reads, inside a transaction (a transaction's task
+    /// rows just before its `COMMIT`; a pipelined transaction's INSERTs). A backend may hold it
+    /// back and send it with its next call, in one round trip (PostgreSQL); its failure is then
+    /// that call's failure, and the transaction cannot commit; a `ROLLBACK` drops it unsent. The
+    /// default runs it at once.
+    fn execute_held(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
         self.execute(sql, &params).map(drop)
+    }
+
+    /// A key for a new row of `table` whose key column `key` the database fills from a sequence,
+    /// taken from a block of keys this connection reserved, so that the INSERT can name its key
+    /// and need not be awaited for it (see [`Backend::execute_held`]). `None` when the backend
+    /// does not reserve keys (SQLite, where nothing is gained), or the column has no sequence it
+    /// may draw from (no default from one, or `GENERATED ALWAYS`).
+    fn reserve_key(&mut self, table: &str, key: &str) -> Result<Option<Value>, DbError> {
+        let _ = (table, key);
+        Ok(None)
     }
 
     /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.

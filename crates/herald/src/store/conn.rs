@@ -36,6 +36,8 @@ struct TxState {
     /// failure is rolled back (Django's `needs_rollback`). PostgreSQL aborts a transaction at its
     /// first failed statement; SQLite does not, and this makes the two behave alike.
     failed: Option<Failed>,
+    /// The open transaction pipelines its INSERTs of new rows (see `Db::begin_pipelined`).
+    pipelined: bool,
 }
 
 /// A statement that failed inside a transaction.
@@ -261,13 +263,32 @@ impl Conn {
         } else {
             format!("SAVEPOINT herald_{depth}")
         };
-        let began = self.backend().control(&sql);
-        began.map_err(|source| statement_error(&sql, source))?;
+        if let Err(source) = self.backend().control(&sql) {
+            // A SAVEPOINT also sends what the transaction held back (PostgreSQL): a failure
+            // there is the transaction's.
+            if depth > 0 {
+                self.mark_failed(&source);
+            }
+            return Err(statement_error(&sql, source));
+        }
         let mut tx = self.tx();
         tx.depth += 1;
         let mark = (tx.hooks.len(), tx.tasks.len());
         tx.marks.push(mark);
         Ok(())
+    }
+
+    /// Pipeline the open transaction's INSERTs of new rows, until it ends (see
+    /// `Db::begin_pipelined`).
+    pub(crate) fn pipeline_inserts(&self) {
+        let mut tx = self.tx();
+        tx.pipelined = tx.depth > 0;
+    }
+
+    /// Whether an INSERT of a new row may be held back now (see `rows::write_row`).
+    pub(crate) fn pipelines_inserts(&self) -> bool {
+        let tx = self.tx();
+        tx.pipelined && tx.depth > 0
     }
 
     /// Commit the innermost transaction or savepoint. Committing the outermost inserts the
@@ -322,6 +343,7 @@ impl Conn {
             tx.marks.pop();
             if tx.depth == 0 {
                 tx.failed = None;
+                tx.pipelined = false;
                 std::mem::take(&mut tx.hooks)
             } else {
                 Vec::new()
@@ -361,6 +383,7 @@ impl Conn {
                 tx.failed = None;
             }
             tx.depth -= 1;
+            tx.pipelined &= tx.depth > 0;
             let (hooks_mark, tasks_mark) = tx.marks.pop().unwrap_or((0, 0));
             tx.tasks.truncate(tasks_mark);
             tx.hooks.split_off(hooks_mark)

@@ -179,7 +179,7 @@ pub trait Store: Sealed + Sync {
                 }
                 return Ok(count);
             }
-            let tx = crate::store::tx::Tx::begin_on(route).await?;
+            let tx = crate::store::tx::Tx::begin_on(route, false).await?;
             for instance in &mut instances {
                 lifecycle::save(tx.route(), instance, How::raw()).await?;
             }

@@ -488,13 +488,13 @@ pub(crate) fn notify<'a>(conn: &Conn, queues: impl Iterator<Item = &'a str>) -> 
 }
 
 /// Run one of the outbox's writes. Inside a transaction it may be held back and sent with the
-/// transaction's next statement, its `COMMIT` (see `Backend::execute_before_commit`): nothing
+/// transaction's next statement, its `COMMIT` (see `Backend::execute_held`): nothing
 /// reads its result, and its failure fails the transaction either way.
 fn write(conn: &Conn, sql: &str, params: Vec<Value>) -> Result<()> {
     let in_transaction = conn.in_transaction();
     conn.statement(|backend| {
         if in_transaction {
-            backend.execute_before_commit(sql, params)
+            backend.execute_held(sql, params)
         } else {
             backend.execute(sql, &params).map(drop)
         }

@@ -777,11 +777,18 @@ fn ask<R: Send + 'static>(
 /// Pin a connection for a transaction: one job opens the transaction and then serves the returned
 /// channel on that connection until every sender of it is gone, rolling back whatever is still
 /// open then. Nothing else runs on the connection meanwhile.
-pub(crate) fn pin(jobs: &Jobs) -> impl Future<Output = Result<Jobs>> + Send + 'static {
+/// With `pipelined`, the transaction pipelines its INSERTs of new rows (`Db::begin_pipelined`).
+pub(crate) fn pin(
+    jobs: &Jobs,
+    pipelined: bool,
+) -> impl Future<Output = Result<Jobs>> + Send + 'static {
     let (session, session_jobs) = flume::unbounded::<Job>();
     let began = ask(jobs, move |reply| {
         Job::Alone(Box::new(move |conn| {
             let result = conn.begin();
+            if pipelined && result.is_ok() {
+                conn.pipeline_inserts();
+            }
             let ok = result.is_ok();
             let _ = reply.send(Answer {
                 result,

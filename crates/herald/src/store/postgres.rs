@@ -13,8 +13,10 @@
 //!   bounded ([`MAX_CACHED_STATEMENTS`]) so that raw queries built with literals cannot grow it
 //!   forever, and it is emptied on [`PgBackend::reconnect`], since statements belong to a session.
 //! - Sends a transaction's `BEGIN` with its first statement, and the statements that
-//!   [`Backend::execute_before_commit`] hands it (a transaction's task rows) with its `COMMIT`:
-//!   one round trip each instead of two (see [`Pipeline`]).
+//!   [`Backend::execute_held`] hands it (a transaction's task rows, a pipelined transaction's
+//!   INSERTs) with its next call: one round trip for all of them (see [`Pipeline`]).
+//! - Reserves keys for new rows in blocks of [`KEY_BLOCK`] from the key column's sequence
+//!   ([`Backend::reserve_key`]), so that a pipelined transaction's INSERT names its key.
 //! - Optionally works inside a schema of its own: it creates the schema if needed and sets the
 //!   session's `search_path` to it, again after every reconnect.
 //! - Classifies the driver's errors into [`DbErrorKind`]s from their SQLSTATE, with the server's
@@ -59,6 +61,13 @@ const MAX_CACHED_STATEMENTS: usize = 512;
 /// PostgreSQL truncates identifiers to 63 bytes, which would silently merge two long schema names.
 const MAX_IDENTIFIER_LEN: usize = 63;
 
+/// At most this many statements are held back (see [`Pipeline`]); the next one sends them.
+const MAX_HELD: usize = 256;
+
+/// Keys reserved from a sequence at a time (see [`Backend::reserve_key`]): one round trip per
+/// this many new rows. Unused keys are lost with the connection, as a sequence's cache loses them.
+const KEY_BLOCK: i64 = 128;
+
 /// How long closing a connection waits for the server to take its goodbye.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -71,6 +80,9 @@ pub(crate) struct PgBackend {
     statements: HashMap<String, Statement>,
     /// What waits to be sent with the next statement.
     pipeline: Pipeline,
+    /// Per table: the sequence its key column draws from (`None`: none to draw from), and the
+    /// keys reserved from it and not used yet, last first.
+    keys: HashMap<String, Reserved>,
     /// Set when a call failed because the connection is gone, so that [`Backend::is_alive`] says
     /// so even before the driver has noticed the closed socket.
     lost: bool,
@@ -81,14 +93,21 @@ pub(crate) struct PgBackend {
 /// - `begin`: a transaction's `BEGIN`, which cannot fail on a live connection, and whose
 ///   transaction has nothing to do before its first statement. A transaction that ends before
 ///   any statement was sent sends nothing at all.
-/// - `before_commit`: statements whose result nobody reads but their success (a transaction's
-///   task rows), asked for just before its `COMMIT`. If one fails, the statements after it fail
-///   too (the transaction is aborted) and the server turns the `COMMIT` into a rollback; the
-///   call that sent them returns the first failure.
+/// - `held`: statements whose result nobody reads but their success, inside a transaction (see
+///   [`Backend::execute_held`]); at most [`MAX_HELD`], then they are sent on their own. If one
+///   fails, the statements after it fail too (the transaction is aborted, and the server turns
+///   a `COMMIT` into a rollback); the call that sent them returns the first failure, naming its
+///   statement.
 #[derive(Default)]
 struct Pipeline {
     begin: bool,
-    before_commit: Vec<Deferred>,
+    held: Vec<Deferred>,
+}
+
+/// A table's reserved keys (see [`PgBackend::keys`]).
+struct Reserved {
+    sequence: Option<String>,
+    keys: Vec<i64>,
 }
 
 /// A statement held back, with what it needs to be sent and named.
@@ -152,6 +171,7 @@ impl PgBackend {
             schema: schema.map(str::to_owned),
             statements: HashMap::new(),
             pipeline: Pipeline::default(),
+            keys: HashMap::new(),
             lost: false,
         })
     }
@@ -163,6 +183,7 @@ impl PgBackend {
         let session = open(&self.config, self.schema.as_deref())?;
         self.statements.clear();
         self.pipeline = Pipeline::default();
+        self.keys.clear();
         self.session = session;
         self.lost = false;
         Ok(())
@@ -200,7 +221,7 @@ impl PgBackend {
         if let Err(err) = sent.began {
             return Err(self.fail(&err));
         }
-        for (deferred, done) in pipeline.before_commit.iter().zip(sent.held) {
+        for (deferred, done) in pipeline.held.iter().zip(sent.held) {
             if let Err(err) = done {
                 let mut error = self.fail_statement(&deferred.sql, &err);
                 let what: Vec<&str> = deferred.sql.split_whitespace().take(6).collect();
@@ -259,7 +280,7 @@ fn pipelined<T>(
     pipeline: &Pipeline,
     now: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Sent<T> {
-    if !pipeline.begin && pipeline.before_commit.is_empty() {
+    if !pipeline.begin && pipeline.held.is_empty() {
         return Sent {
             began: Ok(()),
             held: Vec::new(),
@@ -276,7 +297,7 @@ fn pipelined<T>(
                 Ok(())
             }
         };
-        let held = futures::future::join_all(pipeline.before_commit.iter().map(|d| async move {
+        let held = futures::future::join_all(pipeline.held.iter().map(|d| async move {
             let params: Vec<Param<'_>> = d.params.iter().map(Param).collect();
             client.execute(&d.statement, &param_refs(&params)).await
         }));
@@ -343,9 +364,14 @@ impl Backend for PgBackend {
             .collect()
     }
 
-    fn execute_before_commit(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
+    fn execute_held(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
         let statement = self.statement(sql)?;
-        self.pipeline.before_commit.push(Deferred {
+        if self.pipeline.held.len() >= MAX_HELD {
+            let pipeline = self.take_pipeline();
+            let sent = pipelined(&self.session, &pipeline, async { Ok(()) });
+            self.settle(None, &pipeline, sent)?;
+        }
+        self.pipeline.held.push(Deferred {
             sql: sql.to_owned(),
             statement,
             params,
@@ -353,7 +379,65 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn reserve_key(&mut self, table: &str, key: &str) -> Result<Option<Value>, DbError> {
+        if !self.keys.contains_key(table) {
+            // A column drawing from a sequence it may be given values beside: a serial, or an
+            // identity `BY DEFAULT` (one `ALWAYS` refuses an INSERT naming its value).
+            let found = self.query(
+                "SELECT pg_get_serial_sequence($1, $2) FROM pg_attribute \
+                 WHERE attrelid = $1::text::regclass AND attname = $2::text::name \
+                 AND attidentity <> 'a'",
+                &[Value::Text(table.to_owned()), Value::Text(key.to_owned())],
+                &[SqlType::Text],
+            )?;
+            let sequence = match found.into_iter().next().and_then(|r| r.into_iter().next()) {
+                Some(Value::Text(sequence)) => Some(sequence),
+                _ => None,
+            };
+            let keys = Vec::new();
+            self.keys
+                .insert(table.to_owned(), Reserved { sequence, keys });
+        }
+        let reserved = &self.keys[table];
+        let Some(sequence) = reserved.sequence.clone() else {
+            return Ok(None);
+        };
+        if reserved.keys.is_empty() {
+            let rows = self.query(
+                "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::bigint)",
+                &[Value::Text(sequence), Value::Int(KEY_BLOCK)],
+                &[SqlType::Int],
+            )?;
+            let mut keys: Vec<i64> = rows
+                .into_iter()
+                .filter_map(|row| match row.into_iter().next() {
+                    Some(Value::Int(key)) => Some(key),
+                    _ => None,
+                })
+                .collect();
+            keys.reverse();
+            if let Some(reserved) = self.keys.get_mut(table) {
+                reserved.keys = keys;
+            }
+        }
+        Ok(self
+            .keys
+            .get_mut(table)
+            .and_then(|reserved| reserved.keys.pop())
+            .map(Value::Int))
+    }
+
+    /// A `ROLLBACK` (to a savepoint or of the whole transaction) drops what was held, which
+    /// belongs to the work it undoes (a `SAVEPOINT` or `RELEASE` sent it first); one of a
+    /// transaction that sent nothing sends nothing (see [`Pipeline`]).
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        if sql == "ROLLBACK" && self.pipeline.begin {
+            self.pipeline = Pipeline::default();
+            return Ok(());
+        }
+        if sql.starts_with("ROLLBACK") {
+            self.pipeline.held.clear();
+        }
         let pipeline = self.take_pipeline();
         let sent = pipelined(
             &self.session,
@@ -363,27 +447,20 @@ impl Backend for PgBackend {
         self.settle(None, &pipeline, sent)
     }
 
-    /// `BEGIN` waits for the transaction's first statement; a transaction that ends before
-    /// sending any sends nothing; `ROLLBACK` drops what waited for the `COMMIT` (see
-    /// [`Pipeline`]).
+    /// `BEGIN` waits for the transaction's first statement, and a `COMMIT` of a transaction that
+    /// sent nothing sends nothing (see [`Pipeline`]).
     fn control(&mut self, sql: &str) -> Result<(), DbError> {
         match sql {
             "BEGIN" => {
                 self.pipeline.begin = true;
-                return Ok(());
+                Ok(())
             }
-            "ROLLBACK" if self.pipeline.begin => {
-                self.pipeline = Pipeline::default();
-                return Ok(());
-            }
-            "COMMIT" if self.pipeline.begin && self.pipeline.before_commit.is_empty() => {
+            "COMMIT" if self.pipeline.begin && self.pipeline.held.is_empty() => {
                 self.pipeline.begin = false;
-                return Ok(());
+                Ok(())
             }
-            "ROLLBACK" => self.pipeline.before_commit.clear(),
-            _ => {}
+            _ => self.batch(sql),
         }
-        self.batch(sql)
     }
 
     fn begin_sql(&self) -> &'static str {
@@ -923,10 +1000,8 @@ mod tests {
 
         // Held statements alone, BEGIN still unsent: all three go at the COMMIT.
         db.control("BEGIN").expect("begin");
-        db.execute_before_commit(insert, vec![Value::Int(1)])
-            .expect("hold");
-        db.execute_before_commit(insert, vec![Value::Int(2)])
-            .expect("hold");
+        db.execute_held(insert, vec![Value::Int(1)]).expect("hold");
+        db.execute_held(insert, vec![Value::Int(2)]).expect("hold");
         db.control("COMMIT").expect("commit");
         assert_eq!(
             held_ids(&mut db),
@@ -936,7 +1011,7 @@ mod tests {
         // A held statement that fails: the COMMIT says which, and the transaction is undone.
         db.control("BEGIN").expect("begin");
         db.execute(insert, &[Value::Int(3)]).expect("insert");
-        db.execute_before_commit(insert, vec![Value::Int(1)])
+        db.execute_held(insert, vec![Value::Int(1)])
             .expect("hold a duplicate");
         let message = expect_err(db.control("COMMIT"), DbErrorKind::Unique);
         assert!(
@@ -953,7 +1028,7 @@ mod tests {
         // A ROLLBACK drops what was held, unsent.
         db.control("BEGIN").expect("begin");
         db.execute(insert, &[Value::Int(4)]).expect("insert");
-        db.execute_before_commit(insert, vec![Value::Int(1)])
+        db.execute_held(insert, vec![Value::Int(1)])
             .expect("hold a duplicate");
         db.control("ROLLBACK").expect("rollback");
         db.execute(insert, &[Value::Int(5)])

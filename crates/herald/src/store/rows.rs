@@ -96,6 +96,16 @@ pub(crate) fn write_row<M: Model>(
                 ),
             });
         }
+        if conn.pipelines_inserts() {
+            let reserved = conn.statement(|b| b.reserve_key(M::TABLE, M::COLUMNS[M::PK].name));
+            if let Some(key) = reserved.map_err(|e| fail(e, instance))? {
+                set_key(instance, key)?;
+                let params: Vec<Value> = (0..M::COLUMNS.len()).map(|i| instance.value(i)).collect();
+                let held = conn.statement(|b| b.execute_held(&sql.insert, params));
+                held.map_err(|e| fail(e, instance))?;
+                return Ok(true);
+            }
+        }
         let params: Vec<Value> = non_pk_values(instance);
         let insert = InsertAuto {
             table: M::TABLE,
@@ -105,15 +115,7 @@ pub(crate) fn write_row<M: Model>(
         };
         let key = conn.statement(|b| b.insert_auto(&insert, &params));
         let key = key.map_err(|e| fail(e, instance))?;
-        instance.set_pk_value(key).map_err(|reason| {
-            fail(
-                DbError::new(
-                    DbErrorKind::Other,
-                    format!("the returned key does not fit: {reason}"),
-                ),
-                instance,
-            )
-        })?;
+        set_key(instance, key)?;
         return Ok(true);
     };
     let changed = match fields {
@@ -141,6 +143,20 @@ pub(crate) fn write_row<M: Model>(
     let inserted = conn.statement(|b| b.execute(&sql.insert, &params));
     inserted.map_err(|e| fail(e, instance))?;
     Ok(true)
+}
+
+/// Give a new instance the key the database assigned (or reserved) for it.
+fn set_key<M: Model>(instance: &mut M, key: Value) -> Result<()> {
+    instance.set_pk_value(key).map_err(|reason| {
+        Error::write(
+            "saving",
+            target(instance),
+            DbError::new(
+                DbErrorKind::Other,
+                format!("the returned key does not fit: {reason}"),
+            ),
+        )
+    })
 }
 
 /// UPDATE `fields` of rows that exist; a row that is gone is [`Error::NotFound`] naming it. The

@@ -72,9 +72,10 @@ impl Sealed for Tx<'_> {
 }
 
 impl Tx<'static> {
-    /// Open a transaction on the route's connection for writes.
-    pub(crate) async fn begin_on(route: Route<'_>) -> Result<Tx<'static>> {
-        let jobs = pool::pin(route.writes).await?;
+    /// Open a transaction on the route's connection for writes; `pipelined`: see
+    /// `Db::begin_pipelined`.
+    pub(crate) async fn begin_on(route: Route<'_>, pipelined: bool) -> Result<Tx<'static>> {
+        let jobs = pool::pin(route.writes, pipelined).await?;
         Ok(Tx {
             link: Link::Own(jobs),
             shared: route.shared.clone(),
