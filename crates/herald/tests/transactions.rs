@@ -723,5 +723,32 @@ backend_test!(
         tx.save(&mut book("kept")).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(books(&db).await, 301);
+
+        // Keys are reserved per transaction: a sequence restarted between two transactions, and
+        // drawn from by other saves, gives no key twice.
+        let restart = if backend == "postgres" {
+            "TRUNCATE books RESTART IDENTITY"
+        } else {
+            "DELETE FROM books"
+        };
+        db.execute(restart, vec![]).await.unwrap();
+        for i in 0..3 {
+            db.save(&mut book(&format!("after {i}"))).await.unwrap();
+        }
+        let tx = db.begin_pipelined().await.unwrap();
+        let mut last = book("last");
+        tx.save(&mut last).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(books(&db).await, 4);
+        if backend == "postgres" {
+            assert_eq!(last.id, Some(4), "the key came from the restarted sequence");
+        }
+        assert_eq!(
+            db.get::<Book>(last.id.unwrap())
+                .await
+                .unwrap()
+                .map(|b| b.title),
+            Some("last".to_owned())
+        );
     }
 );

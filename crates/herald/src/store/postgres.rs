@@ -15,8 +15,9 @@
 //! - Sends a transaction's `BEGIN` with its first statement, and the statements that
 //!   [`Backend::execute_held`] hands it (a transaction's task rows, a pipelined transaction's
 //!   INSERTs) with its next call: one round trip for all of them (see [`Pipeline`]).
-//! - Reserves keys for new rows in blocks of [`KEY_BLOCK`] from the key column's sequence
-//!   ([`Backend::reserve_key`]), so that a pipelined transaction's INSERT names its key.
+//! - Reserves keys for new rows from the key column's sequence, in growing blocks that last
+//!   until the transaction ends ([`Backend::reserve_key`]), so that a pipelined transaction's
+//!   INSERT names its key.
 //! - Optionally works inside a schema of its own: it creates the schema if needed and sets the
 //!   session's `search_path` to it, again after every reconnect.
 //! - Classifies the driver's errors into [`DbErrorKind`]s from their SQLSTATE, with the server's
@@ -64,9 +65,11 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 /// At most this many statements are held back (see [`Pipeline`]); the next one sends them.
 const MAX_HELD: usize = 256;
 
-/// Keys reserved from a sequence at a time (see [`Backend::reserve_key`]): one round trip per
-/// this many new rows. Unused keys are lost with the connection, as a sequence's cache loses them.
-const KEY_BLOCK: i64 = 128;
+/// Keys reserved from a sequence at a time, at first in a transaction (see
+/// [`Backend::reserve_key`]); each further block is twice the last, up to [`MAX_KEY_BLOCK`]. So a
+/// transaction of `n` new rows makes about log2(n) reservations, and skips fewer than `n` keys.
+const FIRST_KEY_BLOCK: i64 = 4;
+const MAX_KEY_BLOCK: i64 = 1024;
 
 /// How long closing a connection waits for the server to take its goodbye.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -81,7 +84,7 @@ pub(crate) struct PgBackend {
     /// What waits to be sent with the next statement.
     pipeline: Pipeline,
     /// Per table: the sequence its key column draws from (`None`: none to draw from), and the
-    /// keys reserved from it and not used yet, last first.
+    /// keys the open transaction reserved from it and has not used yet.
     keys: HashMap<String, Reserved>,
     /// Set when a call failed because the connection is gone, so that [`Backend::is_alive`] says
     /// so even before the driver has noticed the closed socket.
@@ -104,10 +107,15 @@ struct Pipeline {
     held: Vec<Deferred>,
 }
 
-/// A table's reserved keys (see [`PgBackend::keys`]).
+/// A table's reserved keys (see [`PgBackend::keys`]). The keys are dropped when the transaction
+/// ends: a sequence may be reset between transactions (`TRUNCATE .. RESTART IDENTITY`), and keys
+/// reserved before would then be given out again.
 struct Reserved {
     sequence: Option<String>,
+    /// Last first.
     keys: Vec<i64>,
+    /// How many keys the next reservation asks for.
+    next_block: i64,
 }
 
 /// A statement held back, with what it needs to be sent and named.
@@ -202,6 +210,14 @@ impl PgBackend {
         }
         self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
+    }
+
+    /// Drop the keys the transaction reserved and did not use (see [`Reserved`]).
+    fn forget_reserved_keys(&mut self) {
+        for reserved in self.keys.values_mut() {
+            reserved.keys.clear();
+            reserved.next_block = FIRST_KEY_BLOCK;
+        }
     }
 
     /// Take what the [`Pipeline`] holds back, to be sent with the next request.
@@ -394,20 +410,32 @@ impl Backend for PgBackend {
                 Some(Value::Text(sequence)) => Some(sequence),
                 _ => None,
             };
-            let keys = Vec::new();
-            self.keys
-                .insert(table.to_owned(), Reserved { sequence, keys });
+            let reserved = Reserved {
+                sequence,
+                keys: Vec::new(),
+                next_block: FIRST_KEY_BLOCK,
+            };
+            self.keys.insert(table.to_owned(), reserved);
         }
         let reserved = &self.keys[table];
         let Some(sequence) = reserved.sequence.clone() else {
             return Ok(None);
         };
         if reserved.keys.is_empty() {
+            let block = reserved.next_block;
             let rows = self.query(
                 "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::bigint)",
-                &[Value::Text(sequence), Value::Int(KEY_BLOCK)],
+                &[Value::Text(sequence), Value::Int(block)],
                 &[SqlType::Int],
-            )?;
+            );
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    // The table or its sequence may have changed: look again next time.
+                    self.keys.remove(table);
+                    return Err(error);
+                }
+            };
             let mut keys: Vec<i64> = rows
                 .into_iter()
                 .filter_map(|row| match row.into_iter().next() {
@@ -418,6 +446,7 @@ impl Backend for PgBackend {
             keys.reverse();
             if let Some(reserved) = self.keys.get_mut(table) {
                 reserved.keys = keys;
+                reserved.next_block = (block * 2).min(MAX_KEY_BLOCK);
             }
         }
         Ok(self
@@ -431,6 +460,9 @@ impl Backend for PgBackend {
     /// belongs to the work it undoes (a `SAVEPOINT` or `RELEASE` sent it first); one of a
     /// transaction that sent nothing sends nothing (see [`Pipeline`]).
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
+        if sql == "COMMIT" || sql == "ROLLBACK" {
+            self.forget_reserved_keys();
+        }
         if sql == "ROLLBACK" && self.pipeline.begin {
             self.pipeline = Pipeline::default();
             return Ok(());
@@ -457,6 +489,7 @@ impl Backend for PgBackend {
             }
             "COMMIT" if self.pipeline.begin && self.pipeline.held.is_empty() => {
                 self.pipeline.begin = false;
+                self.forget_reserved_keys();
                 Ok(())
             }
             _ => self.batch(sql),
