@@ -482,40 +482,31 @@ mod tests {
             .batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
             .expect("create the table");
         let body = Value::Text("x".repeat(500));
+        let insert = |backend: &mut SqliteBackend| {
+            let sql = "INSERT INTO notes (body) VALUES (?1)";
+            backend
+                .execute(sql, std::slice::from_ref(&body))
+                .expect("insert");
+        };
+        fn checkpointer(backend: &SqliteBackend) -> &Checkpointer {
+            backend
+                .checkpointer
+                .as_ref()
+                .expect("a file's writer has one")
+        }
         // The CREATE TABLE was one commit.
         for _ in 1..COMMITS_PER_CHECKPOINT {
-            backend
-                .execute(
-                    "INSERT INTO notes (body) VALUES (?1)",
-                    std::slice::from_ref(&body),
-                )
-                .expect("insert");
+            insert(&mut backend);
         }
-        let checkpointer = backend
-            .checkpointer
-            .as_ref()
-            .expect("a file's writer has one");
-        assert_eq!(
-            checkpointer.done.load(Ordering::Relaxed),
-            0,
-            "no request yet"
-        );
+        let done = checkpointer(&backend).done.load(Ordering::Relaxed);
+        assert_eq!(done, 0, "no request yet");
         let before = std::fs::metadata(&path).expect("the database file").len();
 
         // The commit that completes the count asks; the test's own request queues behind it.
-        backend
-            .execute(
-                "INSERT INTO notes (body) VALUES (?1)",
-                std::slice::from_ref(&body),
-            )
-            .expect("insert");
-        let checkpointer = backend
-            .checkpointer
-            .as_ref()
-            .expect("a file's writer has one");
-        checkpointer.checkpoint_now();
+        insert(&mut backend);
+        checkpointer(&backend).checkpoint_now();
         assert_eq!(
-            checkpointer.done.load(Ordering::Relaxed),
+            checkpointer(&backend).done.load(Ordering::Relaxed),
             2,
             "the writer asked once"
         );
