@@ -1,6 +1,6 @@
 //! The PostgreSQL backend: one `tokio_postgres` connection behind the [`Backend`] trait, driven
 //! by a single-threaded runtime of its own. (Over 1,100 lines with its tests, which use the
-//! private backend directly; the code itself is about 730.)
+//! private backend directly; the code itself is about 710.)
 //!
 //! # What it does
 //!
@@ -11,7 +11,8 @@
 //! - Prepares each distinct SQL text once and keeps the prepared statement, so the model
 //!   statements (a small, fixed set) cost one round trip per call after the first. The cache is
 //!   bounded ([`MAX_CACHED_STATEMENTS`]) so that raw queries built with literals cannot grow it
-//!   forever, and it is emptied on [`PgBackend::reconnect`], since statements belong to a session.
+//!   forever; statements belong to a session, and a connection that is lost is replaced by a new
+//!   backend (the pool connects again), whose cache starts empty.
 //! - Sends a transaction's `BEGIN` with its first statement, and the statements that
 //!   [`Backend::execute_held`] hands it (a transaction's task rows, a pipelined transaction's
 //!   INSERTs) with its next call: one round trip for all of them (see [`Pipeline`]).
@@ -19,7 +20,7 @@
 //!   until the transaction ends ([`Backend::reserve_key`]), so that a pipelined transaction's
 //!   INSERT names its key.
 //! - Optionally works inside a schema of its own: it creates the schema if needed and sets the
-//!   session's `search_path` to it, again after every reconnect.
+//!   session's `search_path` to it, on every connect.
 //! - Classifies the driver's errors into [`DbErrorKind`]s from their SQLSTATE, with the server's
 //!   message and detail as the error's message (see [`classify`]).
 //!
@@ -77,8 +78,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// One PostgreSQL connection (see the module docs for the threading contract).
 pub(crate) struct PgBackend {
     session: Session,
-    /// Kept to connect again after the connection is lost; may hold a password, so never printed.
-    config: PgConfig,
     schema: Option<String>,
     statements: HashMap<String, Statement>,
     /// What waits to be sent with the next statement.
@@ -156,8 +155,6 @@ impl Session {
     }
 }
 
-// used by the pool (in progress)
-#[allow(dead_code)]
 impl PgBackend {
     /// Connect to `url` (a `postgres://` URL or a `key=value` string) without TLS.
     ///
@@ -175,26 +172,12 @@ impl PgBackend {
         let session = open(config, schema)?;
         Ok(PgBackend {
             session,
-            config: config.clone(),
             schema: schema.map(str::to_owned),
             statements: HashMap::new(),
             pipeline: Pipeline::default(),
             keys: HashMap::new(),
             lost: false,
         })
-    }
-
-    /// Replace the connection with a new one to the same URL and schema, dropping the prepared
-    /// statements of the old session. On error the old (dead) connection is kept, and the call may
-    /// be retried.
-    pub(crate) fn reconnect(&mut self) -> Result<(), DbError> {
-        let session = open(&self.config, self.schema.as_deref())?;
-        self.statements.clear();
-        self.pipeline = Pipeline::default();
-        self.keys.clear();
-        self.session = session;
-        self.lost = false;
-        Ok(())
     }
 
     /// The prepared statement for `sql`, preparing and caching it on first use.
@@ -337,8 +320,6 @@ impl fmt::Debug for PgBackend {
     }
 }
 
-// used by the pool (in progress)
-#[allow(dead_code)]
 impl Backend for PgBackend {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -1121,7 +1102,9 @@ mod tests {
         assert!(!db.is_alive());
         expect_err(db.batch("SELECT 1"), DbErrorKind::ConnectionLost);
 
-        db.reconnect().expect("reconnect");
+        // What the pool does with a lost connection: connect again, as `setup` did.
+        let config = crate::store::pg_config::parse(&schema.url, None).expect("a valid URL");
+        let mut db = PgBackend::connect(&config, Some(&schema.name)).expect("connect again");
         assert!(db.is_alive());
         // The new session is in the schema again (unqualified `kept` resolves there).
         assert_eq!(
