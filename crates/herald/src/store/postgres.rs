@@ -15,7 +15,8 @@
 //!   backend (the pool connects again), whose cache starts empty.
 //! - Sends a transaction's `BEGIN` with its first statement, and the statements that
 //!   [`Backend::execute_held`] hands it (a transaction's task rows, a pipelined transaction's
-//!   INSERTs) with its next call: one round trip for all of them (see [`Pipeline`]).
+//!   INSERTs) with its next call: one round trip for all of them (see [`Pipeline`]). Held
+//!   single-row INSERTs of one statement in a row go as multi-row INSERTs ([`ROW_CHUNKS`]).
 //! - Reserves keys for new rows from the key column's sequence, in growing blocks that last
 //!   until the transaction ends ([`Backend::reserve_key`]), so that a pipelined transaction's
 //!   INSERT names its key.
@@ -63,8 +64,20 @@ const MAX_CACHED_STATEMENTS: usize = 512;
 /// PostgreSQL truncates identifiers to 63 bytes, which would silently merge two long schema names.
 const MAX_IDENTIFIER_LEN: usize = 63;
 
-/// At most this many statements are held back (see [`Pipeline`]); the next one sends them.
+/// At most this many statements (a multi-row INSERT counting one per row) are held back (see
+/// [`Pipeline`]); the next one sends them.
 const MAX_HELD: usize = 256;
+
+/// The sizes, largest first, of the multi-row INSERTs that a run of held single-row INSERTs of
+/// one statement is sent as: 100 rows go as one INSERT of 64, two of 16 and one of 4. A few
+/// fixed sizes keep the prepared statements few; one INSERT of many rows costs the server far
+/// less than as many INSERTs of one. Row triggers fire as before; a statement trigger
+/// (`FOR EACH STATEMENT`) fires once per INSERT sent.
+const ROW_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// PostgreSQL's limit on a statement's parameters; a run of INSERTs is joined only when its
+/// largest chunk stays within it.
+const MAX_PARAMS: usize = u16::MAX as usize;
 
 /// Keys reserved from a sequence at a time, at first in a transaction (see
 /// [`Backend::reserve_key`]); each further block is twice the last, up to [`MAX_KEY_BLOCK`]. So a
@@ -96,14 +109,16 @@ pub(crate) struct PgBackend {
 ///   transaction has nothing to do before its first statement. A transaction that ends before
 ///   any statement was sent sends nothing at all.
 /// - `held`: statements whose result nobody reads but their success, inside a transaction (see
-///   [`Backend::execute_held`]); at most [`MAX_HELD`], then they are sent on their own. If one
-///   fails, the statements after it fail too (the transaction is aborted, and the server turns
-///   a `COMMIT` into a rollback); the call that sent them returns the first failure, naming its
-///   statement.
+///   [`Backend::execute_held`]); at most [`MAX_HELD`] (`rows` counts them), then they are sent
+///   on their own. If one fails, the statements after it fail too (the transaction is aborted,
+///   and the server turns a `COMMIT` into a rollback); the call that sent them returns the first
+///   failure, naming its statement. A single-row INSERT held right after one of the same
+///   statement joins it, and [`PgBackend::take_pipeline`] sends the run as multi-row INSERTs.
 #[derive(Default)]
 struct Pipeline {
     begin: bool,
     held: Vec<Deferred>,
+    rows: usize,
 }
 
 /// A table's reserved keys (see [`PgBackend::keys`]). The keys are dropped when the transaction
@@ -117,11 +132,18 @@ struct Reserved {
     next_block: i64,
 }
 
-/// A statement held back, with what it needs to be sent and named.
+/// A statement held back, with what it needs to be sent and named: `rows` runs of it, of
+/// `width` parameters each, in `params`. `statement` is prepared for all of them: for one row
+/// while the run is held, for its chunk once [`PgBackend::take_pipeline`] split it.
 struct Deferred {
+    /// The single-row statement's text, which names it in errors.
     sql: String,
     statement: Statement,
     params: Vec<Value>,
+    rows: usize,
+    width: usize,
+    /// Whether the next run of the same statement may join this one (see [`joins_rows`]).
+    joins: bool,
 }
 
 /// A connection: its client, then the runtime that drives it. The fields drop in this order, so
@@ -185,7 +207,7 @@ impl PgBackend {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let pipeline = self.take_pipeline();
+        let pipeline = self.take_pipeline()?;
         let sent = pipelined(&self.session, &pipeline, self.session.client.prepare(sql));
         let statement = self.settle(None, &pipeline, sent)?;
         if self.statements.len() >= MAX_CACHED_STATEMENTS {
@@ -203,9 +225,67 @@ impl PgBackend {
         }
     }
 
-    /// Take what the [`Pipeline`] holds back, to be sent with the next request.
-    fn take_pipeline(&mut self) -> Pipeline {
-        std::mem::take(&mut self.pipeline)
+    /// Take what the [`Pipeline`] holds back, to be sent with the next request, each run of
+    /// held INSERTs split into multi-row INSERTs of the [`ROW_CHUNKS`] sizes.
+    ///
+    /// Errors: preparing a chunk's statement failed. What was held is dropped (its transaction
+    /// fails, and the caller rolls it back); an unsent `BEGIN` stays, so that the rollback
+    /// sends nothing.
+    fn take_pipeline(&mut self) -> Result<Pipeline, DbError> {
+        let mut pipeline = std::mem::take(&mut self.pipeline);
+        if pipeline.held.iter().all(|deferred| deferred.rows == 1) {
+            return Ok(pipeline);
+        }
+        match self.chunks(std::mem::take(&mut pipeline.held)) {
+            Ok(held) => {
+                pipeline.held = held;
+                Ok(pipeline)
+            }
+            Err(error) => {
+                self.pipeline.begin = pipeline.begin;
+                Err(error)
+            }
+        }
+    }
+
+    /// `held` with each run of rows split into chunks of the [`ROW_CHUNKS`] sizes, largest
+    /// first, each with its statement (prepared on first use).
+    fn chunks(&mut self, held: Vec<Deferred>) -> Result<Vec<Deferred>, DbError> {
+        let mut chunks = Vec::with_capacity(held.len());
+        for deferred in held {
+            if deferred.rows == 1 {
+                chunks.push(deferred);
+                continue;
+            }
+            let Deferred {
+                sql,
+                statement,
+                params,
+                mut rows,
+                width,
+                ..
+            } = deferred;
+            let mut params = params.into_iter();
+            for size in ROW_CHUNKS {
+                while rows >= size {
+                    let statement = if size == 1 {
+                        statement.clone()
+                    } else {
+                        self.statement(&rows_sql(&sql, width, size))?
+                    };
+                    chunks.push(Deferred {
+                        sql: sql.clone(),
+                        statement,
+                        params: params.by_ref().take(size * width).collect(),
+                        rows: size,
+                        width,
+                        joins: false,
+                    });
+                    rows -= size;
+                }
+            }
+        }
+        Ok(chunks)
     }
 
     /// The outcome of a request [`pipelined`] after `pipeline`: the first failure of what was
@@ -222,6 +302,12 @@ impl PgBackend {
         }
         for (deferred, done) in pipeline.held.iter().zip(sent.held) {
             if let Err(err) = done {
+                if deferred.rows > 1 {
+                    self.fail_statement(
+                        &rows_sql(&deferred.sql, deferred.width, deferred.rows),
+                        &err,
+                    );
+                }
                 let mut error = self.fail_statement(&deferred.sql, &err);
                 let what: Vec<&str> = deferred.sql.split_whitespace().take(6).collect();
                 error.message = format!(
@@ -263,6 +349,46 @@ impl PgBackend {
         }
         error
     }
+}
+
+/// Whether held runs of `sql` may be sent together as one multi-row INSERT: it is
+/// `INSERT INTO .. VALUES ($1, .., $width)` with nothing after its one row (no `RETURNING`, no
+/// `ON CONFLICT`), and [`ROW_CHUNKS`]' largest chunk of it stays within [`MAX_PARAMS`].
+fn joins_rows(sql: &str, width: usize) -> bool {
+    let Some(row) = sql
+        .strip_suffix(')')
+        .and_then(|head| head.rsplit_once("VALUES ("))
+        .map(|(_, row)| row)
+    else {
+        return false;
+    };
+    let mut placeholders = row.split(',').map(str::trim);
+    width > 0
+        && width * ROW_CHUNKS[0] <= MAX_PARAMS
+        && sql.starts_with("INSERT INTO ")
+        && (1..=width).all(|n| placeholders.next() == Some(format!("${n}").as_str()))
+        && placeholders.next().is_none()
+}
+
+/// The text of `rows` runs of `sql` (one that [`joins_rows`]) in one INSERT: its `VALUES`
+/// list repeated, numbered on.
+fn rows_sql(sql: &str, width: usize, rows: usize) -> String {
+    let head = sql.rfind("VALUES (").map_or(sql, |at| &sql[..at]);
+    let mut text = String::with_capacity(head.len() + rows * width * 6 + 8);
+    text.push_str(head);
+    text.push_str("VALUES ");
+    for row in 0..rows {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(row * width + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
 }
 
 /// What [`pipelined`] sent, and how each part went.
@@ -328,7 +454,7 @@ impl Backend for PgBackend {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.statement(sql)?;
         let params: Vec<Param<'_>> = params.iter().map(Param).collect();
-        let pipeline = self.take_pipeline();
+        let pipeline = self.take_pipeline()?;
         let refs = param_refs(&params);
         let now = self.session.client.execute(&statement, &refs);
         let sent = pipelined(&self.session, &pipeline, now);
@@ -345,7 +471,7 @@ impl Backend for PgBackend {
         // Checked before the query runs, so a mismatch is reported whether or not rows come back.
         let decoders = decoders(statement.columns(), types)?;
         let params: Vec<Param<'_>> = params.iter().map(Param).collect();
-        let pipeline = self.take_pipeline();
+        let pipeline = self.take_pipeline()?;
         let refs = param_refs(&params);
         let now = self.session.client.query(&statement, &refs);
         let sent = pipelined(&self.session, &pipeline, now);
@@ -363,15 +489,29 @@ impl Backend for PgBackend {
 
     fn execute_held(&mut self, sql: &str, params: Vec<Value>) -> Result<(), DbError> {
         let statement = self.statement(sql)?;
-        if self.pipeline.held.len() >= MAX_HELD {
-            let pipeline = self.take_pipeline();
+        if self.pipeline.rows >= MAX_HELD {
+            let pipeline = self.take_pipeline()?;
             let sent = pipelined(&self.session, &pipeline, async { Ok(()) });
             self.settle(None, &pipeline, sent)?;
         }
+        self.pipeline.rows += 1;
+        let width = params.len();
+        if let Some(last) = self.pipeline.held.last_mut()
+            && last.joins
+            && last.width == width
+            && last.sql == sql
+        {
+            last.params.extend(params);
+            last.rows += 1;
+            return Ok(());
+        }
         self.pipeline.held.push(Deferred {
+            joins: joins_rows(sql, width),
             sql: sql.to_owned(),
             statement,
             params,
+            rows: 1,
+            width,
         });
         Ok(())
     }
@@ -450,8 +590,9 @@ impl Backend for PgBackend {
         }
         if sql.starts_with("ROLLBACK") {
             self.pipeline.held.clear();
+            self.pipeline.rows = 0;
         }
-        let pipeline = self.take_pipeline();
+        let pipeline = self.take_pipeline()?;
         let sent = pipelined(
             &self.session,
             &pipeline,
@@ -1055,6 +1196,114 @@ mod tests {
                 vec![Value::Int(5)]
             ]
         );
+    }
+
+    #[test]
+    fn a_run_of_single_row_inserts_is_rewritten_as_one_insert_of_many_rows() {
+        let one = "INSERT INTO \"books\" (\"id\", \"title\") VALUES ($1, $2)";
+        assert!(joins_rows(one, 2));
+        assert_eq!(
+            rows_sql(one, 2, 3),
+            "INSERT INTO \"books\" (\"id\", \"title\") VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert!(
+            !joins_rows(one, 3),
+            "the parameters are not the statement's"
+        );
+        for other in [
+            "INSERT INTO books (id) VALUES ($1) RETURNING id",
+            "INSERT INTO books (id) VALUES ($1) ON CONFLICT DO NOTHING",
+            "INSERT INTO books (id) VALUES ($2)",
+            "INSERT INTO books (id) VALUES ($1), ($2)",
+            "INSERT INTO books (id) SELECT $1",
+            "UPDATE books SET id = $1 WHERE (id = $1)",
+            "SELECT pg_notify($1, $2)",
+        ] {
+            assert!(!joins_rows(other, 1) && !joins_rows(other, 2), "{other}");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
+    fn held_inserts_of_one_statement_go_as_multi_row_inserts_in_their_order() {
+        let (_schema, mut db) = setup("held_rows");
+        // A statement trigger counts the INSERT statements the server ran on `held`.
+        db.batch(
+            "CREATE TABLE held (id BIGINT PRIMARY KEY, title TEXT NOT NULL);
+             CREATE TABLE other (id BIGINT PRIMARY KEY);
+             CREATE TABLE ran (n BIGINT);
+             INSERT INTO ran VALUES (0);
+             CREATE FUNCTION count_statement() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN UPDATE ran SET n = n + 1; RETURN NULL; END $$;
+             CREATE TRIGGER counted AFTER INSERT ON held
+               FOR EACH STATEMENT EXECUTE FUNCTION count_statement();",
+        )
+        .expect("create tables");
+        let insert = "INSERT INTO held (id, title) VALUES ($1, $2)";
+        let hold = |db: &mut PgBackend, id: i64| {
+            db.execute_held(insert, vec![Value::Int(id), Value::Text(format!("t{id}"))])
+                .expect("hold");
+        };
+        let statements = |db: &mut PgBackend| {
+            db.query("SELECT n FROM ran", &[], &[SqlType::Int])
+                .expect("count statements")
+        };
+
+        // 70 rows: one INSERT of 64, one of 4, two of 1.
+        db.control("BEGIN").expect("begin");
+        for id in 1..=70 {
+            hold(&mut db, id);
+        }
+        db.control("COMMIT").expect("commit");
+        assert_eq!(statements(&mut db), vec![vec![Value::Int(4)]]);
+        let rows = db
+            .query(
+                "SELECT id, title FROM held ORDER BY id",
+                &[],
+                &[SqlType::Int, SqlType::Text],
+            )
+            .expect("read the rows");
+        let expected: Vec<Vec<Value>> = (1..=70)
+            .map(|id| vec![Value::Int(id), Value::Text(format!("t{id}"))])
+            .collect();
+        assert_eq!(rows, expected, "every row with its own values");
+
+        // Another statement between two runs keeps them apart, and the order of all three.
+        db.batch("TRUNCATE held; UPDATE ran SET n = 0")
+            .expect("reset");
+        db.control("BEGIN").expect("begin");
+        hold(&mut db, 1);
+        hold(&mut db, 2);
+        db.execute_held(
+            "INSERT INTO other (id) SELECT count(*) FROM held",
+            Vec::new(),
+        )
+        .expect("hold the count");
+        hold(&mut db, 3);
+        db.control("COMMIT").expect("commit");
+        let other = db
+            .query("SELECT id FROM other", &[], &[SqlType::Int])
+            .expect("read the count");
+        assert_eq!(
+            other,
+            vec![vec![Value::Int(2)]],
+            "it ran after the first run"
+        );
+        assert_eq!(statements(&mut db), vec![vec![Value::Int(3)]]);
+
+        // A refused row inside a chunk fails the commit naming the statement; nothing is kept.
+        db.control("BEGIN").expect("begin");
+        for id in [10, 11, 12, 3, 13] {
+            hold(&mut db, id);
+        }
+        let message = expect_err(db.control("COMMIT"), DbErrorKind::Unique);
+        assert!(
+            message.starts_with("`INSERT INTO held (id, title) VALUES` (sent with the statement after it): duplicate key"),
+            "{message}"
+        );
+        assert!(message.contains("(id)=(3)"), "{message}");
+        assert_eq!(held_ids(&mut db).len(), 3, "none of the five was kept");
+        assert!(db.is_alive());
     }
 
     #[test]
