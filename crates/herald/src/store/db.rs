@@ -559,7 +559,9 @@ impl Db {
     /// sees the instance with its key before the row is written. Saves of instances that have a
     /// key (updates), and keys without a sequence to draw from (`GENERATED ALWAYS`, no default),
     /// wait for the database as usual. Reserved keys that are not used are skipped, as a
-    /// sequence's cache skips them.
+    /// sequence's cache skips them. Consecutive held INSERTs into one table are sent as
+    /// multi-row INSERTs (of up to 64 rows): row triggers fire for each row as usual, and a
+    /// statement trigger (`FOR EACH STATEMENT`) fires once per INSERT sent, not once per save.
     pub async fn begin_pipelined(&self) -> Result<Tx<'static>> {
         Tx::begin_on(self.route(), self.inner.dialect == Dialect::Postgres).await
     }
