@@ -394,6 +394,51 @@ outbox_test!(
 );
 
 outbox_test!(
+    a_batch_of_keyed_and_unkeyed_rows_moves_in_the_order_it_was_appended,
+    |target, db| async move {
+        let backend = target.name;
+        let appends = [
+            ("a", None),
+            ("k1", Some("k")),
+            ("b", None),
+            ("k2", Some("k")),
+            ("c", None),
+        ];
+        for (name, key) in appends {
+            let task = Task::new("ordered", json!({ "name": name }));
+            let task = match key {
+                Some(key) => task.unique_key(key),
+                None => task,
+            };
+            db.enqueue(task).await.unwrap();
+        }
+        assert_eq!(rows(&db).await, (5, 0), "{backend}");
+
+        // Listing moves the five rows in one batch; the newest first.
+        let mut moved = db.tasks().list(TaskState::Available, 10).await.unwrap();
+        moved.reverse();
+        let names: Vec<String> = moved
+            .iter()
+            .map(|task| {
+                let payload: serde_json::Value = serde_json::from_str(&task.payload).unwrap();
+                payload["data"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["a", "k2", "b", "c"],
+            "{backend}: the keyed rows are one task at the first one's place, with the newest \
+             payload, and every task keeps its place in the order of appending"
+        );
+        assert_eq!(rows(&db).await, (0, 4), "{backend}");
+        target
+    }
+);
+
+outbox_test!(
     priority_and_delay_are_kept_by_the_move,
     |target, db| async move {
         let backend = target.name;
