@@ -49,13 +49,16 @@ fn move_sql(dialect: Dialect) -> String {
     format!(
         "WITH taken AS ({taken}) INSERT INTO herald_tasks \
          (kind, queue, state, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at) \
-         SELECT kind, queue, 'available', newest, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
-         FROM (SELECT id, kind, queue, priority, max_attempts, timeout_ms, unique_key, created_at, run_at, \
-                 CASE WHEN unique_key IS NULL THEN payload \
-                      ELSE first_value(payload) OVER (PARTITION BY unique_key ORDER BY id DESC) END AS newest, \
-                 row_number() OVER (PARTITION BY unique_key ORDER BY id) AS nth \
-               FROM taken) AS batch \
-         WHERE unique_key IS NULL OR nth = 1 \
+         SELECT kind, queue, 'available', payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
+         FROM (SELECT id, kind, queue, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
+               FROM taken WHERE unique_key IS NULL \
+               UNION ALL \
+               SELECT id, kind, queue, newest, priority, max_attempts, timeout_ms, unique_key, created_at, run_at \
+               FROM (SELECT id, kind, queue, priority, max_attempts, timeout_ms, unique_key, created_at, run_at, \
+                       first_value(payload) OVER (PARTITION BY unique_key ORDER BY id DESC) AS newest, \
+                       row_number() OVER (PARTITION BY unique_key ORDER BY id) AS nth \
+                     FROM taken WHERE unique_key IS NOT NULL) AS keyed \
+               WHERE nth = 1) AS batch \
          ORDER BY id \
          ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
          DO UPDATE SET payload = excluded.payload \
