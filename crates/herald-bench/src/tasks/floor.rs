@@ -109,9 +109,14 @@ fn complete_sql(dialect: Dialect, tasks: usize) -> String {
         .map(|i| format!("(id = {} AND attempt = {})", p(2 + 2 * i), p(3 + 2 * i)))
         .collect::<Vec<_>>()
         .join(" OR ");
+    // SQLite: `+state`, so that each task is looked up by its key (see `update_many_sql`).
+    let state = match dialect {
+        Dialect::Sqlite => "+state",
+        Dialect::Postgres => "state",
+    };
     format!(
         "UPDATE herald_tasks SET state = 'completed', finished_at = {}, lease_until = NULL, last_error = NULL \
-         WHERE state = 'running' AND ({which})",
+         WHERE {state} = 'running' AND ({which})",
         p(1)
     )
 }

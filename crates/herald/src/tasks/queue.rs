@@ -320,11 +320,7 @@ pub(crate) fn fail(
 fn update_many_held(conn: &Conn, set: &str, params: &[Value], held: &[(i64, u32)]) -> Result<u64> {
     let mut changed = 0;
     for chunk in held.chunks(200) {
-        let which = vec!["(id = ? AND attempt = ?)"; chunk.len()].join(" OR ");
-        let sql = numbered(
-            conn.dialect(),
-            &format!("UPDATE herald_tasks SET {set} WHERE state = 'running' AND ({which})"),
-        );
+        let sql = update_many_sql(conn.dialect(), set, chunk.len());
         let mut all = params.to_vec();
         for (id, attempt) in chunk {
             all.extend([Value::Int(*id), Value::Int(i64::from(*attempt))]);
@@ -332,6 +328,23 @@ fn update_many_held(conn: &Conn, set: &str, params: &[Value], held: &[(i64, u32)
         changed += conn.execute(&sql, &all)?;
     }
     Ok(changed)
+}
+
+/// The UPDATE of `held` tasks for [`update_many_held`]: `set`, then one `(id = ? AND attempt =
+/// ?)` term per task. On SQLite the state test is written `+state`, which keeps the planner from
+/// walking the claim index's running tasks and testing every term on each; it then looks each
+/// task up by its key (a union of rowid lookups): 2.5–3x faster for 8 to 200 of 256 running
+/// tasks. PostgreSQL looks them up by key as it is (and has no unary `+` for text).
+fn update_many_sql(dialect: Dialect, set: &str, held: usize) -> String {
+    let which = vec!["(id = ? AND attempt = ?)"; held].join(" OR ");
+    let state = match dialect {
+        Dialect::Sqlite => "+state",
+        Dialect::Postgres => "state",
+    };
+    numbered(
+        dialect,
+        &format!("UPDATE herald_tasks SET {set} WHERE {state} = 'running' AND ({which})"),
+    )
 }
 
 /// Mark many held tasks completed in one statement; returns how many this worker still held.
@@ -418,4 +431,33 @@ pub(crate) fn progress(conn: &Conn, id: i64, attempt: u32, progress: &str) -> Re
         id,
         attempt,
     )
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completing_held_tasks_on_sqlite_finds_each_by_its_key() {
+        let db = rusqlite::Connection::open_in_memory().expect("open");
+        db.execute_batch(&crate::store::outbox::tasks_migration(Dialect::Sqlite))
+            .expect("create the tasks table");
+        // As many held tasks as a worker's turn completes (the planner's choice depends on it).
+        let held = 64;
+        let sql = update_many_sql(Dialect::Sqlite, "state = 'completed'", held);
+        let mut plan = db
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let steps: Vec<String> = plan
+            .query_map(rusqlite::params_from_iter(vec![1i64; 2 * held]), |row| {
+                row.get(3)
+            })
+            .expect("plan")
+            .collect::<std::result::Result<_, _>>()
+            .expect("read the plan");
+        let plan = steps.join("; ");
+        assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
+        assert!(plan.contains("INTEGER PRIMARY KEY"), "{plan}");
+        assert!(!plan.contains("herald_tasks_claim"), "{plan}");
+    }
 }
