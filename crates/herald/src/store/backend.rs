@@ -92,7 +92,8 @@ pub(crate) trait Backend: Send + 'static {
         Ok(None)
     }
 
-    /// Run statements without parameters (transaction control, DDL); several may be separated by `;`.
+    /// Run statements without parameters (DDL, raw SQL); several may be separated by `;`. The store
+    /// sends transaction control through [`Backend::control`] only.
     fn batch(&mut self, sql: &str) -> Result<(), DbError>;
 
     /// Run one transaction-control statement (`BEGIN`, `COMMIT`, `SAVEPOINT x`, ...). Backends that

@@ -285,10 +285,10 @@ impl Conn {
         tx.pipelined = tx.depth > 0;
     }
 
-    /// Whether an INSERT of a new row may be held back now (see `rows::write_row`).
+    /// Whether an INSERT of a new row may be held back now (see `rows::write_row`). Only inside
+    /// a transaction: ending the outermost one clears the mark.
     pub(crate) fn pipelines_inserts(&self) -> bool {
-        let tx = self.tx();
-        tx.pipelined && tx.depth > 0
+        self.tx().pipelined
     }
 
     /// Commit the innermost transaction or savepoint. Committing the outermost inserts the
@@ -364,15 +364,15 @@ impl Conn {
         if depth == 0 {
             return;
         }
-        let sql = if depth == 1 {
-            "ROLLBACK".to_owned()
+        let rolled_back = if depth == 1 {
+            self.backend().control("ROLLBACK")
         } else {
-            format!(
-                "ROLLBACK TO SAVEPOINT herald_{0}; RELEASE SAVEPOINT herald_{0}",
-                depth - 1
-            )
+            let savepoint = depth - 1;
+            let mut backend = self.backend();
+            backend
+                .control(&format!("ROLLBACK TO SAVEPOINT herald_{savepoint}"))
+                .and_then(|()| backend.control(&format!("RELEASE SAVEPOINT herald_{savepoint}")))
         };
-        let rolled_back = self.backend().batch(&sql);
         if let Err(error) = rolled_back {
             tracing::warn!(target: "herald::store", %error, "rollback failed");
         }

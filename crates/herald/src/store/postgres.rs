@@ -577,21 +577,7 @@ impl Backend for PgBackend {
             .map(Value::Int))
     }
 
-    /// A `ROLLBACK` (to a savepoint or of the whole transaction) drops what was held, which
-    /// belongs to the work it undoes (a `SAVEPOINT` or `RELEASE` sent it first); one of a
-    /// transaction that sent nothing sends nothing (see [`Pipeline`]).
     fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        if sql == "COMMIT" || sql == "ROLLBACK" {
-            self.forget_reserved_keys();
-        }
-        if sql == "ROLLBACK" && self.pipeline.begin {
-            self.pipeline = Pipeline::default();
-            return Ok(());
-        }
-        if sql.starts_with("ROLLBACK") {
-            self.pipeline.held.clear();
-            self.pipeline.rows = 0;
-        }
         let pipeline = self.take_pipeline()?;
         let sent = pipelined(
             &self.session,
@@ -601,21 +587,28 @@ impl Backend for PgBackend {
         self.settle(None, &pipeline, sent)
     }
 
-    /// `BEGIN` waits for the transaction's first statement, and a `COMMIT` of a transaction that
-    /// sent nothing sends nothing (see [`Pipeline`]).
+    /// Transaction control, with what the [`Pipeline`] holds back: `BEGIN` waits for the
+    /// transaction's first statement; a `ROLLBACK` (of the transaction, or to a savepoint) drops
+    /// what was held, which belongs to the work it undoes (a `SAVEPOINT` sent what came before
+    /// it); a `COMMIT` or `ROLLBACK` of a transaction that sent nothing sends nothing.
     fn control(&mut self, sql: &str) -> Result<(), DbError> {
-        match sql {
-            "BEGIN" => {
-                self.pipeline.begin = true;
-                Ok(())
-            }
-            "COMMIT" if self.pipeline.begin && self.pipeline.held.is_empty() => {
-                self.pipeline.begin = false;
-                self.forget_reserved_keys();
-                Ok(())
-            }
-            _ => self.batch(sql),
+        if sql == "BEGIN" {
+            self.pipeline.begin = true;
+            return Ok(());
         }
+        let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        if ends {
+            self.forget_reserved_keys();
+        }
+        if sql.starts_with("ROLLBACK") {
+            self.pipeline.held.clear();
+            self.pipeline.rows = 0;
+        }
+        if ends && self.pipeline.begin && self.pipeline.held.is_empty() {
+            self.pipeline.begin = false;
+            return Ok(());
+        }
+        self.batch(sql)
     }
 
     fn begin_sql(&self) -> &'static str {
@@ -1101,6 +1094,15 @@ mod tests {
         );
     }
 
+    /// A connection in a schema of its own holding table `held` (`id BIGINT PRIMARY KEY`), and
+    /// the INSERT of one id into it.
+    fn with_held_table(test: &str) -> (TestSchema, PgBackend, &'static str) {
+        let (schema, mut db) = setup(test);
+        db.batch("CREATE TABLE held (id BIGINT PRIMARY KEY)")
+            .expect("create table");
+        (schema, db, "INSERT INTO held (id) VALUES ($1)")
+    }
+
     /// The ids in table `held`, in order, read through `db`.
     fn held_ids(db: &mut PgBackend) -> Vec<Vec<Value>> {
         db.query("SELECT id FROM held ORDER BY id", &[], &[SqlType::Int])
@@ -1110,10 +1112,7 @@ mod tests {
     #[test]
     #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
     fn a_transactions_begin_goes_with_its_first_statement_and_an_empty_one_sends_nothing() {
-        let (_schema, mut db) = setup("begin_held");
-        db.batch("CREATE TABLE held (id BIGINT PRIMARY KEY)")
-            .expect("create table");
-        let insert = "INSERT INTO held (id) VALUES ($1)";
+        let (_schema, mut db, insert) = with_held_table("begin_held");
         let in_transaction = "SELECT txid_current_if_assigned() IS NOT NULL";
 
         // Were the BEGIN lost, the insert would commit on its own and survive the rollback.
@@ -1148,10 +1147,7 @@ mod tests {
     #[test]
     #[ignore = "needs HERALD_TEST_POSTGRES_URL"]
     fn a_statement_held_for_the_commit_goes_with_it_and_its_failure_keeps_nothing() {
-        let (_schema, mut db) = setup("commit_held");
-        db.batch("CREATE TABLE held (id BIGINT PRIMARY KEY)")
-            .expect("create table");
-        let insert = "INSERT INTO held (id) VALUES ($1)";
+        let (_schema, mut db, insert) = with_held_table("commit_held");
 
         // Held statements alone, BEGIN still unsent: all three go at the COMMIT.
         db.control("BEGIN").expect("begin");
