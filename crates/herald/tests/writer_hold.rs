@@ -1,17 +1,19 @@
-//! SQLite's one writer held by a slow job is reported (`herald::writer`), naming how long and how
-//! many jobs waited, through a captured `tracing` subscriber (the writer is another thread, so the
-//! subscriber is this test binary's global one).
+//! SQLite's one writer held by a slow job is reported (`herald::writer`), naming how long, what
+//! held it and how many jobs waited, through a captured `tracing` subscriber (the writer is
+//! another thread, so the subscriber is this test binary's global one, and the tests take turns).
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{Book, book};
+use common::{Book, book, spawn_worker, within};
 use herald::Store;
-use herald::dispatch::PreSave;
+use herald::dispatch::{Error as ReceiverError, PreSave};
+use herald::tasks::{Background, TaskContext, TaskOptions, Worker};
+use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
@@ -40,6 +42,26 @@ impl<S: tracing::Subscriber> Layer<S> for Captured {
     }
 }
 
+/// The events captured since the calling test began: the tests of this file take turns, each
+/// holding the returned guard throughout.
+async fn capture() -> (tokio::sync::MutexGuard<'static, ()>, Captured) {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    let turn = TURN.lock().await;
+    let captured = CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(captured.clone()),
+            )
+            .unwrap();
+            captured
+        })
+        .clone();
+    captured.0.lock().unwrap().clear();
+    (turn, captured)
+}
+
 fn field(event: &[(String, String)], name: &str) -> String {
     event
         .iter()
@@ -50,10 +72,8 @@ fn field(event: &[(String, String)], name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
-    let captured = Captured::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(captured.clone()))
-        .unwrap();
+async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
+    let (_turn, captured) = capture().await;
     let target = common::sqlite("writer_hold");
     let db = target.open().await;
     // Margins wide enough that a light save on a loaded machine stays far below the threshold.
@@ -85,5 +105,91 @@ async fn a_job_that_holds_the_writer_past_the_slow_threshold_is_reported() {
     let held: f64 = field(&events[0], "held_ms").parse().unwrap();
     assert!(held >= 300.0, "held {held} ms");
     assert_eq!(field(&events[0], "long_holds"), "1");
+    assert!(field(&events[0], "held_by").starts_with("one write"));
+    assert!(
+        field(&events[0], "message")
+            .contains("by one write (its statements, its in_transaction receivers")
+    );
     assert!(field(&events[0], "message").contains("background receivers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transaction() {
+    let (_turn, captured) = capture().await;
+    let target = common::sqlite("writer_hold_transaction");
+    let db = target.open().await;
+    db.signals().set_slow_threshold(Duration::from_millis(200));
+
+    let tx = db.begin().await.unwrap();
+    tx.save(&mut book("in the transaction")).await.unwrap();
+    // The caller's slow work while its transaction is open: the writer is pinned to it meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.unwrap();
+    // Reported when the transaction's job ends, before the next job's answer.
+    db.save(&mut book("after")).await.unwrap();
+
+    let events = captured.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
+    assert!(held >= 300.0, "held {held} ms");
+    assert_eq!(
+        field(&events[0], "held_by"),
+        "a transaction (from its `begin` to its end)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
+    let (_turn, captured) = capture().await;
+    let target = common::sqlite("writer_hold_worker");
+    let db = target.open().await;
+    db.signals()
+        .post_save::<Book>()
+        .background("reindex", TaskOptions::default())
+        .connect()
+        .keep();
+    db.save(&mut book("queued")).await.unwrap();
+    // Claiming a task runs this trigger, in the worker's turn: a slow turn without a slow task.
+    db.run(|conn| {
+        conn.batch(
+            "CREATE TABLE slow_rows (n INTEGER);
+             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200)
+             INSERT INTO slow_rows SELECT n FROM c;
+             CREATE TRIGGER slow_claim AFTER UPDATE OF state ON herald_tasks
+             WHEN new.state = 'running'
+             BEGIN SELECT count(*) FROM slow_rows a, slow_rows b, slow_rows c; END;",
+        )
+    })
+    .await
+    .unwrap();
+    db.signals().set_slow_threshold(Duration::from_millis(100));
+
+    let (ran_tx, mut ran) = mpsc::unbounded_channel();
+    let worker = Worker::new(db.clone())
+        .name("w1")
+        .concurrency(4)
+        .model_task::<Book, _, _>("reindex", move |book: Book, _ctx: TaskContext| {
+            let ran = ran_tx.clone();
+            async move {
+                ran.send(book.title)
+                    .map_err(|_| ReceiverError::msg("test ended"))?;
+                Ok(())
+            }
+        });
+    let (stop, handle) = spawn_worker(worker);
+    // The task starts once the turn that claimed it has ended, and so has been reported.
+    assert_eq!(within("the task", ran.recv()).await.unwrap(), "queued");
+    stop.send(()).unwrap();
+    handle.await.unwrap();
+
+    let events = captured.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
+    assert!(held >= 100.0, "held {held} ms");
+    assert_eq!(
+        field(&events[0], "held_by"),
+        "the turn of task worker w1 (0 finished tasks recorded, 1 appended tasks moved, 1 claimed, \
+         in one transaction)"
+    );
+    assert!(field(&events[0], "message").contains("fewer slots (`Worker::concurrency`)"));
 }

@@ -72,8 +72,8 @@ const SPIN: Duration = Duration::from_micros(50);
 
 thread_local! {
     static ON_CONNECTION_THREAD: Cell<bool> = const { Cell::new(false) };
-    /// The job running on this connection thread is not a hold to report (see [`unreported_hold`]).
-    static UNREPORTED_HOLD: Cell<bool> = const { Cell::new(false) };
+    /// What the job running on this connection thread is, when it said so ([`held_by`]).
+    static HELD_BY: std::cell::RefCell<Option<HeldBy>> = const { std::cell::RefCell::new(None) };
     /// Answers held back until the thread has let go of its connection ([`answer`]).
     static HELD_ANSWERS: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Whether answers are held back now: while `serve` holds the connection, not while a
@@ -100,11 +100,61 @@ fn send_held_answers() {
     }
 }
 
-/// Called from a job on the writer: however long it holds the writer, it is not reported, because
-/// nothing of this database can be waiting for it (opening the database: its migrations run
-/// before the `Db` is handed to anyone).
-pub(crate) fn unreported_hold() {
-    UNREPORTED_HOLD.with(|u| u.set(true));
+/// What held SQLite's writer, as its long-hold report (`herald::writer`) names it: what the job
+/// said it is ([`held_by`]), or else how it came to the writer.
+pub(crate) enum HeldBy {
+    /// Not reported, however long: nothing of this database can be waiting for it (opening the
+    /// database: its migrations run before the `Db` is handed to anyone).
+    Nobody,
+    /// This many autocommit writes: one, or a group sharing one commit.
+    Writes(usize),
+    /// A transaction (`Db::begin` to its end): the writer is pinned to it throughout.
+    Transaction,
+    /// Any other job: a `db.run` closure, a bulk write, another call's statements.
+    Job,
+    /// A job that says what it is (`what`, completing "held .. by"), and what would make it
+    /// shorter (`advice`).
+    Described { what: String, advice: &'static str },
+}
+
+impl HeldBy {
+    /// Completes "SQLite's writer was held for .. ms by".
+    fn what(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            HeldBy::Nobody | HeldBy::Job => {
+                "one job (a `db.run` closure, a bulk write, or another call's statements)".into()
+            }
+            HeldBy::Writes(1) => {
+                "one write (its statements, its in_transaction receivers and its commit)".into()
+            }
+            HeldBy::Writes(n) => format!(
+                "{n} writes committed together (their statements, their in_transaction receivers \
+                 and one commit)"
+            )
+            .into(),
+            HeldBy::Transaction => "a transaction (from its `begin` to its end)".into(),
+            HeldBy::Described { what, .. } => what.as_str().into(),
+        }
+    }
+
+    fn advice(&self) -> &'static str {
+        match self {
+            HeldBy::Described { advice, .. } => advice,
+            _ => {
+                "move heavy work out of in_transaction receivers and transactions, to caller-side \
+                 receivers (which delay only their own write) or background receivers"
+            }
+        }
+    }
+}
+
+/// Say what the job running on this connection thread is, for the writer's long-hold report (the
+/// last call of a job wins). Off a connection thread (a job run on its caller's thread with a
+/// borrowed connection), nothing.
+pub(crate) fn held_by(by: HeldBy) {
+    if on_connection_thread() {
+        HELD_BY.with(|held| *held.borrow_mut() = Some(by));
+    }
 }
 
 /// Opens a connection; called again to replace one the server closed.
@@ -355,6 +405,10 @@ fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving
             }
             let conn = &*conn;
             let started = holds.is_some().then(Instant::now);
+            let came = match job {
+                Job::Write(_) => HeldBy::Writes(1),
+                Job::Alone(_) => HeldBy::Job,
+            };
             next = match job {
                 Job::Write(write) if group && !jobs.is_empty() => write_group(write, conn, jobs),
                 job => {
@@ -362,12 +416,15 @@ fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving
                     None
                 }
             };
-            let unreported = UNREPORTED_HOLD.with(|u| u.replace(false));
-            if let (Some(holds), Some(started), false) = (&mut holds, started, unreported) {
+            let by = HELD_BY
+                .with(|held| held.borrow_mut().take())
+                .unwrap_or(came);
+            if let (Some(holds), Some(started)) = (&mut holds, started) {
                 holds.ended(
                     started.elapsed(),
                     conn.signals().slow_threshold(),
                     jobs.len(),
+                    &by,
                 );
             }
             HOLD_ANSWERS.with(|h| h.set(false));
@@ -389,9 +446,9 @@ struct Holds {
 }
 
 impl Holds {
-    /// A job held the writer for `held`: report it when that is at least `threshold`.
-    fn ended(&mut self, held: Duration, threshold: Duration, waiting: usize) {
-        if held < threshold {
+    /// `by` held the writer for `held`: report it when that is at least `threshold`.
+    fn ended(&mut self, held: Duration, threshold: Duration, waiting: usize, by: &HeldBy) {
+        if held < threshold || matches!(by, HeldBy::Nobody) {
             return;
         }
         self.unreported += 1;
@@ -402,20 +459,21 @@ impl Holds {
         {
             return;
         }
+        let what = by.what();
         tracing::warn!(
             target: "herald::writer",
             held_ms = held.as_secs_f64() * 1e3,
+            held_by = %what,
             waiting,
             long_holds = self.unreported,
             longest_ms = self.longest.as_secs_f64() * 1e3,
-            "SQLite's writer was held for {:.1} ms by one job (a write and its in_transaction \
-             receivers, or a transaction), and every write of this database waited meanwhile \
-             ({waiting} queued now; long holds since the last report: {}, the longest {:.1} ms): \
-             move heavy work out of in_transaction receivers and transactions, to caller-side \
-             receivers (which delay only their own write) or background receivers",
+            "SQLite's writer was held for {:.1} ms by {what}, and every write of this database \
+             waited meanwhile ({waiting} queued now; long holds since the last report: {}, the \
+             longest {:.1} ms): {}",
             held.as_secs_f64() * 1e3,
             self.unreported,
             self.longest.as_secs_f64() * 1e3,
+            by.advice(),
         );
         self.reported = Some(Instant::now());
         self.unreported = 0;
@@ -496,6 +554,7 @@ fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Opti
         }
     }
     conn.grouped.store(false, Relaxed);
+    held_by(HeldBy::Writes(finishes.len()));
     let committed = conn.commit();
     // Each write took its own hooks; what fired at the shared end is the writes' business only.
     drop(conn.take_fired());
@@ -803,6 +862,8 @@ pub(crate) fn pin(
                 run(job, conn);
             }
             abandon(conn);
+            // Last, over whatever a job of the transaction said of itself.
+            held_by(HeldBy::Transaction);
             HOLD_ANSWERS.with(|h| h.set(outer));
         }))
     });

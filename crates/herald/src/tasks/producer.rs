@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::error::Result;
 use crate::store::conn::Conn;
+use crate::store::pool::{self, HeldBy};
 use crate::tasks::executor::{self, Finished, Outcome};
 use crate::tasks::queue::{self, Claimed, WhenMoving};
 use crate::tasks::worker::{TaskContext, Worker, WorkerReport};
@@ -192,14 +193,28 @@ pub(super) fn settle(
         relax_durability(conn)?;
         record(conn, outcomes)?;
         if free == 0 {
+            held_by_turn(name, outcomes.len(), 0, 0);
             return Ok(Turn::default());
         }
         let moved = queue::move_appended(conn, WhenMoving::Skip)?;
         let claimed = queue::claim(conn, queues, free, name, lease)?;
+        held_by_turn(name, outcomes.len(), moved.queues.len(), claimed.len());
         let left_work = moved.queues.len() > claimed.len();
         if left_work && conn.dialect() == crate::model::Dialect::Postgres {
             crate::store::outbox::notify(conn, moved.queues.iter().map(String::as_str))?;
         }
         Ok(Turn { claimed, left_work })
     })
+}
+
+/// Name the worker's turn in SQLite's writer-hold report, should it hold the writer long.
+fn held_by_turn(name: &str, recorded: usize, moved: usize, claimed: usize) {
+    pool::held_by(HeldBy::Described {
+        what: format!(
+            "the turn of task worker {name} ({recorded} finished tasks recorded, {moved} appended \
+             tasks moved, {claimed} claimed, in one transaction)"
+        ),
+        advice: "a worker's turn records and claims up to as many tasks as it has slots: fewer \
+                 slots (`Worker::concurrency`) make shorter turns",
+    });
 }
