@@ -499,6 +499,18 @@ pub(crate) async fn sqlite(plan: &Plan, wanted: &dyn Fn(&str) -> bool) -> anyhow
     if wanted("raw_get") {
         rows.push(raw_sqlite_get(&dir.path().join("raw_get.db"), plan)?);
     }
+    if wanted("raw_insert_with_task") {
+        rows.push(raw_sqlite_with_task(&dir.path().join("raw_task.db"), plan)?);
+    }
+    for (name, way) in [
+        ("raw_bulk_update_1000", RawUpdate::PerRow),
+        ("raw_bulk_update_1000_values", RawUpdate::Values),
+    ] {
+        if wanted(name) {
+            let path = dir.path().join(format!("{name}.db"));
+            rows.push(raw_sqlite_bulk_update(&path, plan, way)?.row(name.to_owned(), "row"));
+        }
+    }
     let url = format!("sqlite://{}", dir.path().join("herald.db").display());
     rows.extend(herald_rows(&url, None, plan, "", wanted).await?);
     rows.extend(crate::queries::sqlite(dir.path(), plan, wanted).await?);
@@ -556,6 +568,144 @@ fn raw_sqlite_get(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
             .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
     }
     Ok(samples.row("raw_get".to_owned(), "op"))
+}
+
+/// The floor of `save_background`: in one transaction (`BEGIN IMMEDIATE`, as Herald's writes),
+/// `raw_insert`'s INSERT and a row appended to a table of the outbox's columns with no index but
+/// its key (the DDL of Herald's outbox migration, copied), its payload the book's JSON.
+fn raw_sqlite_with_task(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
+    let conn = raw_books(path)?;
+    conn.execute_batch(
+        "CREATE TABLE appended (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, queue TEXT NOT NULL, \
+         payload TEXT NOT NULL, priority INTEGER NOT NULL, max_attempts INTEGER NOT NULL, \
+         timeout_ms INTEGER NOT NULL, unique_key TEXT, created_at INTEGER NOT NULL, \
+         run_at INTEGER NOT NULL)",
+    )?;
+    let book = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4)";
+    let task = "INSERT INTO appended (kind, queue, payload, priority, max_attempts, timeout_ms, \
+                unique_key, created_at, run_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    let slug = slugify(TITLE);
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        conn.execute_batch(
+            "DELETE FROM books; DELETE FROM appended; PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
+        let started = Instant::now();
+        for i in 0..plan.ops {
+            let one = Instant::now();
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            conn.prepare_cached(book)?
+                .execute(rusqlite::params![TITLE, slug, BODY, i as i64])?;
+            let key = conn.last_insert_rowid();
+            let payload = serde_json::json!({
+                "model": "Book",
+                "instance": {"id": key, "title": TITLE, "slug": slug, "body": BODY, "price_cents": i},
+            })
+            .to_string();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_micros() as i64;
+            conn.prepare_cached(task)?.execute(rusqlite::params![
+                "reindex",
+                "default",
+                payload,
+                0,
+                25,
+                0,
+                None::<String>,
+                now,
+                now
+            ])?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            samples.each.push(one.elapsed().as_nanos() as f64);
+        }
+        samples
+            .means
+            .push(started.elapsed().as_nanos() as f64 / plan.ops as f64);
+    }
+    Ok(samples.row("raw_insert_with_task".to_owned(), "op"))
+}
+
+/// How a `raw_bulk_update_1000` row sends its UPDATEs.
+#[derive(Clone, Copy)]
+enum RawUpdate {
+    /// One prepared `UPDATE .. WHERE id = ?` run per row (what Herald's `bulk_update` does on
+    /// SQLite).
+    PerRow,
+    /// One statement for the whole batch: `WITH v(k, c0, c1) AS (VALUES (?, ?, ?), ..) UPDATE ..
+    /// FROM v` (SQLite 3.33 or later).
+    Values,
+}
+
+/// The floor of `bulk_update_1000` on SQLite: the same 1,000 books updated (title and price) in
+/// one transaction through the same driver, with no Herald and no receivers, `way`; ns per row.
+fn raw_sqlite_bulk_update(
+    path: &std::path::Path,
+    plan: &Plan,
+    way: RawUpdate,
+) -> anyhow::Result<Samples> {
+    let mut conn = raw_books(path)?;
+    let values = (0..1000)
+        .map(|_| "(?, ?, ?)")
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match way {
+        RawUpdate::PerRow => {
+            "UPDATE \"books\" SET \"title\" = ?1, \"price_cents\" = ?2 WHERE \"id\" = ?3".to_owned()
+        }
+        RawUpdate::Values => format!(
+            "WITH v(k, c0, c1) AS (VALUES {values}) UPDATE \"books\" SET \"title\" = v.c0, \
+             \"price_cents\" = v.c1 FROM v WHERE \"books\".\"id\" = v.k"
+        ),
+    };
+    let mut samples = Samples::default();
+    for _ in 0..plan.samples {
+        conn.execute_batch("DELETE FROM books; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let mut elapsed = 0.0;
+        for _ in 0..plan.batches {
+            let fill = conn.transaction()?;
+            let mut keys = Vec::with_capacity(1000);
+            for i in 0..1000 {
+                fill.execute(
+                    "INSERT INTO books (title, slug, body, price_cents) VALUES (?1, '', ?2, ?3)",
+                    rusqlite::params![TITLE, BODY, i as i64],
+                )?;
+                keys.push(fill.last_insert_rowid());
+            }
+            fill.commit()?;
+            let rows: Vec<(i64, String, i64)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, &key)| (key, format!("{TITLE} {i}"), i as i64 + 1))
+                .collect();
+            let started = Instant::now();
+            let tx = conn.transaction()?;
+            {
+                let mut statement = tx.prepare_cached(&sql)?;
+                match way {
+                    RawUpdate::PerRow => {
+                        for (key, title, price) in &rows {
+                            statement.execute(rusqlite::params![title, price, key])?;
+                        }
+                    }
+                    RawUpdate::Values => {
+                        let params = rows.iter().flat_map(|(key, title, price)| {
+                            [
+                                key as &dyn rusqlite::ToSql,
+                                title as &dyn rusqlite::ToSql,
+                                price as &dyn rusqlite::ToSql,
+                            ]
+                        });
+                        statement.execute(rusqlite::params_from_iter(params))?;
+                    }
+                }
+            }
+            tx.commit()?;
+            elapsed += started.elapsed().as_nanos() as f64;
+        }
+        samples.means.push(elapsed / (plan.batches * 1000) as f64);
+    }
+    Ok(samples)
 }
 
 /// The floor: the same INSERT through the same driver, autocommit, no Herald: a plain INSERT and
