@@ -191,5 +191,8 @@ async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
         "the turn of task worker w1 (0 finished tasks recorded, 1 appended tasks moved, 1 claimed, \
          in one transaction)"
     );
-    assert!(field(&events[0], "message").contains("fewer slots (`Worker::concurrency`)"));
+    assert!(
+        field(&events[0], "message")
+            .contains("as many tasks as it has slots (`Worker::concurrency`)")
+    );
 }

@@ -577,7 +577,7 @@ impl Db {
 
     async fn migrate(&self) -> Result<()> {
         self.run(|conn| {
-            crate::store::pool::held_by(crate::store::pool::HeldBy::Nobody);
+            crate::store::pool::held_by(|| crate::store::pool::HeldBy::Nobody);
             crate::store::migrate::apply(conn, crate::store::migrate::MIGRATIONS)
         })
         .await

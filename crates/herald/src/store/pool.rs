@@ -72,6 +72,8 @@ const SPIN: Duration = Duration::from_micros(50);
 
 thread_local! {
     static ON_CONNECTION_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread reports long holds: SQLite's sole writer (see [`Serving`]).
+    static REPORTS_HOLDS: Cell<bool> = const { Cell::new(false) };
     /// What the job running on this connection thread is, when it said so ([`held_by`]).
     static HELD_BY: std::cell::RefCell<Option<HeldBy>> = const { std::cell::RefCell::new(None) };
     /// Answers held back until the thread has let go of its connection ([`answer`]).
@@ -148,12 +150,12 @@ impl HeldBy {
     }
 }
 
-/// Say what the job running on this connection thread is, for the writer's long-hold report (the
-/// last call of a job wins). Off a connection thread (a job run on its caller's thread with a
-/// borrowed connection), nothing.
-pub(crate) fn held_by(by: HeldBy) {
-    if on_connection_thread() {
-        HELD_BY.with(|held| *held.borrow_mut() = Some(by));
+/// Say what the job running on this thread is, for the writer's long-hold report (the last call
+/// of a job wins). `by` runs only on SQLite's writer thread: elsewhere (another connection's
+/// thread, or a caller's with a borrowed connection) nothing is reported, and this costs nothing.
+pub(crate) fn held_by(by: impl FnOnce() -> HeldBy) {
+    if REPORTS_HOLDS.with(Cell::get) {
+        HELD_BY.with(|held| *held.borrow_mut() = Some(by()));
     }
 }
 
@@ -387,6 +389,7 @@ fn serve(slot: &Slot, jobs: &flume::Receiver<Job>, open: &Open, serving: Serving
     ON_CONNECTION_THREAD.with(|on| on.set(true));
     let group = serving == Serving::SoleWriter { group_commit: true };
     let mut holds = (serving != Serving::Pooled).then(Holds::default);
+    REPORTS_HOLDS.with(|reports| reports.set(holds.is_some()));
     let mut next = receive(jobs);
     while let Some(job) = next.take() {
         {
@@ -554,7 +557,7 @@ fn write_group(first: WriteFn, conn: &Conn, jobs: &flume::Receiver<Job>) -> Opti
         }
     }
     conn.grouped.store(false, Relaxed);
-    held_by(HeldBy::Writes(finishes.len()));
+    held_by(|| HeldBy::Writes(finishes.len()));
     let committed = conn.commit();
     // Each write took its own hooks; what fired at the shared end is the writes' business only.
     drop(conn.take_fired());
@@ -863,7 +866,7 @@ pub(crate) fn pin(
             }
             abandon(conn);
             // Last, over whatever a job of the transaction said of itself.
-            held_by(HeldBy::Transaction);
+            held_by(|| HeldBy::Transaction);
             HOLD_ANSWERS.with(|h| h.set(outer));
         }))
     });

@@ -209,12 +209,13 @@ pub(super) fn settle(
 
 /// Name the worker's turn in SQLite's writer-hold report, should it hold the writer long.
 fn held_by_turn(name: &str, recorded: usize, moved: usize, claimed: usize) {
-    pool::held_by(HeldBy::Described {
+    pool::held_by(|| HeldBy::Described {
         what: format!(
             "the turn of task worker {name} ({recorded} finished tasks recorded, {moved} appended \
              tasks moved, {claimed} claimed, in one transaction)"
         ),
-        advice: "a worker's turn records and claims up to as many tasks as it has slots: fewer \
-                 slots (`Worker::concurrency`) make shorter turns",
+        advice: "a worker's turn records and claims up to as many tasks as it has slots \
+                 (`Worker::concurrency`) and moves at most 1,000 appended ones: fewer slots make \
+                 shorter turns",
     });
 }
