@@ -62,6 +62,15 @@ async fn capture() -> (tokio::sync::MutexGuard<'static, ()>, Captured) {
     (turn, captured)
 }
 
+/// The one report captured, checked to say the writer was held at least `at_least_ms`.
+fn the_one_report(captured: &Captured, at_least_ms: f64) -> Event {
+    let events = captured.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
+    assert!(held >= at_least_ms, "held {held} ms");
+    events.into_iter().next().unwrap()
+}
+
 fn field(event: &[(String, String)], name: &str) -> String {
     event
         .iter()
@@ -100,17 +109,14 @@ async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
 
     db.save(&mut book("heavy")).await.unwrap();
     db.save(&mut book("light, after")).await.unwrap();
-    let events = captured.0.lock().unwrap().clone();
-    assert_eq!(events.len(), 1, "{events:?}");
-    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
-    assert!(held >= 300.0, "held {held} ms");
-    assert_eq!(field(&events[0], "long_holds"), "1");
-    assert!(field(&events[0], "held_by").starts_with("one write"));
+    let event = the_one_report(&captured, 300.0);
+    assert_eq!(field(&event, "long_holds"), "1");
+    assert!(field(&event, "held_by").starts_with("one write"));
     assert!(
-        field(&events[0], "message")
+        field(&event, "message")
             .contains("by one write (its statements, its in_transaction receivers")
     );
-    assert!(field(&events[0], "message").contains("background receivers"));
+    assert!(field(&event, "message").contains("background receivers"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,12 +134,9 @@ async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transa
     // Reported when the transaction's job ends, before the next job's answer.
     db.save(&mut book("after")).await.unwrap();
 
-    let events = captured.0.lock().unwrap().clone();
-    assert_eq!(events.len(), 1, "{events:?}");
-    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
-    assert!(held >= 300.0, "held {held} ms");
+    let event = the_one_report(&captured, 300.0);
     assert_eq!(
-        field(&events[0], "held_by"),
+        field(&event, "held_by"),
         "a transaction (from its `begin` to its end)"
     );
 }
@@ -182,17 +185,13 @@ async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
     stop.send(()).unwrap();
     handle.await.unwrap();
 
-    let events = captured.0.lock().unwrap().clone();
-    assert_eq!(events.len(), 1, "{events:?}");
-    let held: f64 = field(&events[0], "held_ms").parse().unwrap();
-    assert!(held >= 100.0, "held {held} ms");
+    let event = the_one_report(&captured, 100.0);
     assert_eq!(
-        field(&events[0], "held_by"),
+        field(&event, "held_by"),
         "the turn of task worker w1 (0 finished tasks recorded, 1 appended tasks moved, 1 claimed, \
          in one transaction)"
     );
     assert!(
-        field(&events[0], "message")
-            .contains("as many tasks as it has slots (`Worker::concurrency`)")
+        field(&event, "message").contains("as many tasks as it has slots (`Worker::concurrency`)")
     );
 }
