@@ -34,8 +34,8 @@ const MOVE_BATCH: i64 = 1000;
 /// `queue::MOVE_CLASS`: the advisory-lock class of the move on PostgreSQL.
 const MOVE_CLASS: i32 = 0x6865_726d;
 
-/// `queue::move_appended`'s statement (its INSERT is `MOVE_INSERT`); on SQLite followed by
-/// [`MOVE_DELETE_SQLITE`] when it returned a row.
+/// `queue::move_appended`'s statement (its INSERT is `MOVE_INSERT`, returning the moved tasks'
+/// queues on PostgreSQL only); on SQLite followed by [`MOVE_DELETE_SQLITE`] when it changed a row.
 fn move_sql(dialect: Dialect) -> String {
     const COLUMNS: &str = "id, kind, queue, payload, priority, max_attempts, timeout_ms, unique_key, created_at, run_at";
     let taken = match dialect {
@@ -45,6 +45,10 @@ fn move_sql(dialect: Dialect) -> String {
              WHERE (SELECT pg_try_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) \
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
         ),
+    };
+    let returning = match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " RETURNING queue",
     };
     format!(
         "WITH taken AS ({taken}) INSERT INTO herald_tasks \
@@ -61,8 +65,7 @@ fn move_sql(dialect: Dialect) -> String {
                WHERE nth = 1) AS batch \
          ORDER BY id \
          ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
-         DO UPDATE SET payload = excluded.payload \
-         RETURNING queue"
+         DO UPDATE SET payload = excluded.payload{returning}"
     )
 }
 
@@ -163,11 +166,7 @@ pub(super) fn sqlite(path: &Path, tasks: usize) -> anyhow::Result<Drained> {
             params.extend(held.iter().flat_map(|c| [c.id, c.attempt]));
             completed += statement.execute(rusqlite::params_from_iter(params))?;
         }
-        let moved = {
-            let mut statement = tx.prepare_cached(&move_appended)?;
-            let rows = statement.query_map([MOVE_BATCH], |row| row.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?.len()
-        };
+        let moved = tx.prepare_cached(&move_appended)?.execute([MOVE_BATCH])?;
         if moved > 0 {
             tx.prepare_cached(MOVE_DELETE_SQLITE)?
                 .execute([MOVE_BATCH])?;

@@ -671,10 +671,7 @@ fn move_all(conn: &crate::store::conn::Conn) -> Result<bool> {
     };
     let mut moved = false;
     for _ in 0..appended.div_ceil(queue::MOVE_BATCH) {
-        if queue::move_appended(conn, queue::WhenMoving::Wait)?
-            .queues
-            .is_empty()
-        {
+        if queue::move_appended(conn, queue::WhenMoving::Wait)?.tasks == 0 {
             break;
         }
         moved = true;

@@ -198,8 +198,8 @@ pub(super) fn settle(
         }
         let moved = queue::move_appended(conn, WhenMoving::Skip)?;
         let claimed = queue::claim(conn, queues, free, name, lease)?;
-        held_by_turn(name, outcomes.len(), moved.queues.len(), claimed.len());
-        let left_work = moved.queues.len() > claimed.len();
+        held_by_turn(name, outcomes.len(), moved.tasks, claimed.len());
+        let left_work = moved.tasks > claimed.len();
         if left_work && conn.dialect() == crate::model::Dialect::Postgres {
             crate::store::outbox::notify(conn, moved.queues.iter().map(String::as_str))?;
         }

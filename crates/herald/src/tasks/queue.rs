@@ -80,8 +80,12 @@ pub(crate) enum WhenMoving {
 /// What one [`move_appended`] moved.
 #[derive(Debug, Default)]
 pub(crate) struct Moved {
-    /// The queue of each task it added to `herald_tasks` or coalesced into an available one
-    /// there (one entry per task, not per appended row).
+    /// The tasks it added to `herald_tasks` or coalesced into an available one there (one per
+    /// task, not per appended row).
+    pub(crate) tasks: usize,
+    /// PostgreSQL: the queue of each of those tasks, for the `NOTIFY` that wakes other hosts'
+    /// workers. SQLite: empty (its workers are all in the writer's process, and reading the
+    /// queues back cost the move a fifth of its time).
     pub(crate) queues: Vec<String>,
 }
 
@@ -113,8 +117,26 @@ const MOVE_INSERT: &str = "INSERT INTO herald_tasks \
            WHERE nth = 1) AS batch \
      ORDER BY id \
      ON CONFLICT (unique_key) WHERE state = 'available' AND unique_key IS NOT NULL \
-     DO UPDATE SET payload = excluded.payload \
-     RETURNING queue";
+     DO UPDATE SET payload = excluded.payload";
+
+/// The move's statement, its one parameter the most rows to take: on SQLite the INSERT alone,
+/// whose count of changes is the tasks it moved (an upsert counts the rows it inserted and those
+/// its `DO UPDATE` changed); on PostgreSQL the DELETE from the outbox feeding it, returning each
+/// moved task's queue.
+fn move_sql(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => format!(
+            "WITH taken AS (SELECT {APPENDED_COLUMNS} FROM herald_outbox ORDER BY id LIMIT ?1) \
+             {MOVE_INSERT}"
+        ),
+        Dialect::Postgres => format!(
+            "WITH taken AS (DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox \
+             WHERE (SELECT pg_try_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {APPENDED_COLUMNS}) \
+             {MOVE_INSERT} RETURNING queue"
+        ),
+    }
+}
 
 /// Move up to [`MOVE_BATCH`] appended tasks, the oldest first, from the outbox into
 /// `herald_tasks`, in one transaction with deleting them from the outbox (the caller's, or one of
@@ -131,17 +153,7 @@ const MOVE_INSERT: &str = "INSERT INTO herald_tasks \
 pub(crate) fn move_appended(conn: &Conn, when_moving: WhenMoving) -> Result<Moved> {
     let dialect = conn.dialect();
     let limit = [Value::Int(MOVE_BATCH as i64)];
-    let taken = match dialect {
-        Dialect::Sqlite => {
-            format!("SELECT {APPENDED_COLUMNS} FROM herald_outbox ORDER BY id LIMIT ?1")
-        }
-        Dialect::Postgres => format!(
-            "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox \
-             WHERE (SELECT pg_try_advisory_xact_lock({MOVE_CLASS}, 'herald_outbox'::regclass::oid::int4)) \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {APPENDED_COLUMNS}"
-        ),
-    };
-    let sql = format!("WITH taken AS ({taken}) {MOVE_INSERT}");
+    let sql = move_sql(dialect);
     let moved = |conn: &Conn| -> Result<Moved> {
         if dialect == Dialect::Postgres && when_moving == WhenMoving::Wait {
             conn.query(
@@ -152,18 +164,28 @@ pub(crate) fn move_appended(conn: &Conn, when_moving: WhenMoving) -> Result<Move
                 &[SqlType::Int],
             )?;
         }
-        let queues: Vec<String> = conn
-            .query(&sql, &limit, &[SqlType::Text])?
-            .iter()
-            .map(|row| text(&row[0]))
-            .collect();
-        if dialect == Dialect::Sqlite && !queues.is_empty() {
+        if dialect == Dialect::Postgres {
+            let queues: Vec<String> = conn
+                .query(&sql, &limit, &[SqlType::Text])?
+                .iter()
+                .map(|row| text(&row[0]))
+                .collect();
+            return Ok(Moved {
+                tasks: queues.len(),
+                queues,
+            });
+        }
+        let tasks = conn.execute(&sql, &limit)? as usize;
+        if tasks > 0 {
             conn.execute(
                 "DELETE FROM herald_outbox WHERE id IN (SELECT id FROM herald_outbox ORDER BY id LIMIT ?1)",
                 &limit,
             )?;
         }
-        Ok(Moved { queues })
+        Ok(Moved {
+            tasks,
+            queues: Vec::new(),
+        })
     };
     if conn.in_transaction() {
         moved(conn)
@@ -459,5 +481,48 @@ mod tests {
         assert!(plan.contains("MULTI-INDEX OR"), "{plan}");
         assert!(plan.contains("INTEGER PRIMARY KEY"), "{plan}");
         assert!(!plan.contains("herald_tasks_claim"), "{plan}");
+    }
+
+    #[test]
+    fn the_sqlite_moves_count_of_changes_is_one_per_task_added_or_coalesced() {
+        let db = rusqlite::Connection::open_in_memory().expect("open");
+        db.execute_batch(&crate::store::outbox::tasks_migration(Dialect::Sqlite))
+            .expect("create the tasks table");
+        db.execute_batch(&crate::store::outbox::outbox_migration(Dialect::Sqlite))
+            .expect("create the outbox");
+        let append = |payload: &str, key: Option<&str>| {
+            db.execute(
+                "INSERT INTO herald_outbox (kind, queue, payload, priority, max_attempts, \
+                 timeout_ms, unique_key, created_at, run_at) VALUES ('k', 'q', ?1, 0, 3, 0, ?2, 1, 1)",
+                rusqlite::params![payload, key],
+            )
+            .expect("append");
+        };
+        // k2 already has an available task: its appended row coalesces into it.
+        append("k2 first", Some("k2"));
+        assert_eq!(
+            db.execute(&move_sql(Dialect::Sqlite), [100]).expect("move"),
+            1
+        );
+        db.execute("DELETE FROM herald_outbox", [])
+            .expect("empty the outbox");
+        // Five rows, four tasks: a, k1 (two rows, one task), b, and k2's newer payload.
+        append("a", None);
+        append("k1 old", Some("k1"));
+        append("b", None);
+        append("k1 new", Some("k1"));
+        append("k2 newer", Some("k2"));
+
+        let moved = db.execute(&move_sql(Dialect::Sqlite), [100]).expect("move");
+
+        assert_eq!(moved, 4);
+        let tasks: Vec<String> = db
+            .prepare("SELECT payload FROM herald_tasks ORDER BY id")
+            .expect("list")
+            .query_map([], |row| row.get(0))
+            .expect("list")
+            .collect::<std::result::Result<_, _>>()
+            .expect("read");
+        assert_eq!(tasks, ["k2 newer", "a", "k1 new", "b"]);
     }
 }
