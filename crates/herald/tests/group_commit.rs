@@ -7,35 +7,10 @@
 
 mod common;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Waker};
-
-use common::{Book, Log, book, titles};
+use common::{Book, Log, book, queued, save, titles};
 use herald::Store;
 use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::{Db, Model};
-
-type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// Poll `future` once, so that its job is on the writer's queue, and keep it for later.
-fn queued<T>(future: impl Future<Output = T> + Send + 'static) -> Pending<T> {
-    let mut future: Pending<T> = Box::pin(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        future.as_mut().poll(&mut cx).is_pending(),
-        "the writer is pinned by a transaction, so no write can have finished"
-    );
-    future
-}
-
-fn save(db: &Db, mut book: Book) -> impl Future<Output = herald::Result<Book>> + Send + 'static {
-    let db = db.clone();
-    async move {
-        db.save(&mut book).await?;
-        Ok(book)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_writes_keep_their_own_outcome_and_hooks() {

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{Book, book, spawn_worker, within};
+use common::{Book, book, queued, save, spawn_worker, within};
 use herald::Store;
 use herald::dispatch::{Error as ReceiverError, PreSave};
 use herald::tasks::{Background, TaskContext, TaskOptions, Worker};
@@ -117,6 +117,43 @@ async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
             .contains("by one write (its statements, its in_transaction receivers")
     );
     assert!(field(&event, "message").contains("background receivers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_together() {
+    let (_turn, captured) = capture().await;
+    let target = common::sqlite("writer_hold_group");
+    let db = target.open().await;
+    db.signals().set_slow_threshold(Duration::from_millis(200));
+    let _heavy =
+        db.signals()
+            .pre_save::<Book>()
+            .in_transaction()
+            .connect(|e: &mut PreSave<'_, Book>| {
+                if e.instance.title == "heavy" {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                Ok(())
+            });
+
+    // Three saves queued behind an open transaction: its commit releases them as one group.
+    let tx = db.begin().await.unwrap();
+    let pending: Vec<_> = ["light", "heavy", "light again"]
+        .into_iter()
+        .map(|title| queued(save(&db, book(title))))
+        .collect();
+    tx.commit().await.unwrap();
+    for saved in pending {
+        saved.await.unwrap();
+    }
+    db.save(&mut book("after")).await.unwrap();
+
+    let event = the_one_report(&captured, 300.0);
+    assert_eq!(
+        field(&event, "held_by"),
+        "3 writes committed together (their statements, their in_transaction receivers and one \
+         commit)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,3 +343,30 @@ pub fn spawn_worker(
     });
     (stop, handle)
 }
+
+/// A future kept after its first poll ([`queued`]).
+pub type Pending<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Poll `future` once, so that its job is on the writer's queue, and keep it for later: with the
+/// writer pinned by an open transaction, writes queue deterministically.
+pub fn queued<T>(future: impl Future<Output = T> + Send + 'static) -> Pending<T> {
+    let mut future: Pending<T> = Box::pin(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the writer is pinned by a transaction, so no write can have finished"
+    );
+    future
+}
+
+/// Save `book` and give it back, as a future that owns what it needs.
+pub fn save(
+    db: &Db,
+    mut book: Book,
+) -> impl Future<Output = herald::Result<Book>> + Send + 'static {
+    let db = db.clone();
+    async move {
+        db.save(&mut book).await?;
+        Ok(book)
+    }
+}
