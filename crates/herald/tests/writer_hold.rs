@@ -80,25 +80,29 @@ fn field(event: &[(String, String)], name: &str) -> String {
         .clone()
 }
 
+/// A slow threshold of 200 ms, and an `in_transaction` receiver that works 300 ms for a book
+/// titled "heavy": heavy work inside the write's transaction, on the connection, holds the writer
+/// (a caller-side receiver would delay only its own save). The margins are wide enough that a
+/// light save on a loaded machine stays far below the threshold.
+fn heavy_in_transaction(db: &herald::Db) -> herald::dispatch::Connection {
+    db.signals().set_slow_threshold(Duration::from_millis(200));
+    db.signals()
+        .pre_save::<Book>()
+        .in_transaction()
+        .connect(|e: &mut PreSave<'_, Book>| {
+            if e.instance.title == "heavy" {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            Ok(())
+        })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
     let (_turn, captured) = capture().await;
     let target = common::sqlite("writer_hold");
     let db = target.open().await;
-    // Margins wide enough that a light save on a loaded machine stays far below the threshold.
-    db.signals().set_slow_threshold(Duration::from_millis(200));
-    let _heavy =
-        db.signals()
-            .pre_save::<Book>()
-            .in_transaction()
-            .connect(|e: &mut PreSave<'_, Book>| {
-                if e.instance.title == "heavy" {
-                    // Heavy work inside the write's transaction, on the connection: it holds the
-                    // writer (a caller-side receiver would delay only its own save).
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-                Ok(())
-            });
+    let _heavy = heavy_in_transaction(&db);
 
     // The writer reports a job after answering it; the next job's answer comes after that report.
     // (Opening ran the migrations on the writer: not reported, since nothing could wait for them.)
@@ -124,17 +128,7 @@ async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_togeth
     let (_turn, captured) = capture().await;
     let target = common::sqlite("writer_hold_group");
     let db = target.open().await;
-    db.signals().set_slow_threshold(Duration::from_millis(200));
-    let _heavy =
-        db.signals()
-            .pre_save::<Book>()
-            .in_transaction()
-            .connect(|e: &mut PreSave<'_, Book>| {
-                if e.instance.title == "heavy" {
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-                Ok(())
-            });
+    let _heavy = heavy_in_transaction(&db);
 
     // Three saves queued behind an open transaction: its commit releases them as one group.
     let tx = db.begin().await.unwrap();
