@@ -530,6 +530,12 @@ pub(crate) async fn postgres(
     Ok(rows)
 }
 
+/// The raw rows' INSERT of a book, as Herald's save sends it (`raw_insert`, `raw_insert_with_task`).
+const RAW_INSERT: &str = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4)";
+
+/// The raw rows' INSERT of the books they read or update, outside their timing.
+const RAW_FILL: &str = "INSERT INTO books (title, slug, body, price_cents) VALUES (?1, '', ?2, ?3)";
+
 /// A bare connection to a new database at `path` in WAL/NORMAL, with the books table.
 fn raw_books(path: &std::path::Path) -> anyhow::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
@@ -546,10 +552,7 @@ fn raw_sqlite_get(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
     let mut conn = raw_books(path)?;
     let fill = conn.transaction()?;
     for i in 0..plan.ops {
-        fill.execute(
-            "INSERT INTO books (title, slug, body, price_cents) VALUES (?1, '', ?2, ?3)",
-            rusqlite::params![TITLE, BODY, i as i64],
-        )?;
+        fill.execute(RAW_FILL, rusqlite::params![TITLE, BODY, i as i64])?;
     }
     fill.commit()?;
     let sql = "SELECT \"id\", \"title\", \"slug\", \"body\", \"price_cents\" FROM \"books\" WHERE \"id\" = ?1";
@@ -581,7 +584,6 @@ fn raw_sqlite_with_task(path: &std::path::Path, plan: &Plan) -> anyhow::Result<R
          timeout_ms INTEGER NOT NULL, unique_key TEXT, created_at INTEGER NOT NULL, \
          run_at INTEGER NOT NULL)",
     )?;
-    let book = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4)";
     let task = "INSERT INTO appended (kind, queue, payload, priority, max_attempts, timeout_ms, \
                 unique_key, created_at, run_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     let slug = slugify(TITLE);
@@ -594,7 +596,7 @@ fn raw_sqlite_with_task(path: &std::path::Path, plan: &Plan) -> anyhow::Result<R
         for i in 0..plan.ops {
             let one = Instant::now();
             conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-            conn.prepare_cached(book)?
+            conn.prepare_cached(RAW_INSERT)?
                 .execute(rusqlite::params![TITLE, slug, BODY, i as i64])?;
             let key = conn.last_insert_rowid();
             let payload = serde_json::json!({
@@ -645,17 +647,14 @@ fn raw_sqlite_bulk_update(
     way: RawUpdate,
 ) -> anyhow::Result<Samples> {
     let mut conn = raw_books(path)?;
-    let values = (0..1000)
-        .map(|_| "(?, ?, ?)")
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = match way {
         RawUpdate::PerRow => {
             "UPDATE \"books\" SET \"title\" = ?1, \"price_cents\" = ?2 WHERE \"id\" = ?3".to_owned()
         }
         RawUpdate::Values => format!(
-            "WITH v(k, c0, c1) AS (VALUES {values}) UPDATE \"books\" SET \"title\" = v.c0, \
-             \"price_cents\" = v.c1 FROM v WHERE \"books\".\"id\" = v.k"
+            "WITH v(k, c0, c1) AS (VALUES {}) UPDATE \"books\" SET \"title\" = v.c0, \
+             \"price_cents\" = v.c1 FROM v WHERE \"books\".\"id\" = v.k",
+            vec!["(?, ?, ?)"; 1000].join(", ")
         ),
     };
     let mut samples = Samples::default();
@@ -666,10 +665,7 @@ fn raw_sqlite_bulk_update(
             let fill = conn.transaction()?;
             let mut keys = Vec::with_capacity(1000);
             for i in 0..1000 {
-                fill.execute(
-                    "INSERT INTO books (title, slug, body, price_cents) VALUES (?1, '', ?2, ?3)",
-                    rusqlite::params![TITLE, BODY, i as i64],
-                )?;
+                fill.execute(RAW_FILL, rusqlite::params![TITLE, BODY, i as i64])?;
                 keys.push(fill.last_insert_rowid());
             }
             fill.commit()?;
@@ -712,7 +708,6 @@ fn raw_sqlite_bulk_update(
 /// the connection's last inserted rowid, as Herald's save on SQLite reads its key.
 fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
     let conn = raw_books(path)?;
-    let sql = "INSERT INTO \"books\" (\"title\", \"slug\", \"body\", \"price_cents\") VALUES (?1, ?2, ?3, ?4)";
     let slug = slugify(TITLE);
     let mut samples = Samples::default();
     for _ in 0..plan.samples {
@@ -720,7 +715,7 @@ fn raw_sqlite(path: &std::path::Path, plan: &Plan) -> anyhow::Result<Row> {
         let started = Instant::now();
         for i in 0..plan.ops {
             let one = Instant::now();
-            let mut statement = conn.prepare_cached(sql)?;
+            let mut statement = conn.prepare_cached(RAW_INSERT)?;
             // `execute` runs the statement to its end: SQLite's automatic checkpoint runs only
             // when a statement that committed completes (not when one is reset after its first
             // row), so it runs in this row's timing as it does in a save's.
