@@ -183,11 +183,13 @@ async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
         .connect()
         .keep();
     db.save(&mut book("queued")).await.unwrap();
-    // Claiming a task runs this trigger, in the worker's turn: a slow turn without a slow task.
+    // Claiming a task runs this trigger, in the worker's turn: a slow turn without a slow task
+    // (a three-way cross join of 300 rows, 27 million rows counted: 0.3 s and more, three times
+    // the threshold, where 200 rows came close to it on a fast CPU).
     db.run(|conn| {
         conn.batch(
             "CREATE TABLE slow_rows (n INTEGER);
-             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200)
+             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300)
              INSERT INTO slow_rows SELECT n FROM c;
              CREATE TRIGGER slow_claim AFTER UPDATE OF state ON herald_tasks
              WHEN new.state = 'running'
