@@ -151,6 +151,35 @@ async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_togeth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_db_run_closure_is_reported_as_one_job_with_the_advice_to_split_it() {
+    let (_turn, captured) = capture().await;
+    let target = common::sqlite("writer_hold_run");
+    let db = target.open().await;
+    db.signals().set_slow_threshold(Duration::from_millis(200));
+
+    db.run(|conn| {
+        // The closure's own slow work, on the writer's connection.
+        std::thread::sleep(Duration::from_millis(300));
+        conn.batch("DELETE FROM books")
+    })
+    .await
+    .unwrap();
+    db.save(&mut book("after")).await.unwrap();
+
+    let event = the_one_report(&captured, 300.0);
+    assert_eq!(
+        field(&event, "held_by"),
+        "one job (a `db.run` closure, a bulk write, or another call's statements)"
+    );
+    let message = field(&event, "message");
+    assert!(
+        message.contains("split long `db.run` closures and bulk writes into smaller ones"),
+        "{message}"
+    );
+    assert!(!message.contains("caller-side receivers"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transaction() {
     let (_turn, captured) = capture().await;
     let target = common::sqlite("writer_hold_transaction");

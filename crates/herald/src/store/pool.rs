@@ -142,7 +142,12 @@ impl HeldBy {
     fn advice(&self) -> &'static str {
         match self {
             HeldBy::Described { advice, .. } => advice,
-            _ => {
+            HeldBy::Nobody | HeldBy::Job => {
+                "split long `db.run` closures and bulk writes into smaller ones (each a job of its \
+                 own, with the writer free between them), and move heavy work out of their \
+                 in_transaction receivers"
+            }
+            HeldBy::Writes(_) | HeldBy::Transaction => {
                 "move heavy work out of in_transaction receivers and transactions, to caller-side \
                  receivers (which delay only their own write) or background receivers"
             }
