@@ -75,6 +75,11 @@ pub(crate) struct SeedArgs {
     /// Herald's.
     #[arg(long)]
     django: bool,
+    /// Seed table: run Herald's background pattern with no worker, so that its saves/s is what its
+    /// saves alone cost (its tasks stay queued, and its work shows as not done). Django's side
+    /// is unchanged.
+    #[arg(long)]
+    no_worker: bool,
     /// Seed table: the venv for `--django` [default: <workspace>/target/herald-bench/django-venv].
     #[arg(long, value_name = "DIR")]
     django_venv: Option<PathBuf>,
@@ -151,6 +156,8 @@ pub(crate) struct Settings {
     clients: usize,
     duration: Duration,
     drain_deadline: Duration,
+    /// Whether Herald's background pattern runs its worker (`--no-worker` says not).
+    worker: bool,
 }
 
 impl Settings {
@@ -169,6 +176,7 @@ impl Settings {
             clients: usize::from(args.clients),
             duration: Duration::from_secs_f64(seconds),
             drain_deadline: DRAIN_DEADLINE,
+            worker: !args.no_worker,
         })
     }
 
@@ -327,6 +335,8 @@ pub(crate) struct Report {
     clients: usize,
     seconds_per_pattern: f64,
     slow_threshold_ms: f64,
+    /// Whether Herald's background pattern ran its worker (false with `--no-worker`).
+    background_worker: bool,
     /// Herald's rows, then Django's when it ran.
     rows: Vec<Entry>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,6 +426,7 @@ impl Report {
             clients: settings.clients,
             seconds_per_pattern: settings.duration.as_secs_f64(),
             slow_threshold_ms: settings.slow_threshold().as_secs_f64() * 1e3,
+            background_worker: settings.worker,
             rows,
             django_version,
             python_version,
@@ -562,7 +573,7 @@ async fn measure(
         .await
         .with_context(|| format!("opening {url}"))?;
     db.create_table::<Book>().await?;
-    let worker = (pattern == Pattern::HeavyPostSaveBackground)
+    let worker = (pattern == Pattern::HeavyPostSaveBackground && settings.worker)
         .then(|| Running::spawn(background_worker(&db, settings, &work)));
     let (latencies, elapsed) = clients(&db, settings, bar, label).await?;
     let mut drain = None;
@@ -734,6 +745,12 @@ fn print_table(report: &Report, slow: &BTreeMap<String, u64>) {
         report.seconds_per_pattern,
         report.slow_threshold_ms,
     );
+    if !report.background_worker {
+        println!(
+            "Herald's background pattern ran with no worker (`--no-worker`): its tasks stayed \
+             queued, so its work shows as not done.\n"
+        );
+    }
     println!(
         "| pattern | side | save p50 | save p99 | saves/s | work completed | drain | verdict (measured) | seed's verdict |"
     );

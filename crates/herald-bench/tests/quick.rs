@@ -15,14 +15,15 @@ struct Run {
     report: Value,
 }
 
-/// Run the built binary with `--quick --json <tmp>`; it must exit 0.
-fn quick_run() -> Run {
+/// Run the built binary with `--quick --json <tmp>` and `args`; it must exit 0.
+fn quick_run(args: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("a scratch folder");
     let json = dir.path().join("report.json");
     let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
         .arg("--quick")
         .arg("--json")
         .arg(&json)
+        .args(args)
         .env_remove("HERALD_BENCH_POSTGRES_URL")
         .output()
         .expect("herald-bench starts");
@@ -66,7 +67,7 @@ fn assert_positive(value: &Value, key: &str) {
 
 #[test]
 fn quick_run_prints_and_reports_every_row_and_seed_pattern() {
-    let run = quick_run();
+    let run = quick_run(&[]);
 
     for name in sqlite_rows() {
         assert_table_has(&run.stdout, name);
@@ -88,6 +89,7 @@ fn quick_run_prints_and_reports_every_row_and_seed_pattern() {
     for key in ["heavy_ms", "clients", "seconds_per_pattern"] {
         assert_positive(seed, key);
     }
+    assert_eq!(seed["background_worker"], true, "{seed}");
     let seed_rows = seed["rows"].as_array().expect("`seed.rows` is an array");
     for pattern in names::SEED_PATTERNS {
         assert_table_has(&run.stdout, pattern);
@@ -110,4 +112,30 @@ fn quick_run_prints_and_reports_every_row_and_seed_pattern() {
             "{pattern}: no verdict in {row}"
         );
     }
+}
+
+#[test]
+fn without_a_worker_the_background_pattern_saves_and_leaves_its_tasks_queued() {
+    let run = quick_run(&["--only", "seed", "--no-worker"]);
+
+    assert!(
+        run.stdout.contains("ran with no worker (`--no-worker`)"),
+        "the table does not say so:\n{}",
+        run.stdout
+    );
+    let seed = &run.report["seed"];
+    assert_eq!(seed["background_worker"], false, "{seed}");
+    let background = seed["rows"]
+        .as_array()
+        .expect("`seed.rows` is an array")
+        .iter()
+        .find(|row| row["side"] == "herald" && row["pattern"] == "heavy_post_save_background")
+        .expect("the background row");
+    assert_positive(background, "saves_per_second");
+    assert_eq!(
+        background["completed_pct"].as_f64(),
+        Some(0.0),
+        "{background}"
+    );
+    assert!(background["drain_s"].is_null(), "{background}");
 }
