@@ -298,6 +298,9 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// The background pattern's verdict with `--no-worker`: its work was not meant to run.
+const NO_WORKER_VERDICT: &str = "— (no worker: its tasks stayed queued)";
+
 /// The verdict a measurement earns, in the seed's words: work lost is worst; then a save that
 /// takes at least as long as the heavy work blocks the response, and the write too when the work
 /// runs before it.
@@ -473,9 +476,14 @@ fn herald_side(
         for (name, n) in &slow {
             *all_slow.entry(name.clone()).or_insert(0) += n;
         }
+        let verdict = if pattern == Pattern::HeavyPostSaveBackground && !settings.worker {
+            NO_WORKER_VERDICT
+        } else {
+            verdict(pattern, &measured, settings.heavy)
+        };
         entries.push(Entry {
             side: "herald",
-            verdict: verdict(pattern, &measured, settings.heavy),
+            verdict,
             measured,
             slow_warnings: Some(slow),
         });

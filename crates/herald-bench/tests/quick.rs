@@ -138,4 +138,8 @@ fn without_a_worker_the_background_pattern_saves_and_leaves_its_tasks_queued() {
         "{background}"
     );
     assert!(background["drain_s"].is_null(), "{background}");
+    assert_eq!(
+        background["verdict"], "— (no worker: its tasks stayed queued)",
+        "not judged as work lost: {background}"
+    );
 }
