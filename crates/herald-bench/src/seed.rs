@@ -180,6 +180,12 @@ impl Settings {
         })
     }
 
+    /// Whether `pattern` runs with a worker on Herald's side: the background one, unless
+    /// `--no-worker`.
+    fn runs_worker(&self, pattern: Pattern) -> bool {
+        pattern == Pattern::HeavyPostSaveBackground && self.worker
+    }
+
     /// Herald's slow threshold: half the heavy work, so every heavy call is named.
     fn slow_threshold(&self) -> Duration {
         self.heavy / 2
@@ -581,7 +587,8 @@ async fn measure(
         .await
         .with_context(|| format!("opening {url}"))?;
     db.create_table::<Book>().await?;
-    let worker = (pattern == Pattern::HeavyPostSaveBackground && settings.worker)
+    let worker = settings
+        .runs_worker(pattern)
         .then(|| Running::spawn(background_worker(&db, settings, &work)));
     let (latencies, elapsed) = clients(&db, settings, bar, label).await?;
     let mut drain = None;

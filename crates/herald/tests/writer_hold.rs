@@ -62,6 +62,27 @@ async fn capture() -> (tokio::sync::MutexGuard<'static, ()>, Captured) {
     (turn, captured)
 }
 
+/// A test's turn, its captured events, and a fresh SQLite database named `name` (kept while the
+/// returned [`Watched`] lives).
+async fn watched(name: &str) -> Watched {
+    let (turn, captured) = capture().await;
+    let target = common::sqlite(name);
+    let db = target.open().await;
+    Watched {
+        _turn: turn,
+        captured,
+        db,
+        _target: target,
+    }
+}
+
+struct Watched {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    captured: Captured,
+    db: herald::Db,
+    _target: common::Target,
+}
+
 /// The one report captured, checked to say the writer was held at least `at_least_ms`.
 fn the_one_report(captured: &Captured, at_least_ms: f64) -> Event {
     let events = captured.0.lock().unwrap().clone();
@@ -99,10 +120,9 @@ fn heavy_in_transaction(db: &herald::Db) -> herald::dispatch::Connection {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
-    let (_turn, captured) = capture().await;
-    let target = common::sqlite("writer_hold");
-    let db = target.open().await;
-    let _heavy = heavy_in_transaction(&db);
+    let watched = watched("writer_hold").await;
+    let (captured, db) = (&watched.captured, &watched.db);
+    let _heavy = heavy_in_transaction(db);
 
     // The writer reports a job after answering it; the next job's answer comes after that report.
     // (Opening ran the migrations on the writer: not reported, since nothing could wait for them.)
@@ -113,7 +133,7 @@ async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
 
     db.save(&mut book("heavy")).await.unwrap();
     db.save(&mut book("light, after")).await.unwrap();
-    let event = the_one_report(&captured, 300.0);
+    let event = the_one_report(captured, 300.0);
     assert_eq!(field(&event, "long_holds"), "1");
     assert!(field(&event, "held_by").starts_with("one write"));
     assert!(
@@ -125,16 +145,15 @@ async fn a_write_that_holds_the_writer_past_the_slow_threshold_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_together() {
-    let (_turn, captured) = capture().await;
-    let target = common::sqlite("writer_hold_group");
-    let db = target.open().await;
-    let _heavy = heavy_in_transaction(&db);
+    let watched = watched("writer_hold_group").await;
+    let (captured, db) = (&watched.captured, &watched.db);
+    let _heavy = heavy_in_transaction(db);
 
     // Three saves queued behind an open transaction: its commit releases them as one group.
     let tx = db.begin().await.unwrap();
     let pending: Vec<_> = ["light", "heavy", "light again"]
         .into_iter()
-        .map(|title| queued(save(&db, book(title))))
+        .map(|title| queued(save(db, book(title))))
         .collect();
     tx.commit().await.unwrap();
     for saved in pending {
@@ -142,7 +161,7 @@ async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_togeth
     }
     db.save(&mut book("after")).await.unwrap();
 
-    let event = the_one_report(&captured, 300.0);
+    let event = the_one_report(captured, 300.0);
     assert_eq!(
         field(&event, "held_by"),
         "3 writes committed together (their statements, their in_transaction receivers and one \
@@ -152,9 +171,8 @@ async fn writes_sharing_a_commit_are_reported_as_so_many_writes_committed_togeth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_db_run_closure_is_reported_as_one_job_with_the_advice_to_split_it() {
-    let (_turn, captured) = capture().await;
-    let target = common::sqlite("writer_hold_run");
-    let db = target.open().await;
+    let watched = watched("writer_hold_run").await;
+    let (captured, db) = (&watched.captured, &watched.db);
     db.signals().set_slow_threshold(Duration::from_millis(200));
 
     db.run(|conn| {
@@ -166,7 +184,7 @@ async fn a_long_db_run_closure_is_reported_as_one_job_with_the_advice_to_split_i
     .unwrap();
     db.save(&mut book("after")).await.unwrap();
 
-    let event = the_one_report(&captured, 300.0);
+    let event = the_one_report(captured, 300.0);
     assert_eq!(
         field(&event, "held_by"),
         "one job (a `db.run` closure, a bulk write, or another call's statements)"
@@ -181,9 +199,8 @@ async fn a_long_db_run_closure_is_reported_as_one_job_with_the_advice_to_split_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transaction() {
-    let (_turn, captured) = capture().await;
-    let target = common::sqlite("writer_hold_transaction");
-    let db = target.open().await;
+    let watched = watched("writer_hold_transaction").await;
+    let (captured, db) = (&watched.captured, &watched.db);
     db.signals().set_slow_threshold(Duration::from_millis(200));
 
     let tx = db.begin().await.unwrap();
@@ -194,7 +211,7 @@ async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transa
     // Reported when the transaction's job ends, before the next job's answer.
     db.save(&mut book("after")).await.unwrap();
 
-    let event = the_one_report(&captured, 300.0);
+    let event = the_one_report(captured, 300.0);
     assert_eq!(
         field(&event, "held_by"),
         "a transaction (from its `begin` to its end)"
@@ -203,9 +220,8 @@ async fn a_transaction_held_open_past_the_slow_threshold_is_reported_as_a_transa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
-    let (_turn, captured) = capture().await;
-    let target = common::sqlite("writer_hold_worker");
-    let db = target.open().await;
+    let watched = watched("writer_hold_worker").await;
+    let (captured, db) = (&watched.captured, &watched.db);
     db.signals()
         .post_save::<Book>()
         .background("reindex", TaskOptions::default())
@@ -247,7 +263,7 @@ async fn a_task_workers_long_turn_is_reported_as_the_workers_turn() {
     stop.send(()).unwrap();
     handle.await.unwrap();
 
-    let event = the_one_report(&captured, 100.0);
+    let event = the_one_report(captured, 100.0);
     assert_eq!(
         field(&event, "held_by"),
         "the turn of task worker w1 (0 finished tasks recorded, 1 appended tasks moved, 1 claimed, \
